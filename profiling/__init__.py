@@ -1,0 +1,1 @@
+"""nnsplice package (see README)."""
