@@ -101,3 +101,13 @@ def test_sandbox_path_mapping():
     assert rewrite_command(cmd, root) == (
         "cat /r/oot/sys/devices/x '/r/oot/data/local/tmp/a b' && ls /data/local/tmpfoo /usr/sys/x "
         "X=/r/oot/sdcard/y")
+
+
+def test_output_unmapper_handles_split_chunks():
+    from android_runtime.loopback.sandbox import OutputUnmapper
+
+    text = b"a /r/oot/sys/x and /r/oot/data/local/tmp/y /r/o"
+    for cut in range(1, len(text)):
+        unmapper = OutputUnmapper(Path("/r/oot"))
+        out = unmapper.feed(text[:cut]) + unmapper.feed(text[cut:]) + unmapper.flush()
+        assert out == b"a /sys/x and /data/local/tmp/y /r/o", cut

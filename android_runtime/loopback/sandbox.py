@@ -9,9 +9,10 @@ Mapping (a test double for a phone, NOT a security sandbox):
   binaries; only the prefixes in ``SHELL_MAPPED_PREFIXES`` are rewritten to
   ``ROOT/...`` where they start a word (after a space, quote, ``=``, ``:``, ``(``,
   ``;``, ``|``, ``&``, ``<``, ``>`` or the line start). Paths built at run time
-  (``cd /data; ls local/tmp``, ``$VAR/tmp``) are not rewritten, and output is not
-  rewritten back: ``pwd`` shows the host path. Commands can touch anything the
-  host user can.
+  (``cd /data; ls local/tmp``, ``$VAR/tmp``) are not rewritten. Text inside quotes
+  is rewritten too (``echo '/sys/x'`` prints ``ROOT/sys/x`` on the device), so shell
+  output has ``ROOT`` taken back out (``OutputUnmapper``): ``pwd`` in a mapped
+  folder shows the device path. Commands can touch anything the host user can.
 * ``getprop`` reads a property table written into ROOT; ``su`` either runs the
   command with ``LOOPBACK_UID=0`` (rooted; no real privilege change) or fails with
   ``su: not found`` and exit 127; ``id`` reports uid 2000 (shell) or 0 under su,
@@ -95,6 +96,34 @@ def device_to_host(device_path: str, root: Path) -> Path:
 def rewrite_command(command: str, root: Path) -> str:
     """Rewrite the mapped device path prefixes in a shell command to host paths under ``root``."""
     return _PREFIX_RE.sub(lambda m: str(root) + m.group(1), command)
+
+
+class OutputUnmapper:
+    """Removes the ROOT prefix from a byte stream cut in arbitrary chunks.
+
+    ``ROOT/x`` becomes ``/x``; a chunk ending in a partial ``ROOT/`` is held back until
+    the next chunk (or ``flush``) decides it.
+    """
+
+    def __init__(self, root: Path):
+        self._needle = str(root).encode() + b"/"
+        self._held = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Return what can be emitted now."""
+        data = (self._held + chunk).replace(self._needle, b"/")
+        keep = 0
+        for size in range(min(len(self._needle) - 1, len(data)), 0, -1):
+            if data.endswith(self._needle[:size]):
+                keep = size
+                break
+        self._held = data[len(data) - keep:] if keep else b""
+        return data[:len(data) - keep] if keep else data
+
+    def flush(self) -> bytes:
+        """Whatever was held back, at the end of the stream."""
+        held, self._held = self._held, b""
+        return held
 
 
 def stat_of(path: Path, follow: bool = False) -> FileStat:

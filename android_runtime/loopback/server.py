@@ -202,6 +202,8 @@ class LoopbackDevice:
         self._connections.add(conn)
         try:
             await conn.run()
+        except asyncio.CancelledError:  # stop(): the connection task ends quietly
+            pass
         finally:
             self._connections.discard(conn)
 

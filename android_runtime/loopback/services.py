@@ -12,7 +12,7 @@ import signal
 from typing import Awaitable, Callable, Protocol
 
 from android_runtime.loopback import protocol as p
-from android_runtime.loopback.sandbox import Sandbox, rewrite_command, stat_of
+from android_runtime.loopback.sandbox import OutputUnmapper, Sandbox, rewrite_command, stat_of
 
 SYNC_DATA_MAX = 64 * 1024
 _READ_CHUNK = 64 * 1024
@@ -66,9 +66,16 @@ def _kill(proc: asyncio.subprocess.Process) -> None:
             pass
 
 
-async def _pump_out(source: asyncio.StreamReader, stream: Stream, frame_id: int | None) -> None:
+async def _pump_out(source: asyncio.StreamReader, stream: Stream, frame_id: int | None,
+                    unmapper: OutputUnmapper | None = None) -> None:
+    async def emit(data: bytes) -> None:
+        if data:
+            await stream.write(data if frame_id is None else p.encode_shell_packet(frame_id, data))
+
     while chunk := await source.read(_READ_CHUNK):
-        await stream.write(chunk if frame_id is None else p.encode_shell_packet(frame_id, chunk))
+        await emit(unmapper.feed(chunk) if unmapper else chunk)
+    if unmapper:
+        await emit(unmapper.flush())
 
 
 async def _pump_in(stream: Stream, proc: asyncio.subprocess.Process, framed: bool) -> None:
@@ -101,10 +108,11 @@ async def shell_service(stream: Stream, req: p.ServiceRequest, sandbox: Sandbox)
     feeder = asyncio.create_task(_pump_in(stream, proc, framed=v2))
     try:
         assert proc.stdout is not None
-        pumps = [_pump_out(proc.stdout, stream, p.SHELL_STDOUT if v2 else None)]
+        root = sandbox.root
+        pumps = [_pump_out(proc.stdout, stream, p.SHELL_STDOUT if v2 else None, OutputUnmapper(root))]
         if v2:
             assert proc.stderr is not None
-            pumps.append(_pump_out(proc.stderr, stream, p.SHELL_STDERR))
+            pumps.append(_pump_out(proc.stderr, stream, p.SHELL_STDERR, OutputUnmapper(root)))
         await asyncio.gather(*pumps)
         code = await proc.wait()
         if v2:
@@ -115,7 +123,7 @@ async def shell_service(stream: Stream, req: p.ServiceRequest, sandbox: Sandbox)
 
 
 async def exec_service(stream: Stream, req: p.ServiceRequest, sandbox: Sandbox) -> None:
-    """``exec:CMD``: raw stdout only (what ``adb exec-out`` uses)."""
+    """``exec:CMD``: raw stdout only, not unmapped (``adb exec-out``, used for binary data)."""
     proc = await _spawn(req.arg, sandbox, merge_stderr=False)
     try:
         assert proc.stdout is not None and proc.stderr is not None
