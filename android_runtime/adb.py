@@ -117,7 +117,7 @@ def _resolve(client: "adbutils.AdbClient", target: AdbTarget, lost: bool, what: 
 
 
 def _classify(err: BaseException, client: "adbutils.AdbClient", target: AdbTarget, what: str,
-              timeout: float) -> DeviceError:
+              timeout: float, lost: bool) -> DeviceError:
     """A DeviceError for a failure raised while talking to a resolved device."""
     import adbutils
 
@@ -129,8 +129,8 @@ def _classify(err: BaseException, client: "adbutils.AdbClient", target: AdbTarge
         state = {i.serial: i.state for i in client.list()}.get(serial, "")
     except (adbutils.AdbError, OSError):
         state = "unknown (adb server unreachable)"
-    if state != "device":
-        return _remedy_for_state(serial, state, True, what)
+    if state != "device":  # it was online a moment ago, when the call was resolved
+        return _remedy_for_state(serial, state, lost or state != "offline", what)
     return DeviceError(f"{what} on device {serial} failed: {err}")
 
 
@@ -186,7 +186,7 @@ def adb_call(
     except DeviceError:
         raise
     except (adbutils.AdbError, OSError, EOFError) as err:
-        raise _classify(err, client, resolved, what, timeout) from err
+        raise _classify(err, client, resolved, what, timeout, lost_if_gone) from err
     code = getattr(result, "returncode", 0)
     if check and code != 0:
         stderr = (getattr(result, "stderr", "") or "").strip()

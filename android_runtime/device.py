@@ -147,8 +147,18 @@ class AdbDevice:
 
         The sha256 of what was pushed is kept next to it in ``<remote>.sha256``; a push
         is skipped when that digest and the remote size both match the local file.
+
+        Args:
+            local: file on this machine.
+            remote: device file path (not a folder); parent folders are created.
+            mode: permission bits of the device file.
+
+        Raises:
+            DeviceError: the local file is missing, or the transfer failed.
         """
         local = Path(local)
+        if remote.endswith("/"):
+            raise DeviceError(f"push {local.name}: give the remote file path, not a folder ({remote!r})")
         if not local.is_file():
             raise DeviceError(f"cannot push {local}: no such file")
         digest, size = sha256_file(local), local.stat().st_size
