@@ -27,7 +27,7 @@ def build_model(spec, seed: int = 0):
 
 
 def complexity(model, input_shape):
-    from .complexity import complexity as f
+    from .counting import complexity as f
     return f(model, input_shape)
 
 

@@ -126,7 +126,7 @@ def spec_from_config(cfg: PipelineConfig) -> NetworkSpec:
                 raise ConfigError(f, "ANYNET.ACTIVATION_FUN", a.ACTIVATION_FUN, "relu, silu or swish")
             if a.BLOCK_TYPE == "res_bottleneck_block":
                 w_b = int(round(w * bot_mul))
-                if group_w <= 0 or group_w > w_b or w_b % (w_b // group_w):
+                if group_w <= 0 or group_w > w_b or w_b % group_w:
                     raise ConfigError(f, f"ANYNET.GROUP_WS[{i}]", a.GROUP_WS[i] if a.GROUP_WS else None,
                                       f"a group width that splits the bottleneck width {w_b} "
                                       f"(WIDTHS[{i}][{j}]={w} x BOT_MULS={bot_mul}) into whole groups")

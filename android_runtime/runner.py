@@ -1,0 +1,234 @@
+"""Runs a partition plan: one persistent thread per lane, pinned to its cores, a LiteRT interpreter
+per segment, named tensors as sync points; warm-up then timed runs.
+
+Needs only numpy and ai-edge-litert (no torch), so the same file runs on a Linux device:
+    python -m android_runtime.runner PLAN.json [--warmup 5] [--runs 50] [--out run.json]
+The output JSON holds per-run end-to-end latency and per-lane, per-segment start/end times
+(microseconds from the run's start: enough to draw a timeline).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from converter.plan import Plan, PlanError, Segment, load_plan
+
+DELEGATES = ("xnnpack", "builtin", "gpu", "hexagon", "nnapi")
+# Shared libraries of the delegates that need one (found on the device's library path).
+_DELEGATE_LIBS = {"gpu": "libtensorflowlite_gpu_delegate.so", "hexagon": "libhexagon_interface.so",
+                  "nnapi": "libnnapi_delegate.so"}
+
+
+def list_delegates() -> list[str]:
+    return list(DELEGATES)
+
+
+class SegmentExecutor:
+    """One segment's interpreter: float32 in, float32 out (int8 segments are quantized here)."""
+
+    def __init__(self, seg: Segment, plan_dir: Path, threads: int, delegate: str):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType, load_delegate
+
+        path = plan_dir / seg.file
+        kwargs: dict = {"model_path": str(path), "num_threads": threads}
+        if delegate == "builtin":
+            kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        elif delegate in _DELEGATE_LIBS:
+            try:
+                kwargs["experimental_delegates"] = [load_delegate(_DELEGATE_LIBS[delegate])]
+            except (ValueError, OSError) as e:
+                raise RuntimeError(f"segment {seg.name}: delegate {delegate!r} cannot be loaded here ({e}); "
+                                   f"map the lane to xnnpack or builtin on this device") from None
+        self.name = seg.name
+        self.it = Interpreter(**kwargs)
+        self.it.allocate_tensors()
+        # Output order of the .tflite follows the signature's output_0.. names; map by signature, never by name.
+        sig = self.it.get_signature_runner()
+        in_names = list(self.it.get_signature_list()["serving_default"]["inputs"])
+        out_names = list(self.it.get_signature_list()["serving_default"]["outputs"])
+        in_det = sig.get_input_details()
+        out_det = sig.get_output_details()
+        self.inputs = [in_det[n] for n in in_names]
+        self.outputs = [out_det[n] for n in sorted(out_names, key=_output_pos)]
+        self.in_names = [t.name for t in seg.inputs]
+        self.out_names = [t.name for t in seg.outputs]
+
+    def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        for det, a in zip(self.inputs, arrays):
+            self.it.set_tensor(det["index"], _quantize(a, det))
+        self.it.invoke()
+        return [_dequantize(self.it.get_tensor(det["index"]), det) for det in self.outputs]
+
+
+def _output_pos(name: str) -> int:
+    tail = name.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _quantize(a: np.ndarray, det: dict) -> np.ndarray:
+    if det["dtype"] == np.float32:
+        return a.astype(np.float32, copy=False)
+    scale, zp = det["quantization"]
+    info = np.iinfo(det["dtype"])
+    return np.clip(np.round(a / scale) + zp, info.min, info.max).astype(det["dtype"])
+
+
+def _dequantize(a: np.ndarray, det: dict) -> np.ndarray:
+    if det["dtype"] == np.float32:
+        return a
+    scale, zp = det["quantization"]
+    return (a.astype(np.float32) - zp) * scale
+
+
+@dataclass
+class RunRecord:
+    latency_us: float  # end to end: input handed over -> output available
+    segments: dict[str, tuple[float, float]] = field(default_factory=dict)  # name -> (start_us, end_us)
+
+
+class PlanRunner:
+    """Executes a plan with one pinned thread per lane. Use as a context manager."""
+
+    def __init__(self, plan: Plan, plan_dir: str | os.PathLike, pin: bool = True):
+        self.plan, self.plan_dir, self.pin = plan, Path(plan_dir), pin
+        self._tensors: dict[str, np.ndarray] = {}
+        self._ready: dict[str, threading.Event] = {}
+        self._go = {lane: threading.Event() for lane in plan.lanes}
+        self._stop = False
+        self._errors: list[BaseException] = []
+        self._record: RunRecord | None = None
+        self._t0 = 0
+        self._started = threading.Barrier(len(plan.lanes) + 1)
+        self._threads = [threading.Thread(target=self._lane_main, args=(lane,), name=f"lane-{lane}", daemon=True)
+                         for lane in plan.lanes]
+
+    def __enter__(self) -> "PlanRunner":
+        for t in self._threads:
+            t.start()
+        self._started.wait()
+        self._raise_errors()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop = True
+        for e in self._go.values():
+            e.set()
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def _lane_main(self, lane: str) -> None:
+        spec = self.plan.lanes[lane]
+        try:
+            if self.pin and hasattr(os, "sched_setaffinity"):
+                os.sched_setaffinity(0, spec.cores)  # this thread only (Linux); interpreter threads inherit it
+            execs = [(s, SegmentExecutor(s, self.plan_dir, spec.threads, spec.delegate))
+                     for s in self.plan.lane_segments(lane)]
+        except BaseException as e:  # reported by __enter__
+            self._errors.append(e)
+            execs = []
+        self._started.wait()
+        go = self._go[lane]
+        while True:
+            go.wait()
+            go.clear()
+            if self._stop:
+                return
+            try:
+                for seg, ex in execs:
+                    ins = []
+                    for name in ex.in_names:
+                        self._ready[name].wait()
+                        ins.append(self._tensors[name])
+                    t_start = time.perf_counter_ns()
+                    outs = ex(ins)
+                    t_end = time.perf_counter_ns()
+                    for name, arr in zip(ex.out_names, outs):
+                        self._tensors[name] = arr
+                        self._ready[name].set()
+                    self._record.segments[seg.name] = ((t_start - self._t0) / 1e3, (t_end - self._t0) / 1e3)
+            except BaseException as e:
+                self._errors.append(e)
+                for ev in self._ready.values():
+                    ev.set()  # unblock everyone; the run reports the error
+
+    def _raise_errors(self) -> None:
+        if self._errors:
+            raise self._errors[0]
+
+    def run(self, x: np.ndarray) -> tuple[np.ndarray, RunRecord]:
+        """One inference: returns the output and its timing record."""
+        self._tensors = {self.plan.input.name: x}
+        self._ready = {t.name: threading.Event() for s in self.plan.segments for t in s.outputs}
+        self._ready[self.plan.input.name] = threading.Event()
+        self._ready[self.plan.input.name].set()
+        self._record = RunRecord(latency_us=0.0)
+        out_ready = self._ready[self.plan.output.name]
+        self._t0 = time.perf_counter_ns()
+        for e in self._go.values():
+            e.set()
+        out_ready.wait()
+        t1 = time.perf_counter_ns()
+        self._raise_errors()
+        self._record.latency_us = (t1 - self._t0) / 1e3
+        # Lanes may still be finishing bookkeeping of segments after the output; wait for all.
+        while len(self._record.segments) < len(self.plan.segments) and not self._errors:
+            time.sleep(0)
+        return self._tensors[self.plan.output.name], self._record
+
+    def benchmark(self, x: np.ndarray, warmup: int, runs: int) -> list[RunRecord]:
+        for _ in range(warmup):
+            self.run(x)
+        return [self.run(x)[1] for _ in range(runs)]
+
+
+def synthetic_input(plan: Plan, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(plan.input.shape).astype(np.float32)
+
+
+def run_plan(plan_path: str | os.PathLike, warmup: int, runs: int, pin: bool = True,
+             x: np.ndarray | None = None) -> dict:
+    """Loads a plan, benchmarks it and returns the JSON-able result (what the CLI writes)."""
+    plan_path = Path(plan_path)
+    plan = load_plan(plan_path)
+    x = synthetic_input(plan) if x is None else x
+    with PlanRunner(plan, plan_path.parent, pin=pin) as r:
+        records = r.benchmark(x, warmup, runs)
+    lanes = {lane: {"cores": spec.cores, "threads": spec.threads, "delegate": spec.delegate,
+                    "segments": {s.name: [rec.segments[s.name] for rec in records] for s in plan.lane_segments(lane)}}
+             for lane, spec in plan.lanes.items()}
+    return {"plan": str(plan_path), "name": plan.name, "dtype": plan.dtype, "warmup": warmup, "runs": runs,
+            "latency_us": [rec.latency_us for rec in records], "lanes": lanes, "pinned": pin,
+            "host": {"platform": sys.platform, "cpus": os.cpu_count()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m android_runtime.runner", description=__doc__.splitlines()[0])
+    ap.add_argument("plan", help="plan.json written by the converter")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed runs (default 5)")
+    ap.add_argument("--runs", type=int, default=50, help="timed runs (default 50)")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin lane threads to their cores")
+    ap.add_argument("--out", help="write the result JSON here (default: stdout)")
+    a = ap.parse_args(argv)
+    try:
+        res = run_plan(a.plan, a.warmup, a.runs, pin=not a.no_pin)
+    except (PlanError, RuntimeError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = json.dumps(res)
+    if a.out:
+        Path(a.out).write_text(text)
+    else:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Cuts a BranchedAnyNet into per-lane segments: stem, each (stage, branch), merges, head.
+
+Units are the model's parts in execution order. Consecutive units on the same lane that form
+a chain (one feeds only the next) are fused into one segment, so a single-processor config is
+one segment and a branched stage costs one segment per branch plus its merge.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from branching.spec import NetworkSpec
+
+
+@dataclass(frozen=True)
+class Unit:
+    name: str  # "stem", "s1.cpu", "s1.merge", "head"
+    kind: str  # stem | branch | stage | merge | head
+    processor: str
+    inputs: tuple[str, ...]  # tensor names
+    output: str  # tensor name
+    stage: int | None = None
+    branch: str | None = None
+
+
+@dataclass(frozen=True)
+class SegmentDraft:
+    units: tuple[Unit, ...]
+    lane: str
+
+    @property
+    def name(self) -> str:
+        return "+".join(u.name for u in self.units)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return self.units[0].inputs
+
+    @property
+    def output(self) -> str:
+        return self.units[-1].output
+
+    @property
+    def kind(self) -> str:
+        kinds = {u.kind for u in self.units}
+        return self.units[0].kind if len(kinds) == 1 else ("model" if len(self.units) > 2 else "+".join(
+            u.kind for u in self.units))
+
+
+def units_of(spec: NetworkSpec) -> list[Unit]:
+    """The network's units in execution order, with the tensors they read and write."""
+    units = [Unit("stem", "stem", spec.stem_processor, ("input",), "stem.out")]
+    prev = "stem.out"
+    for st in spec.stages:
+        i = st.index + 1  # stages are numbered from 1 in names, as NN-Stretch's s1..s4
+        if not st.branched:
+            (b,) = st.branches.values()
+            units.append(Unit(f"s{i}", "stage", b.processor, (prev,), f"s{i}.out", st.index, b.name))
+        else:
+            outs = []
+            for b in st.branches.values():
+                out = f"s{i}.{b.name}.out"
+                units.append(Unit(f"s{i}.{b.name}", "branch", b.processor, (prev,), out, st.index, b.name))
+                outs.append(out)
+            units.append(Unit(f"s{i}.merge", "merge", spec.merge_processor, tuple(outs), f"s{i}.out", st.index))
+        prev = f"s{i}.out"
+    units.append(Unit("head", "head", spec.head_processor, (prev,), "logits"))
+    return units
+
+
+def draft_segments(spec: NetworkSpec, placement: dict[str, str]) -> list[SegmentDraft]:
+    """Groups units into segments: a unit joins the previous segment when it runs on the same
+    lane, reads only that segment's output, and nothing else reads that output."""
+    units = units_of(spec)
+    readers: dict[str, int] = {}
+    for u in units:
+        for t in u.inputs:
+            readers[t] = readers.get(t, 0) + 1
+    drafts: list[list[Unit]] = []
+    lanes: list[str] = []
+    for u in units:
+        lane = placement[u.processor]
+        if drafts and lanes[-1] == lane and u.inputs == (drafts[-1][-1].output,) and readers[u.inputs[0]] == 1:
+            drafts[-1].append(u)
+        else:
+            drafts.append([u])
+            lanes.append(lane)
+    return [SegmentDraft(tuple(d), lane) for d, lane in zip(drafts, lanes)]
+
+
+def segment_module(model, draft: SegmentDraft):
+    """A torch module computing one segment from the full model's submodules (weights shared)."""
+    from torch import nn
+
+    parts = []
+    for u in draft.units:
+        if u.kind == "stem":
+            parts.append(model.stem)
+        elif u.kind == "head":
+            parts.append(model.head)
+        elif u.kind == "merge":
+            parts.append(model.stages[u.stage].merge)
+        else:
+            from branching.anynet import branch_key
+            parts.append(model.stages[u.stage].branches[branch_key(u.branch)])
+
+    class SegmentModule(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.parts = nn.ModuleList(parts)
+
+        def forward(self, *xs):
+            y = self.parts[0](*xs)
+            for p in self.parts[1:]:
+                y = p(y)
+            return y
+
+    return SegmentModule().eval()

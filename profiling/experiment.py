@@ -1,0 +1,130 @@
+"""One config through the whole chain: load -> build -> convert -> verify -> run -> result row.
+
+Each stage hands a typed artifact to the next (PipelineConfig, NetworkSpec + model, Converted
+plan, VerifyReport, raw run dict, LatencyStats). run_pipeline.py loops over configs with this.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from configs import PipelineConfig, UserError, config_to_dict
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    workdir: Path  # artifacts (converted segments, plans) and per-config run JSON
+    device: str = "host"  # see android_runtime.devices.list_devices()
+    num_threads: int = 0  # >0 overrides THREADS of every lane
+    core_affinity: str = ""  # hex mask; overrides CORES of every lane (e.g. f0)
+    dtype: str = ""  # overrides DEPLOY.DTYPE
+    warmup: int = -1  # >=0 overrides DEPLOY.WARMUP
+    runs: int = 0  # >0 overrides DEPLOY.RUNS
+    input_image: str = ""  # an image file to feed instead of seeded random data
+    verify_samples: int = 2  # inputs compared against eager PyTorch
+    force: bool = False  # reconvert even when cached
+    device_kwargs: dict = field(default_factory=dict)
+
+
+def apply_overrides(cfg: PipelineConfig, opt: RunOptions) -> PipelineConfig:
+    d = cfg.DEPLOY
+    lanes = dict(d.LANES)
+    if opt.num_threads > 0:
+        lanes = {k: dataclasses.replace(v, THREADS=opt.num_threads) for k, v in lanes.items()}
+    if opt.core_affinity:
+        cores = cores_from_mask(opt.core_affinity)
+        lanes = {k: dataclasses.replace(v, CORES=cores) for k, v in lanes.items()}
+    d = dataclasses.replace(d, LANES=lanes, DTYPE=opt.dtype or d.DTYPE,
+                            WARMUP=d.WARMUP if opt.warmup < 0 else opt.warmup, RUNS=opt.runs or d.RUNS)
+    return dataclasses.replace(cfg, DEPLOY=d)
+
+
+def cores_from_mask(mask: str) -> list[int]:
+    try:
+        m = int(mask, 16)
+    except ValueError:
+        m = 0
+    if m <= 0:
+        raise UserError(f"--core_affinity = {mask!r}: a hexadecimal core mask such as f0 (cores 4-7) or 3 (cores 0-1)")
+    return [i for i in range(64) if m >> i & 1]
+
+
+def lanes_summary(cfg: PipelineConfig) -> tuple[str, bool]:
+    """'cpu0[cpu]; cpu1[gpu]' and whether two branch processors share one lane."""
+    by_lane: dict[str, list[str]] = {}
+    for proc, lane in cfg.DEPLOY.PLACEMENT.items():
+        by_lane.setdefault(lane, []).append(proc)
+    branch_lanes = [cfg.DEPLOY.PLACEMENT[p] for p in cfg.ANYNET.DEVICES]
+    shared = len(cfg.ANYNET.DEVICES) > 1 and len(set(branch_lanes)) < len(branch_lanes)
+    return "; ".join(f"{lane}[{','.join(ps)}]" for lane, ps in by_lane.items()), shared
+
+
+def load_input(path: str, size: int):
+    """An image file -> NHWC float32 [1, size, size, 3], ImageNet-normalised."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        img = Image.open(path).convert("RGB").resize((size, size))
+    except (OSError, ValueError) as e:
+        raise UserError(f"--input_image = {path!r}: not a readable image ({e})") from None
+    a = np.asarray(img, dtype=np.float32) / 255.0
+    a = (a - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)
+    return a[None].astype(np.float32)
+
+
+def static_row(cfg: PipelineConfig, cfg_key: str) -> dict:
+    """Build-only facts of a config (what --dry-run prints): params, FLOPs, lanes."""
+    from branching import build_model, complexity, spec_from_config
+
+    spec = spec_from_config(cfg)
+    model = build_model(spec)
+    cx = complexity(model, (1, 3, cfg.im_size, cfg.im_size))
+    lanes, shared = lanes_summary(cfg)
+    return {"cfg": cfg_key, "name": cfg.name, "lanes": lanes, "shared_lanes": shared, "dtype": cfg.DEPLOY.DTYPE,
+            "im_size": cfg.im_size, "params": cx.params, "flops": cx.flops, "_model": model}
+
+
+def run_config(cfg: PipelineConfig, cfg_key: str, opt: RunOptions, log: Callable[[str], None] = print) -> dict:
+    """Runs one config end to end and returns its result row (raises UserError on bad input)."""
+    import json
+
+    from android_runtime.devices import get_device
+    from converter.build import convert_config
+    from converter.verify import verify_plan
+
+    from .stats import latency_stats
+
+    cfg = apply_overrides(cfg, opt)
+    row = static_row(cfg, cfg_key)
+    model = row.pop("_model")
+    device = get_device(opt.device, **opt.device_kwargs)
+    conv = convert_config(cfg, opt.workdir, model=model, force=opt.force, log=log)
+    log(f"  plan {conv.plan_path} ({len(conv.plan.segments)} segments, "
+        f"{'cached' if conv.cache_hit else 'converted'})")
+    ver = verify_plan(conv.plan, conv.plan_path.parent, model, samples=opt.verify_samples)
+    x = load_input(opt.input_image, cfg.im_size) if opt.input_image else None
+    raw = device.run_plan(conv.plan_path, cfg.DEPLOY.WARMUP, cfg.DEPLOY.RUNS, x=x)
+    run_dir = Path(opt.workdir) / "runs"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / f"{cfg.name}_{cfg.DEPLOY.DTYPE}_{opt.device}.json").write_text(json.dumps(raw))
+    st = latency_stats(raw["latency_us"])
+    energy = raw.get("energy_uj")
+    row.update({"latency": round(st.min_us, 1), "energy": energy, "status": "ok", "device": opt.device,
+                "latency_method": raw.get("latency_method", device.latency_method),
+                "energy_method": raw.get("energy_method", device.energy_method),
+                "median_us": round(st.median_us, 1), "p90_us": round(st.p90_us, 1), "mean_us": round(st.mean_us, 1),
+                "std_us": round(st.std_us, 1), "runs": st.runs, "max_abs_diff": f"{ver.max_abs_diff:.3g}",
+                "top1_agreement": ver.top1_agreement, "plan": str(conv.plan_path), "error": ""})
+    return row
+
+
+def save_resolved(cfg: PipelineConfig, out_dir: Path) -> Path:
+    import yaml
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    p = out_dir / f"{cfg.name}.yaml"
+    p.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    return p

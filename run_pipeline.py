@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""nnsplice: build, convert, run and measure (multi-branch) networks from NN-Stretch-style configs.
+
+    python run_pipeline.py --configs configs/host              # this machine's cores (default device)
+    python run_pipeline.py --configs configs/host --dry-run    # params and FLOPs only
+    python run_pipeline.py --configs configs/host --serial 127.0.0.1:6520   # a device over adb
+
+Writes result.csv (cfg,latency,energy first: latency in microseconds, energy in microjoules,
+empty when not measured), rewritten after every config; a rerun skips measured configs.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--configs", default="configs/host", help="a config .yaml or a folder of them (default configs/host)")
+    ap.add_argument("--device", default="host", help="host (default): lanes on this machine's cores")
+    ap.add_argument("--serial", default="", help="adb serial of the device (runs over adb)")
+    ap.add_argument("--adb_host", default="127.0.0.1", help="adb server host (default 127.0.0.1)")
+    ap.add_argument("--num_threads", type=int, default=0, help="interpreter threads per lane (overrides DEPLOY)")
+    ap.add_argument("--core_affinity", default="", help="hex core mask for every lane, e.g. f0 (overrides DEPLOY)")
+    ap.add_argument("--no_root", action="store_true", help="do not use su on the device")
+    ap.add_argument("--input_image", default="", help="image to feed (default: seeded random input)")
+    ap.add_argument("--output_csv", default="", help="result CSV (default <workdir>/result.csv)")
+    ap.add_argument("--workdir", default="work", help="artifacts, plans, run logs (default ./work)")
+    ap.add_argument("--dtype", default="", choices=["", "fp32", "fp16", "int8"], help="overrides DEPLOY.DTYPE")
+    ap.add_argument("--runs", type=int, default=0, help="timed runs (overrides DEPLOY.RUNS)")
+    ap.add_argument("--warmup", type=int, default=-1, help="warm-up runs (overrides DEPLOY.WARMUP)")
+    ap.add_argument("--force", action="store_true", help="re-measure configs already in the CSV and reconvert")
+    ap.add_argument("--dry-run", action="store_true", help="load, validate and build; print params and FLOPs")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from configs import UserError, find_configs, load_config
+    from profiling import experiment, results
+
+    if args.serial or args.device == "adb":
+        print("error: --serial: running over adb is not available in this version; use --device host",
+              file=sys.stderr)
+        return 2
+    try:
+        files = find_configs(args.configs)
+        from android_runtime.devices import get_device
+        cores = get_device(args.device).available_cores()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    workdir = Path(args.workdir)
+    out_csv = Path(args.output_csv or workdir / "result.csv")
+    opt = experiment.RunOptions(workdir=workdir, device=args.device, num_threads=args.num_threads,
+                                core_affinity=args.core_affinity, dtype=args.dtype, warmup=args.warmup,
+                                runs=args.runs, input_image=args.input_image, force=args.force)
+    rows = [] if args.dry_run else results.read_results(out_csv)
+    bad = failed = 0
+    if args.dry_run:
+        print(f"{'config':<16} {'stages':>6} {'branches':<14} {'lanes':<34} {'params(M)':>9} {'FLOPs(G)':>8}")
+    for n, f in enumerate(files, 1):
+        key = str(f)
+        try:
+            cfg = load_config(f, cores)
+            if args.dry_run:
+                r = experiment.static_row(experiment.apply_overrides(cfg, opt), key)
+                br = "x".join(str(len(d)) for d in cfg.ANYNET.DEPTHS)
+                lanes = r["lanes"] + (" (shared lane)" if r["shared_lanes"] else "")
+                if len(set(cfg.DEPLOY.PLACEMENT[p] for p in cfg.ANYNET.DEVICES)) == 1 and len(cfg.ANYNET.DEVICES) > 1:
+                    lanes += " all on one lane"
+                print(f"{cfg.name:<16} {cfg.n_stages:>6} {br:<14} {lanes:<34} {r['params'] / 1e6:>9.2f} "
+                      f"{r['flops'] / 1e9:>8.3f}")
+                continue
+            if results.measured(rows, key) and not args.force:
+                print(f"[{n}/{len(files)}] {cfg.name}: already in {out_csv}, skipped (--force re-measures)")
+                continue
+            print(f"[{n}/{len(files)}] {cfg.name}: building, converting, running on {args.device}", flush=True)
+            experiment.save_resolved(experiment.apply_overrides(cfg, opt), out_csv.parent / "resolved")
+            row = experiment.run_config(cfg, key, opt, log=lambda m: print(m, flush=True))
+            print(f"  latency {row['latency']} us (min of {row['runs']}), median {row['median_us']} us, "
+                  f"max |diff| vs PyTorch {row['max_abs_diff']}", flush=True)
+        except UserError as e:
+            bad += 1
+            print(f"error: {e}", file=sys.stderr)
+            row = {"cfg": key, "name": Path(f).stem, "status": "invalid", "error": str(e)}
+        except Exception as e:  # an internal failure: keep going, keep the traceback in the work folder
+            failed += 1
+            workdir.mkdir(parents=True, exist_ok=True)
+            (workdir / "errors.log").open("a").write(f"== {key}\n{traceback.format_exc()}\n")
+            print(f"error: {f}: {type(e).__name__}: {e} (traceback in {workdir / 'errors.log'})", file=sys.stderr)
+            row = {"cfg": key, "name": Path(f).stem, "status": "failed", "error": f"{type(e).__name__}: {e}"}
+        if not args.dry_run:
+            rows = results.upsert(rows, row)
+            results.write_results(out_csv, rows)
+    if not args.dry_run:
+        print(f"results: {out_csv}")
+    return 2 if bad else (1 if failed else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Shared fixtures: paths to the NN-Stretch reference data and a tiny real config."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT.parent / "shared" / "reference" / "nn-stretch"
+
+TINY_BRANCHED = """\
+MODEL: {TYPE: mbanynet, NUM_CLASSES: 10}
+ANYNET:
+  STEM_TYPE: simple_stem_in
+  STEM_W: 8
+  BLOCK_TYPE: res_bottleneck_block
+  DEPTHS: [[1], [1, 1], [1, 1]]
+  WIDTHS: [[16], [16, 16], [32, 16]]
+  STRIDES: [[1], [2, 2], [2, 2]]
+  BOT_MULS: [1, 1, 1]
+  GROUP_WS: [[8], [8, 8], [8, 8]]
+  DEVICES: [cpu, gpu]
+  ORIGINAL_WIDTHS: [16, 32, 48]
+TRAIN: {IM_SIZE: 32}
+DEPLOY: {WARMUP: 1, RUNS: 3}
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Path:
+    p = tmp_path / "TINY-CG.yaml"
+    p.write_text(TINY_BRANCHED)
+    return p
+
+
+def reference_configs() -> list[Path]:
+    return sorted(REFERENCE.glob("configs/*/*.yaml"))
