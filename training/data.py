@@ -6,6 +6,7 @@ dataset is registered under a name: `list_datasets()`, `load_dataset(name, split
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 from dataclasses import dataclass
@@ -93,7 +94,12 @@ def load_fashion_mnist(split: str, root: str | os.PathLike | None = None) -> tup
         (images uint8 [N, 28, 28], labels int64 [N] in 0..9).
     """
     _check_split(split)
-    root = Path(root or os.environ.get("NNSPLICE_FASHION_MNIST_DIR", FASHION_MNIST_DIR))
+    return _fashion(Path(root or os.environ.get("NNSPLICE_FASHION_MNIST_DIR", FASHION_MNIST_DIR)), split)
+
+
+@functools.lru_cache(maxsize=4)
+def _fashion(root: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    # Cached: a search reads the same split for every task; the arrays are read-only views.
     stem = "train" if split == "train" else "t10k"
     images = read_idx(_find(root, f"{stem}-images-idx3-ubyte"), expect_ndim=3)
     labels = read_idx(_find(root, f"{stem}-labels-idx1-ubyte"), expect_ndim=1).astype(np.int64)

@@ -166,9 +166,7 @@ def distill(student: nn.Module, teachers: Mapping[str, nn.Module], loaders: Mapp
         **kwargs: as `train_classifier`.
     """
     for t in teachers.values():
-        t.eval()
-        for p in t.parameters():
-            p.requires_grad_(False)
+        t.eval()  # teachers run under no_grad; their requires_grad flags are left as they are
 
     def loss_fn(out: Any, y: Any, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

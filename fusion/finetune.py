@@ -1,0 +1,162 @@
+"""Accuracy recovery of a fused network: distillation from the original task networks.
+
+The fused network is fine-tuned on the pooled training inputs of all tasks (each input carries
+its own task's label, -1 for the others) to match every original network's softened outputs
+(training.distill.distill). It is valid when the worst task's accuracy drop against the original
+network, on the same test data, is at most acc_drop (absolute). Per-epoch validation accuracy
+feeds the learning-curve filter (fusion.curve): a candidate whose optimistic extrapolation cannot
+reach the original accuracy minus acc_drop is stopped early ("filtered-predictive").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from configs.errors import UserError
+
+from .curve import cannot_reach, extrapolate
+from .tasks import Benchmark, task_arrays
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    train_per_task: int = 3000  # training images per task pooled for fine-tuning
+    val_per_task: int = 1000  # held-out training images per task: the per-epoch learning curve
+    test_per_task: int = 2000  # test images per task: the validity check (same for original and fused)
+    batch_size: int = 128  # examples per batch
+    seed: int = 0  # seed of the subsets and the shuffling
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    epochs: int = 4  # fine-tuning epochs of a candidate
+    lr: float = 2e-3  # peak learning rate (AdamW, one-cycle)
+    temperature: float = 4.0  # distillation temperature
+    alpha: float = 0.7  # weight of the KL term (1 - alpha: cross-entropy on labels)
+    predictive: bool = True  # stop candidates whose extrapolated accuracy cannot reach the target
+    min_curve_points: int = 2  # epochs before the learning-curve filter may stop a candidate
+    time_budget_s: float | None = None  # stop a single fine-tuning after this many seconds
+
+
+@dataclass
+class FusionData:
+    """Loaders of one benchmark: pooled training inputs, per-task validation and test loaders."""
+
+    train: Any  # DataLoader of (x, {task: label or -1}) over all tasks' training inputs
+    val: dict[str, Any]  # task -> DataLoader of (x, {task: label})
+    test: dict[str, Any]  # task -> DataLoader of (x, {task: label})
+    settings: DataSettings = field(default_factory=DataSettings)
+
+
+@dataclass
+class Recovery:
+    """Outcome of fine-tuning one candidate."""
+
+    status: str  # "valid", "invalid" or "filtered-predictive"
+    accuracy: dict[str, float]  # task -> test accuracy (empty when filtered)
+    drop: dict[str, float]  # task -> original accuracy - fused accuracy (test; or val when filtered)
+    epochs: int  # fine-tuning epochs run
+    seconds: float  # wall time
+    curve: dict[str, list[float]]  # task -> val accuracy after each epoch
+    predicted: dict[str, float] = field(default_factory=dict)  # task -> extrapolated final val accuracy
+
+
+def load_fusion_data(bench: Benchmark, settings: DataSettings | None = None) -> FusionData:
+    """Builds the benchmark's loaders from the installed datasets (UserError when missing)."""
+    from training import make_loader
+
+    from .zoo import loader_config
+
+    s = settings or DataSettings()
+    cfg = loader_config(bench, s.batch_size, s.seed)
+    tasks = list(bench.archs)
+    xs, labels = [], {t: [] for t in tasks}
+    val, test = {}, {}
+    for task in tasks:
+        x, y = task_arrays(task, "train", s.train_per_task, s.seed)
+        if len(x) < s.train_per_task:
+            raise UserError(f"task {task!r}: {len(x)} training images, train_per_task = {s.train_per_task}")
+        xs.append(x)
+        for t in tasks:
+            labels[t].append(y if t == task else np.full(len(y), -1, dtype=np.int64))
+        xv, yv = task_arrays(task, "train", s.val_per_task, s.seed, offset=s.train_per_task)
+        val[task] = make_loader(xv, {task: yv}, cfg)
+        xt, yt = task_arrays(task, "test", s.test_per_task, s.seed)
+        test[task] = make_loader(xt, {task: yt}, cfg)
+    train = make_loader(np.concatenate(xs), {t: np.concatenate(v) for t, v in labels.items()}, cfg, shuffle=True)
+    return FusionData(train, val, test, s)
+
+
+def task_accuracy(model: Any, loaders: Mapping[str, Any]) -> dict[str, float]:
+    """task -> accuracy of a multi-output model (dict) or of per-task models (task -> module)."""
+    from training import evaluate
+
+    out = {}
+    for task, loader in loaders.items():
+        m = _Single(model[task], task) if isinstance(model, Mapping) else model
+        out[task] = float(evaluate(m, loader)[task])
+    return out
+
+
+class _Single:
+    """Calls a single-output network and names its output (so evaluate reads dict labels)."""
+
+    def __init__(self, net: Any, task: str):
+        self.net, self.task = net, task
+        self.training = False
+
+    def __call__(self, x):
+        return {self.task: self.net(x)}
+
+    def eval(self):
+        self.net.eval()
+        return self
+
+    def train(self, mode: bool = True):
+        self.net.train(mode)
+        return self
+
+
+def recover(net: Any, teachers: Mapping[str, Any], data: FusionData, original_val: Mapping[str, float],
+            original_test: Mapping[str, float], acc_drop: float, cfg: FinetuneConfig | None = None,
+            seed: int = 0) -> Recovery:
+    """Fine-tunes `net` in place by distillation and checks it against the original accuracies.
+
+    Args:
+        net: the fused network (forward -> {task: logits}).
+        teachers: task -> original task network.
+        data: the benchmark's loaders.
+        original_val: task -> original network's validation accuracy (learning-curve target).
+        original_test: task -> original network's test accuracy (validity check).
+        acc_drop: largest allowed absolute accuracy drop of the worst task.
+        cfg: fine-tuning settings.
+    """
+    from training.distill import distill
+
+    cfg = cfg or FinetuneConfig()
+    curve: dict[str, list[float]] = {t: [] for t in teachers}
+    predicted: dict[str, float] = {}
+
+    def on_epoch(epoch: int, metrics: dict[str, Any]) -> bool:
+        acc = task_accuracy(net, data.val)
+        for t, a in acc.items():
+            curve[t].append(a)
+        if not cfg.predictive or epoch >= cfg.epochs:
+            return False
+        stop = False
+        for t in curve:
+            predicted[t] = extrapolate(curve[t], cfg.epochs)
+            stop |= cannot_reach(curve[t], original_val[t] - acc_drop, cfg.epochs, cfg.min_curve_points)
+        return stop
+
+    res = distill(net, dict(teachers), {"train": data.train}, cfg.epochs, cfg.temperature, cfg.alpha, lr=cfg.lr,
+                  seed=seed, on_epoch=on_epoch, time_budget_s=cfg.time_budget_s)
+    if res.stopped == "callback":
+        drop = {t: round(original_val[t] - curve[t][-1], 4) for t in curve}
+        return Recovery("filtered-predictive", {}, drop, res.epochs_run, res.seconds, curve, predicted)
+    acc = task_accuracy(net, data.test)
+    drop = {t: round(original_test[t] - acc[t], 4) for t in acc}
+    status = "valid" if max(drop.values()) <= acc_drop + 1e-9 else "invalid"
+    return Recovery(status, acc, drop, res.epochs_run, res.seconds, curve, predicted)

@@ -1,0 +1,282 @@
+"""fusion/: graphs, mutation, adapters, fused modules, curve extrapolation, filters, errors, a tiny search."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import fusion
+from configs.errors import UserError
+from fusion.graph import INPUT, FusionGraph, GraphError, graph_from_models
+from fusion.mutation import Mutation, apply_mutation, candidate_mutations, random_mutation
+from training.data import FASHION_MNIST_DIR
+
+HAVE_FASHION = (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file()
+needs_data = pytest.mark.skipif(not HAVE_FASHION, reason="dataset-fashion-mnist not installed (setup.sh installs it)")
+FASHION3 = {"fashion10": ("vgg", 10), "fashion_coarse4": ("resnet", 4), "fashion_rotation": ("mobilenet", 4)}
+SHAPE = (1, 32, 32)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def models():
+    from fusion.archs import build_arch
+    return {t: build_arch(a, k, seed=i).eval() for i, (t, (a, k)) in enumerate(FASHION3.items())}
+
+
+@pytest.fixture()
+def graph(models) -> FusionGraph:
+    return graph_from_models(models, {t: SHAPE for t in models})
+
+
+def test_registries():
+    assert {"fashion3", "fashion_mnist2", "fashion3_vgg"} <= set(fusion.list_benchmarks())
+    assert {"vgg", "resnet", "mobilenet"} <= set(fusion.list_archs())
+    assert {"fashion10", "fashion_coarse4", "fashion_rotation", "digits"} <= set(fusion.list_tasks())
+    assert "host" in fusion.list_devices()
+    for name in fusion.list_benchmarks():
+        b = fusion.get_benchmark(name)
+        assert set(b.archs) <= set(fusion.list_tasks()) and set(b.archs.values()) <= set(fusion.list_archs())
+
+
+def test_coarse_grouping_and_rotation_labels():
+    from fusion.tasks import COARSE4, _rotation
+    # T-shirt, pullover, dress, coat, shirt | trouser | sandal, sneaker, ankle boot | bag
+    assert COARSE4.tolist() == [0, 1, 0, 0, 0, 2, 0, 2, 3, 2]
+    x = np.random.default_rng(0).integers(0, 255, size=(16, 28, 28), dtype=np.uint8)
+    xr, k = _rotation(x, np.zeros(16, dtype=np.int64), seed=3)
+    assert set(k.tolist()) <= {0, 1, 2, 3}
+    for i in range(16):
+        np.testing.assert_array_equal(np.rot90(xr[i], -k[i]), x[i])
+
+
+def test_graph_shapes_params_and_hash(graph, models):
+    assert graph.path("fashion10") == [f"fashion10.{b}" for b in ("b0", "b1", "b2", "b3", "head")]
+    assert graph.nodes["fashion10.b1"].out_shape == (16, 16, 16)
+    assert graph.nodes["fashion_rotation.b0"].out_shape == (16, 16, 16)
+    assert graph.nodes["fashion10.head"].is_head and graph.nodes["fashion10.head"].out_shape == (10,)
+    assert sum(graph.nodes[n].params for n in graph.path("fashion10")) == sum(
+        p.numel() for p in models["fashion10"].parameters())
+    # same edges inserted in another order -> same hash; JSON round trip keeps it
+    shuffled = FusionGraph(graph.nodes, dict(reversed(list(graph.parent.items()))), dict(graph.heads))
+    assert shuffled.canonical_hash() == graph.canonical_hash()
+    again = FusionGraph.from_dict(json.loads(json.dumps(graph.to_dict())), graph.nodes)
+    assert again.canonical_hash() == graph.canonical_hash()
+    m = Mutation("fashion_rotation.b1", "fashion10.b1", "cross", False)
+    assert apply_mutation(graph, m).canonical_hash() != graph.canonical_hash()
+
+
+def test_validity_rules(graph):
+    with pytest.raises(GraphError, match="input node cannot be re-parented"):
+        apply_mutation(graph, Mutation(INPUT, "fashion10.b0", "cross", False))
+    with pytest.raises(GraphError, match="cycle"):
+        apply_mutation(graph, Mutation("fashion10.b1", "fashion10.b3", "cross", False))
+    bad = graph.copy()
+    bad.parent["fashion10.b3"] = "fashion_coarse4.head"
+    with pytest.raises(GraphError, match="hangs off head"):
+        bad.validate()
+    bad = graph.copy()
+    bad.parent["fashion_rotation.b3"] = "fashion_coarse4.b0"  # 32x32 -> 8x8 input: factor 4
+    with pytest.raises(GraphError, match="no adapter from"):
+        bad.prune().validate()
+    bad = graph.copy()
+    bad.parent["fashion_rotation.b1"] = "fashion10.b1"  # fashion_rotation.b0 left unused, not pruned
+    with pytest.raises(GraphError, match="unused nodes kept"):
+        bad.validate()
+    for m in candidate_mutations(graph):  # every proposed mutation is valid and changes the graph
+        assert m.node != INPUT and not graph.nodes[m.new_parent].is_head
+        assert apply_mutation(graph, m).canonical_hash() != graph.canonical_hash()
+
+
+def test_mutation_shares_prefix_with_correct_shapes(graph, models):
+    import torch
+    m = Mutation("fashion_rotation.b1", "fashion10.b1", "cross", False)
+    assert m in candidate_mutations(graph)
+    g = apply_mutation(graph, m)
+    assert g.path("fashion_rotation")[:2] == ["fashion10.b0", "fashion10.b1"]
+    assert "fashion_rotation.b0" not in g.parent  # its own stem is gone
+    assert g.users()["fashion10.b1"] == ["fashion10", "fashion_rotation"]
+    assert g.adapters() == {}
+    assert ("fashion_rotation", "fashion10.b1") in g.sharing_signature()
+    net = fusion.build_fused(g, models).eval()
+    x = torch.randn(2, *SHAPE)
+    out = net(x)
+    assert {t: tuple(v.shape) for t, v in out.items()} == {"fashion10": (2, 10), "fashion_coarse4": (2, 4),
+                                                           "fashion_rotation": (2, 4)}
+    with torch.no_grad():  # tasks whose path did not change compute exactly what they computed before
+        torch.testing.assert_close(out["fashion10"], models["fashion10"](x))
+        torch.testing.assert_close(out["fashion_coarse4"], models["fashion_coarse4"](x))
+    skip = Mutation("fashion_coarse4.b2", "fashion_coarse4.b0", "skip", False)
+    assert skip in candidate_mutations(graph)
+    g2 = apply_mutation(graph, skip)
+    assert g2.path("fashion_coarse4") == ["fashion_coarse4.b0", "fashion_coarse4.b2", "fashion_coarse4.b3",
+                                          "fashion_coarse4.head"]
+    assert "-fashion_coarse4.b1" in {n for _, n in g2.sharing_signature()}
+
+
+def test_unfused_module_equals_originals_and_tuple_order(graph, models):
+    import torch
+    from fusion.modules import TupleOutputs
+    net = fusion.build_fused(graph, models).eval()
+    x = torch.randn(3, *SHAPE)
+    with torch.no_grad():
+        out = net(x)
+        tup = TupleOutputs(net, ["fashion_rotation", "fashion10"])(x)
+        for t, mdl in models.items():
+            torch.testing.assert_close(out[t], mdl(x))
+    assert torch.equal(tup[0], out["fashion_rotation"]) and torch.equal(tup[1], out["fashion10"])
+
+
+def test_adapters_for_mismatched_shapes(graph, models):
+    import torch
+    from fusion.modules import Adapter
+    m = Mutation("fashion10.b2", "fashion_coarse4.b1", "cross", True)  # (16,32,32) -> needs (16,16,16)
+    assert m in candidate_mutations(graph, relaxed=True)
+    assert m not in candidate_mutations(graph, relaxed=False)
+    g = apply_mutation(graph, m)
+    assert g.adapters() == {"fashion10.b2": ((16, 32, 32), (16, 16, 16))}
+    g2 = apply_mutation(graph, Mutation("fashion_coarse4.b3", "fashion10.b2", "cross", True))  # (32,8,8) -> (32,16,16)
+    g3 = apply_mutation(graph, Mutation("fashion_rotation.head", "fashion_coarse4.b2", "cross", True))
+    assert g3.adapters() == {"fashion_rotation.head": ((32, 16, 16), (64, 16, 16))}  # heads: channels only
+    x = torch.randn(2, *SHAPE)
+    for gg in (g, g2, g3):
+        out = fusion.build_fused(gg, models).eval()(x)
+        assert [tuple(v.shape) for v in out.values()] == [(2, 10), (2, 4), (2, 4)]
+    a = Adapter((2, 8, 8), (4, 4, 4))
+    y = a(torch.arange(2 * 64, dtype=torch.float32).reshape(1, 2, 8, 8))
+    assert tuple(y.shape) == (1, 4, 4, 4)
+    torch.testing.assert_close(y[:, 2:], y[:, :2])  # channel i copies input i mod 2 at initialisation
+
+
+def test_random_mutation_skips_seen(graph):
+    rng = np.random.default_rng(0)
+    seen = {graph.canonical_hash()}
+    for _ in range(10):
+        m, g = random_mutation(graph, rng, seen)
+        assert g.canonical_hash() not in seen
+        seen.add(g.canonical_hash())
+    exact = [c for c in candidate_mutations(graph, relaxed=False)]
+    all_hashes = {apply_mutation(graph, c).canonical_hash() for c in exact}
+    assert random_mutation(graph, rng, all_hashes | {graph.canonical_hash()}, relaxed=False) is None
+
+
+@pytest.mark.parametrize("a,b,c", [(0.9, 0.3, 0.5), (0.85, 0.5, 0.3), (0.95, 0.1, 1.0)])
+def test_curve_extrapolation_on_synthetic_curves(a, b, c):
+    e = np.arange(1, 11)
+    curve = a - b * np.exp(-c * e)
+    pred = fusion.extrapolate(curve[:5], 10)
+    assert curve[-1] - 1e-6 <= pred <= curve[-1] + 0.03  # optimistic, but close with 5 points
+    noisy = curve + np.random.default_rng(1).normal(0, 0.003, 10)
+    assert abs(fusion.extrapolate(noisy[:5], 10) - curve[-1]) < 0.03
+    assert fusion.cannot_reach(curve[:5], curve[-1] + 0.1, 10)
+    assert not fusion.cannot_reach(curve[:5], curve[-1] - 0.005, 10)
+    assert not fusion.cannot_reach(curve[:1], 0.99, 10)  # one point: never stops
+
+
+def test_curve_flat_and_falling():
+    assert fusion.extrapolate([0.5, 0.5, 0.5], 10) == pytest.approx(0.5)
+    assert fusion.extrapolate([0.6, 0.55, 0.5], 10) == pytest.approx(0.6)  # never below the best seen
+    assert fusion.cannot_reach([0.5, 0.5, 0.5], 0.8, 10)
+
+
+def test_rule_filter(graph):
+    from fusion.search import rule_filtered
+    g1 = apply_mutation(graph, Mutation("fashion_rotation.b1", "fashion10.b1", "cross", False))
+    g2 = apply_mutation(g1, Mutation("fashion_rotation.b2", "fashion10.b1", "cross", False))  # shares more? no:
+    g3 = apply_mutation(g1, Mutation("fashion_rotation.b3", "fashion10.b2", "cross", False))  # shares more
+    s1, s3 = g1.sharing_signature(), g3.sharing_signature()
+    assert s3 > s1
+    assert rule_filtered(s3, [s1]) and not rule_filtered(s1, [s3])
+    assert not rule_filtered(graph.sharing_signature(), [s1])
+    assert rule_filtered(g2.sharing_signature(), [s1]) == (g2.sharing_signature() >= s1)
+
+
+def test_bad_inputs(tmp_path, models, capsys, monkeypatch):
+    from fusion.search import SearchConfig, main, parse_budget
+    with pytest.raises(UserError, match="unknown benchmark; allowed are fashion3"):
+        SearchConfig("nope", str(tmp_path)).validate()
+    with pytest.raises(UserError, match=r"--acc-drop 1.5: .* in \[0, 1\]"):
+        SearchConfig("fashion3", str(tmp_path), acc_drop=1.5).validate()
+    with pytest.raises(UserError, match="--device 'pixel'.*allowed are host"):
+        SearchConfig("fashion3", str(tmp_path), device="pixel").validate()
+    assert parse_budget("20m") == 1200 and parse_budget("1.5h") == 5400 and parse_budget("90") == 90
+    with pytest.raises(UserError, match="--budget 'soon'"):
+        parse_budget("soon")
+    with pytest.raises(UserError, match=r"input shapes cannot be reconciled.*fashion10 takes \(1, 32, 32\)"):
+        graph_from_models(models, {"fashion10": SHAPE, "fashion_coarse4": (3, 28, 28), "fashion_rotation": SHAPE})
+    with pytest.raises(UserError, match=r"block 'b0' fails on input \(3, 32, 32\)"):
+        graph_from_models(models, {t: (3, 32, 32) for t in models})
+    with pytest.raises(UserError, match=r"no trained vgg network .*`python -m fusion.zoo --benchmark fashion3 --epochs 4"):
+        fusion.load_zoo("fashion3", cache_dir=tmp_path)
+    with pytest.raises(UserError, match="no two task networks share an architecture family"):
+        fusion.gemel_merge(fusion.GemelConfig("fashion3"))
+    # the CLI prints the message and exits 2, no traceback
+    assert main(["--benchmark", "nope", "--out", str(tmp_path)]) == 2
+    assert main(["--benchmark", "fashion3", "--acc-drop", "-0.1", "--out", str(tmp_path)]) == 2
+    assert main(["--benchmark", "fashion3", "--out", str(tmp_path), "--cache", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error: ") == 3 and "Traceback" not in err
+    # missing data set
+    monkeypatch.setenv("NNSPLICE_FASHION_MNIST_DIR", str(tmp_path))
+    with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
+        fusion.tasks.task_arrays("fashion10", "test", 10)
+
+
+def test_gemel_groups_and_tying():
+    import torch
+    from fusion.archs import build_arch
+    from fusion.gemel import layer_groups, tie
+    nets = {"a": build_arch("vgg", 10), "b": build_arch("vgg", 4, seed=1), "c": build_arch("resnet", 4)}
+    groups = layer_groups(nets, {"a": "vgg", "b": "vgg", "c": "resnet"})
+    assert groups and all({t for t, _ in g.members} == {"a", "b"} for g in groups)  # one family only
+    assert [g.bytes_saved for g in groups] == sorted((g.bytes_saved for g in groups), reverse=True)
+    assert groups[0].signature.startswith("vgg:Conv2d(64, 32, 3, 3)")
+    joint = tie({k: nets[k] for k in ("a", "b")}, groups[:2])
+    n_joint = sum(p.numel() for p in joint.parameters())
+    assert n_joint == sum(p.numel() for k in "ab" for p in nets[k].parameters()) - sum(g.params for g in groups[:2])
+    out = joint(torch.randn(2, *SHAPE))
+    assert tuple(out["a"].shape) == (2, 10) and tuple(out["b"].shape) == (2, 4)
+
+
+@pytest.mark.slow
+@needs_data
+def test_tiny_search_end_to_end_and_resume(tmp_path):
+    from fusion.finetune import DataSettings, FinetuneConfig
+    from fusion.measure import LatencyConfig
+    from fusion.search import LOG_NAME, SearchConfig
+    from fusion.zoo import ZooSettings
+
+    zs = ZooSettings(epochs=2, lr=1e-2, batch_size=32, train_limit=600)
+    zoo = fusion.load_zoo("fashion_mnist2", zs, tmp_path / "cache", train_missing=True, log=lambda s: None)
+    assert min(z.meta["test_accuracy"] for z in zoo.values()) > 0.3  # chance is 0.1
+    again = fusion.load_zoo("fashion_mnist2", zs, tmp_path / "cache")  # cached: same weights
+    assert again["digits"].meta["key"] == zoo["digits"].meta["key"]
+    cfg = SearchConfig("fashion_mnist2", str(tmp_path / "run"), acc_drop=0.5, budget_s=300, max_iterations=2,
+                       cache_dir=str(tmp_path / "cache"), zoo=zs, relaxed=False,
+                       data=DataSettings(train_per_task=200, val_per_task=100, test_per_task=200, batch_size=50),
+                       finetune=FinetuneConfig(epochs=1), latency=LatencyConfig(warmup=1, runs=5))
+    s = fusion.run_search(cfg, log=lambda s: None)
+    rows = [json.loads(line) for line in (tmp_path / "run" / LOG_NAME).read_text().splitlines()]
+    assert len(rows) == 3 and rows[0]["original"] and s["iterations"] == 2
+    assert len({r["hash"] for r in rows}) == 3  # no graph evaluated twice
+    for r in rows:
+        assert r["status"] in ("valid", "invalid", "filtered-predictive", "filtered-rule")
+        assert {"hash", "sharing", "seconds", "search_s", "mutation"} <= set(r)
+        if r["status"] != "filtered-rule":
+            assert r["latency_us"] > 0 and r["latency"]["path"].endswith("_fp32_host.tflite")
+        if r["status"] in ("valid", "invalid"):
+            assert set(r["accuracy"]) == {"fashion10", "digits"}
+    assert any(r["sharing"]["shared"] or r["sharing"]["removed"] for r in rows[1:])
+    assert (tmp_path / "run" / "best.json").is_file() and s["speedup"] > 0
+    s2 = fusion.run_search(cfg.__class__(**{**cfg.__dict__, "max_iterations": 3}), log=lambda s: None)  # resume
+    rows2 = (tmp_path / "run" / LOG_NAME).read_text().splitlines()
+    assert len(rows2) == 4 and rows2[:3] == [json.dumps(r) for r in rows] and s2["iterations"] == 3
