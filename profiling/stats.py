@@ -1,6 +1,7 @@
 """Latency statistics over repeated runs."""
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import asdict, dataclass
 from typing import Sequence
@@ -24,6 +25,6 @@ def latency_stats(samples_us: Sequence[float]) -> LatencyStats:
     xs = sorted(float(x) for x in samples_us)
     if not xs:
         raise ValueError("no latency samples: nothing was measured")
-    rank = max(0, min(len(xs) - 1, int(round(0.9 * len(xs) + 0.5)) - 1))
+    rank = max(0, min(len(xs) - 1, math.ceil(0.9 * len(xs)) - 1))
     return LatencyStats(runs=len(xs), min_us=xs[0], median_us=statistics.median(xs), mean_us=statistics.fmean(xs),
                         p90_us=xs[rank], std_us=statistics.pstdev(xs))

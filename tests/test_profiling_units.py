@@ -1,0 +1,39 @@
+"""Latency statistics and the result.csv writer (atomic rewrite, resume, empty energy)."""
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from profiling.results import COLUMNS, measured, read_results, upsert, write_results
+from profiling.stats import latency_stats
+
+
+def test_latency_stats_values():
+    st = latency_stats([5, 1, 4, 2, 3, 10, 6, 7, 8, 9])
+    assert (st.runs, st.min_us, st.median_us, st.mean_us, st.p90_us) == (10, 1.0, 5.5, 5.5, 9.0)
+    assert st.std_us == pytest.approx(2.8723, abs=1e-4)
+
+
+def test_latency_stats_refuses_nothing_measured():
+    with pytest.raises(ValueError, match="nothing was measured"):
+        latency_stats([])
+
+
+def test_results_keep_nnstretch_columns_first_and_energy_empty(tmp_path):
+    p = tmp_path / "r" / "result.csv"
+    rows = upsert([], {"cfg": "a.yaml", "latency": 12.5, "energy": None, "status": "ok"})
+    rows = upsert(rows, {"cfg": "b.yaml", "status": "invalid", "error": "bad"})
+    write_results(p, rows)
+    lines = p.read_text().splitlines()
+    assert lines[0].split(",")[:3] == ["cfg", "latency", "energy"] and lines[0].split(",") == COLUMNS
+    got = read_results(p)
+    assert got[0]["energy"] == "" and got[0]["latency"] == "12.5"
+    assert measured(got, "a.yaml") and not measured(got, "b.yaml")
+    assert not list(p.parent.glob("*.tmp"))  # written through a temporary file, renamed
+
+
+def test_upsert_replaces_the_row_of_the_same_config(tmp_path):
+    rows = upsert([], {"cfg": "a.yaml", "latency": 1, "status": "failed"})
+    rows = upsert(rows, {"cfg": "a.yaml", "latency": 2, "status": "ok"})
+    assert len(rows) == 1 and rows[0]["latency"] == 2
