@@ -33,6 +33,7 @@ class Node:
     out_shape: Shape  # per-example output shape: (C, H, W), or (classes,) for a head
     params: int  # trainable parameters of the block
     is_head: bool = False  # the block that returns the task's logits
+    prev: str = ""  # the node's parent in its original network ("input" for the first block)
 
 
 def adapter_allowed(src: Shape, dst: Shape, max_scale: int = 2) -> bool:
@@ -139,14 +140,18 @@ class FusionGraph:
         return self._cache["hash"]
 
     def sharing_signature(self) -> frozenset[tuple[str, str]]:
-        """(task, node) for every foreign node a task runs, and (task, "-node") for each own block it
-        no longer runs. A graph whose signature is a superset of another's shares more than it."""
+        """What the graph shares or removes: (task, node) for every foreign node a task runs, and
+        (task, "node<-parent") for every same-task skip (an own block fed by an earlier own block or
+        the input instead of its original parent). A graph whose signature is a superset of
+        another's shares everything the other shares, and more."""
         sig = set()
         for task in self.heads:
-            path = self.path(task)
-            sig.update((task, n) for n in path if self.nodes[n].task != task)
-            own = {n.id for n in self.nodes.values() if n.task == task}
-            sig.update((task, "-" + n) for n in own - set(path))
+            for n in self.path(task):
+                node, p = self.nodes[n], self.parent[n]
+                if node.task != task:
+                    sig.add((task, n))
+                elif (p == INPUT or self.nodes[p].task == task) and p != node.prev:
+                    sig.add((task, f"{n}<-{p}"))
         return frozenset(sig)
 
     def describe(self) -> dict[str, Any]:
@@ -204,7 +209,7 @@ def graph_from_models(models: Mapping[str, Any], input_shapes: Mapping[str, Shap
                                 f"({str(e).splitlines()[0]}); its input shape cannot be {in_shape}") from e
             nid = f"{task}.{name}"
             nodes[nid] = Node(nid, task, name, tuple(x.shape[1:]), tuple(y.shape[1:]),
-                              sum(p.numel() for p in block.parameters()), is_head=i == len(names) - 1)
+                              sum(p.numel() for p in block.parameters()), is_head=i == len(names) - 1, prev=prev)
             parent[nid], prev, x = prev, nid, y
         heads[task] = prev
     return FusionGraph(nodes, parent, heads, max_scale).validate()

@@ -38,6 +38,21 @@ def export_multitask(net: Any, tasks: list[str], input_shape: tuple[int, ...], p
     return export_tflite(wrapped, (torch.zeros(1, *input_shape),), path, dtype=dtype)
 
 
+def max_abs_diff(path: str | Path, net: Any, tasks: list[str], input_shape: tuple[int, ...], seed: int = 0) -> float:
+    """Largest |TFLite - PyTorch| over all task outputs on one seeded input (outputs in `tasks` order)."""
+    import numpy as np
+    import torch
+    from ai_edge_litert.interpreter import Interpreter
+
+    x = torch.from_numpy(np.random.default_rng(seed).standard_normal((1, *input_shape)).astype(np.float32))
+    runner = Interpreter(model_path=str(path)).get_signature_runner()
+    (name,) = runner.get_input_details()
+    got = runner(**{name: x.permute(0, 2, 3, 1).numpy() if x.ndim == 4 else x.numpy()})
+    with torch.no_grad():
+        ref = net.eval()(x)
+    return max(float(np.abs(got[f"output_{i}"] - ref[t].numpy()).max()) for i, t in enumerate(tasks))
+
+
 @DEVICES.register("host")
 def _host(path: Path, cfg: LatencyConfig) -> dict[str, Any]:
     from profiling.latency import time_tflite
@@ -59,11 +74,17 @@ def check_device(name: str) -> None:
 
 def measure(net: Any, tasks: list[str], input_shape: tuple[int, ...], path: str | Path, device: str = "host",
             cfg: LatencyConfig | None = None) -> dict[str, Any]:
-    """Converts and times a network; returns the LatencyStats fields plus the model path and size."""
+    """Converts and times a network.
+
+    Returns:
+        The LatencyStats fields plus the model's path, size in bytes, device, and (fp32) the largest
+        output difference against PyTorch on one input (a structural-then-numerical check).
+    """
     check_device(device)
     cfg = cfg or LatencyConfig()
     p = export_multitask(net, tasks, input_shape, path, cfg.dtype)
     timer: Callable[[Path, LatencyConfig], dict[str, Any]] = DEVICES.get(device)
     out = timer(p, cfg)
-    out.update(path=str(p), bytes=p.stat().st_size, device=device)
+    out.update(path=str(p), bytes=p.stat().st_size, device=device,
+               max_abs_diff=max_abs_diff(p, net, tasks, input_shape) if cfg.dtype == "fp32" else None)
     return out

@@ -132,7 +132,7 @@ def load_zoo(benchmark: str | Benchmark, settings: ZooSettings | None = None, ca
             model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             meta = json.loads(sidecar.read_text())
         except Exception as e:  # a truncated or foreign file
-            raise UserError(f"{weights}: cannot load cached weights ({e}); delete it and rerun "
+            raise UserError(f"{weights}: cannot load cached weights ({str(e).splitlines()[0][:120]}); delete it and rerun "
                             f"`python -m fusion.zoo --benchmark {bench.name}`") from e
         zoo[task] = ZooModel(task, arch, model.eval(), meta)
     return zoo
