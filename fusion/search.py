@@ -24,6 +24,7 @@ from configs.errors import UserError
 from .finetune import DataSettings, FinetuneConfig
 from .graph import FusionGraph
 from .measure import LatencyConfig, check_device
+from .searchlog import note, read_state, rule_filtered
 from .tasks import get_benchmark
 from .zoo import ZooSettings
 
@@ -45,6 +46,7 @@ class SearchConfig:
     temperature: float = 0.05  # initial SA temperature, as a relative latency increase accepted with p=1/e
     cooling: float = 0.9  # temperature factor per iteration
     rule_filter: bool = True  # skip candidates whose sharing is a superset of a failed one
+    measure_separate: bool = True  # also time each task network as its own .tflite (the separate deployment)
     seed: int = 0  # seed of mutations and fine-tuning
     cache_dir: str | None = None  # zoo cache (default ~/.cache/nnsplice/fusion)
     zoo: ZooSettings = field(default_factory=ZooSettings)  # settings the task networks were trained with
@@ -77,54 +79,6 @@ def parse_budget(text: str) -> float:
         raise UserError(f"--budget {text!r}: expected a duration like 20m, 90s or 1h") from None
 
 
-@dataclass
-class SearchState:
-    """What the log says so far (rebuilt on resume)."""
-
-    rows: list[dict[str, Any]] = field(default_factory=list)  # log lines in order
-    seen: set[str] = field(default_factory=set)  # graph hashes evaluated or filtered
-    failed: list[frozenset] = field(default_factory=list)  # sharing signatures of failed candidates
-    elite: list[tuple[float, FusionGraph]] = field(default_factory=list)  # (latency, graph), fastest first
-    current: FusionGraph | None = None  # SA state
-    current_latency: float = math.inf
-    spent_s: float = 0.0  # search time already spent (all runs)
-
-
-def read_state(log: Path, nodes, cfg: SearchConfig) -> SearchState:
-    """Rebuilds the search state from an existing log (empty state when there is none)."""
-    st = SearchState()
-    if not log.is_file():
-        return st
-    for i, line in enumerate(log.read_text().splitlines()):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            g = FusionGraph.from_dict(row["graph"], nodes)
-        except (ValueError, KeyError) as e:
-            raise UserError(f"{log}:{i + 1}: not a log line of this benchmark ({e}); use another --out") from e
-        _note(st, row, g, cfg)
-    return st
-
-
-def _note(st: SearchState, row: dict[str, Any], g: FusionGraph, cfg: SearchConfig) -> None:
-    st.rows.append(row)
-    st.seen.add(row["hash"])
-    st.spent_s = max(st.spent_s, row.get("search_s", 0.0))
-    if row["status"] in ("invalid", "filtered-predictive"):
-        st.failed.append(g.sharing_signature())
-    if row["status"] == "valid":
-        st.elite = sorted(st.elite + [(row["latency_us"], g)], key=lambda e: e[0])[: cfg.elite_size]
-    if row.get("accepted"):
-        st.current, st.current_latency = g, row["latency_us"]
-
-
-def rule_filtered(signature: frozenset, failed: list[frozenset]) -> bool:
-    """GMorph's rule: a candidate that shares everything a failed candidate shared (and maybe more)
-    cannot do better, so it is skipped."""
-    return any(signature >= f for f in failed)
-
-
 class Search:
     """One search over a benchmark; `run()` iterates until the budget or iteration limit."""
 
@@ -148,7 +102,7 @@ class Search:
             self.orig_val = task_accuracy(self.models, self.data.val)
             self.orig_test = task_accuracy(self.models, self.data.test)
         self.log_path = self.out / LOG_NAME
-        self.state = read_state(self.log_path, self.root.nodes, cfg)
+        self.state = read_state(self.log_path, self.root.nodes, cfg.elite_size)
         (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str) + "\n")
 
     # --- one candidate ---------------------------------------------------------------------
@@ -169,7 +123,7 @@ class Search:
     def _write(self, row: dict[str, Any], g: FusionGraph) -> None:
         with self.log_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
-        _note(self.state, row, g, self.cfg)
+        note(self.state, row, g, self.cfg.elite_size)
         acc = " ".join(f"{t}={a:.4f}" for t, a in row.get("accuracy", {}).items())
         lat = row.get("latency_us")
         self.say(f"[{row['iteration']:3d}] {row['status']:20s} {row['hash']} "
@@ -181,8 +135,18 @@ class Search:
 
         net = build_fused(self.root, self.models)
         lat = self._latency(net, self.root)
+        separate = {}
+        if self.cfg.measure_separate:
+            from .measure import measure
+            from .modules import separate_net
+
+            for t, m in self.models.items():
+                path = self.out / "tflite" / f"{self.bench.name}_{t}_{self.zoo[t].arch}_{self.cfg.latency.dtype}_{self.cfg.device}.tflite"
+                r = measure(separate_net({t: m}), [t], self.input_shape, path, self.cfg.device, self.cfg.latency)
+                separate[t] = r[self.cfg.latency_stat]
         row = self._row(self.root, "valid", "original", t0, accuracy=self.orig_test, drop={t: 0.0 for t in self.orig_test},
-                        latency_us=lat[self.cfg.latency_stat], latency=lat, accepted=True, original=True)
+                        latency_us=lat[self.cfg.latency_stat], latency=lat, accepted=True, original=True,
+                        separate_us=separate)
         self._write(row, self.root)
 
     def step(self, rng: np.random.Generator) -> bool:
@@ -268,6 +232,7 @@ class Search:
         out = {"benchmark": self.bench.name, "stopped": stop, "iterations": len(rows) - 1, "status_counts": counts,
                "search_s": round(self._spent(), 1), "acc_drop": self.cfg.acc_drop,
                "original": {"latency_us": original["latency_us"], "accuracy": original["accuracy"],
+                            "separate_us": original.get("separate_us", {}),
                             "params": original["sharing"]["params"], "tflite": original["latency"]["path"]},
                "best": {"hash": best_row["hash"], "latency_us": best_lat, "accuracy": best_row["accuracy"],
                         "drop": best_row["drop"], "sharing": best_row["sharing"], "tflite": best_row["latency"]["path"],

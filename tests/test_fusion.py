@@ -189,7 +189,7 @@ def test_curve_flat_and_falling():
 
 
 def test_rule_filter(graph):
-    from fusion.search import rule_filtered
+    from fusion.searchlog import rule_filtered
     g1 = apply_mutation(graph, Mutation("fashion_rotation.b1", "fashion10.b1", "cross", False))
     g2 = apply_mutation(g1, Mutation("fashion_rotation.b2", "fashion10.b1", "cross", False))
     g3 = apply_mutation(g1, Mutation("fashion_rotation.b3", "fashion10.b2", "cross", False))  # shares more
@@ -233,6 +233,10 @@ def test_bad_inputs(tmp_path, models, capsys, monkeypatch):
             p.write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match=r"cannot load cached weights .* delete it and rerun"):
         fusion.load_zoo("fashion3", zs, tmp_path / "bad")
+    from fusion.searchlog import read_state
+    (tmp_path / "other.jsonl").write_text('{"a": 1}\n{"iteration": 1}\n')
+    with pytest.raises(UserError, match=r"other.jsonl:1: not a log line of this benchmark"):
+        read_state(tmp_path / "other.jsonl", {}, elite_size=4)
     with pytest.raises(UserError, match="no two task networks share an architecture family"):
         fusion.gemel_merge(fusion.GemelConfig("fashion3"))
     # the CLI prints the message and exits 2, no traceback
@@ -277,7 +281,7 @@ def test_tiny_search_end_to_end_and_resume(tmp_path):
     again = fusion.load_zoo("fashion_mnist2", zs, tmp_path / "cache")  # cached: same weights
     assert again["digits"].meta["key"] == zoo["digits"].meta["key"]
     cfg = SearchConfig("fashion_mnist2", str(tmp_path / "run"), acc_drop=0.5, budget_s=300, max_iterations=2,
-                       cache_dir=str(tmp_path / "cache"), zoo=zs, relaxed=False,
+                       cache_dir=str(tmp_path / "cache"), zoo=zs, relaxed=False, measure_separate=False,
                        data=DataSettings(train_per_task=200, val_per_task=100, test_per_task=200, batch_size=50),
                        finetune=FinetuneConfig(epochs=1), latency=LatencyConfig(warmup=1, runs=5))
     s = fusion.run_search(cfg, log=lambda s: None)
@@ -294,6 +298,8 @@ def test_tiny_search_end_to_end_and_resume(tmp_path):
             assert set(r["accuracy"]) == {"fashion10", "digits"}
     assert any(r["sharing"]["shared"] or r["sharing"]["removed"] for r in rows[1:])
     assert (tmp_path / "run" / "best.json").is_file() and s["speedup"] > 0
+    with (tmp_path / "run" / LOG_NAME).open("a") as f:
+        f.write('{"iteration": 3, "hash": "cut sh')  # killed mid-write: the resume drops the partial line
     s2 = fusion.run_search(cfg.__class__(**{**cfg.__dict__, "max_iterations": 3}), log=lambda s: None)  # resume
     rows2 = (tmp_path / "run" / LOG_NAME).read_text().splitlines()
     assert len(rows2) == 4 and rows2[:3] == [json.dumps(r) for r in rows] and s2["iterations"] == 3

@@ -1,0 +1,68 @@
+"""The fusion search's log: one JSON line per candidate, and the state rebuilt from it on resume."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from configs.errors import UserError
+
+from .graph import FusionGraph, Node
+
+
+@dataclass
+class SearchState:
+    """What the log says so far (rebuilt on resume)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)  # log lines in order
+    seen: set[str] = field(default_factory=set)  # graph hashes evaluated or filtered
+    failed: list[frozenset] = field(default_factory=list)  # sharing signatures of failed candidates
+    elite: list[tuple[float, FusionGraph]] = field(default_factory=list)  # (latency, graph), fastest first
+    current: FusionGraph | None = None  # SA state
+    current_latency: float = math.inf
+    spent_s: float = 0.0  # search time already spent (all runs)
+
+
+def read_state(log: Path, nodes: Mapping[str, Node], elite_size: int) -> SearchState:
+    """Rebuilds the search state from an existing log (empty state when there is none)."""
+    st = SearchState()
+    if not log.is_file():
+        return st
+    lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if i == len(lines) - 1:  # cut short by an interruption: drop it, the candidate is redone
+                log.write_text("".join(ln + "\n" for ln in lines[:-1]))
+                break
+            raise UserError(f"{log}:{i + 1}: not JSON; the log is damaged, use another --out") from None
+        try:
+            g = FusionGraph.from_dict(row["graph"], nodes)
+        except (ValueError, KeyError) as e:
+            raise UserError(f"{log}:{i + 1}: not a log line of this benchmark ({e}); use another --out") from e
+        note(st, row, g, elite_size)
+    return st
+
+
+def note(st: SearchState, row: dict[str, Any], g: FusionGraph, elite_size: int) -> None:
+    """Adds one log row to the state: seen hashes, failed signatures, elite, SA current."""
+    st.rows.append(row)
+    st.seen.add(row["hash"])
+    st.spent_s = max(st.spent_s, row.get("search_s", 0.0))
+    if row["status"] in ("invalid", "filtered-predictive"):
+        st.failed.append(g.sharing_signature())
+    if row["status"] == "valid":
+        st.elite = sorted(st.elite + [(row["latency_us"], g)], key=lambda e: e[0])[:elite_size]
+    if row.get("accepted"):
+        st.current, st.current_latency = g, row["latency_us"]
+
+
+def rule_filtered(signature: frozenset, failed: list[frozenset]) -> bool:
+    """GMorph's rule: a candidate that shares everything a failed candidate shared (and maybe more)
+    cannot do better, so it is skipped."""
+    return any(signature >= f for f in failed)
+
+
