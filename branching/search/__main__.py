@@ -1,0 +1,103 @@
+"""python -m branching.search: search a branched network for a device's lanes, train it, report.
+
+    python -m branching.search --base configs/host/R-18-C.yaml --device host --lanes C,C --out DIR \
+        [--budget 10m] [--epochs 3]
+
+Writes DIR/<name>.yaml (runnable: python run_pipeline.py --configs DIR/<name>.yaml),
+DIR/stage_candidates.csv, DIR/predicted_vs_measured.svg, DIR/weights/ and DIR/summary.json.
+Measurements go to --store/<device>.csv and are reused by later (or resumed) searches.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+
+def parse_budget(text: str) -> float:
+    """'90s', '10m', '1h' or plain seconds -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"--budget {text!r}: a duration like 90s, 10m or 1h")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m branching.search", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--base", required=True, help="single-branch base config (.yaml), e.g. configs/host/R-18-C.yaml")
+    ap.add_argument("--device", default="host", help="where candidates are measured: host (this machine's cores)")
+    ap.add_argument("--lanes", default="C,C", help="one processor letter per lane: C (CPU), G (GPU), D (DSP); "
+                                                  "host: up to one C per core (default C,C)")
+    ap.add_argument("--out", required=True, help="output folder")
+    ap.add_argument("--budget", type=parse_budget, default=600.0, help="time for the latency search (default 10m)")
+    ap.add_argument("--epochs", type=int, default=3, help="Fashion-MNIST epochs for base and branched (default 3)")
+    ap.add_argument("--no-train", action="store_true", help="skip training (no accuracy figures)")
+    ap.add_argument("--train-subset", type=int, default=0, help="first N training images (default all 60,000)")
+    ap.add_argument("--test-subset", type=int, default=0, help="first N test images (default all 10,000)")
+    ap.add_argument("--width-mult", type=float, default=0.5, help="proxy width multiplier for training (default 0.5)")
+    ap.add_argument("--data-dir", default="", help="Fashion-MNIST IDX folder (default /usr/share/datasets/fashion-mnist)")
+    ap.add_argument("--store", default="work/search_store", help="measurement store folder (default work/search_store)")
+    ap.add_argument("--alpha", type=float, default=0.4, help="main branch keeps >= alpha of the stage FLOPs (0.4)")
+    ap.add_argument("--beta", type=float, default=0.8, help="main + sub branch keep >= beta of them (0.8)")
+    ap.add_argument("--gamma", type=float, default=0.8, help="each branch < gamma x unbranched stage latency (0.8)")
+    ap.add_argument("--max-flops", type=float, default=1.0, help="branched stage FLOPs <= this x unbranched (1.0)")
+    ap.add_argument("--min-gain", type=float, default=0.05, help="branch a stage only if it saves this share (0.05)")
+    ap.add_argument("--depth-deltas", default="-1,0", help="branch depth = base depth + each delta (default -1,0)")
+    ap.add_argument("--width-steps", type=int, default=10, help="widths per branch (default 10)")
+    ap.add_argument("--per-round", type=int, default=3, help="candidates measured per round (default 3)")
+    ap.add_argument("--max-rounds", type=int, default=8, help="rounds per stage at most (default 8)")
+    ap.add_argument("--tol", type=float, default=0.05, help="stop when the predicted best is within this (0.05)")
+    ap.add_argument("--runs", type=int, default=15, help="timed runs per measurement (default 15)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed runs per measurement (default 3)")
+    ap.add_argument("--stat", default="min", choices=["min", "median"], help="statistic searched on (default min)")
+    ap.add_argument("--dtype", default="", choices=["", "fp32", "fp16", "int8"], help="overrides DEPLOY.DTYPE")
+    ap.add_argument("--im-size", type=int, default=0, help="deployment input size (default: the base config's)")
+    ap.add_argument("--verify-rounds", type=int, default=3, help="interleaved whole-network rounds (0 = skip)")
+    return ap.parse_args(argv)
+
+
+def options(a: argparse.Namespace):
+    from . import Constraints, LoopOptions, SearchOptions, SpaceOptions, TrainOptions
+
+    try:
+        deltas = tuple(int(x) for x in a.depth_deltas.split(",") if x.strip())
+    except ValueError:
+        from configs import UserError
+        raise UserError(f"--depth-deltas = {a.depth_deltas!r}: integers separated by commas, e.g. -1,0") from None
+    return SearchOptions(
+        lanes=a.lanes, device=a.device, store_dir=a.store, dtype=a.dtype, im_size=a.im_size, warmup=a.warmup,
+        runs=a.runs, stat=a.stat, verify_rounds=a.verify_rounds, train=not a.no_train,
+        constraints=Constraints(a.alpha, a.beta, a.gamma, a.max_flops, a.min_gain),
+        space=SpaceOptions(depth_deltas=deltas, width_steps=a.width_steps),
+        loop=LoopOptions(a.per_round, a.max_rounds, a.tol, a.budget),
+        training=TrainOptions(epochs=a.epochs, width_mult=a.width_mult, train_subset=a.train_subset,
+                              test_subset=a.test_subset, data_dir=a.data_dir))
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    from configs import UserError
+
+    from . import search
+
+    try:
+        s = search(a.base, a.out, options(a), log=lambda m: print(m, flush=True))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: measurements so far are in {a.store}; rerun the same command to resume", file=sys.stderr)
+        return 130
+    acc = s.get("accuracy")
+    net = s.get("network")
+    if net:
+        print(f"latency ratio branched/base {net['ratio_min']:.2f} (FLOPs ratio {s['flops']['ratio']:.2f})")
+    if acc:
+        print(f"Fashion-MNIST test accuracy: base {acc['base_acc']:.2%}, branched {acc['branched_acc']:.2%}")
+    print(f"results: {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

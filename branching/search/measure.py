@@ -1,0 +1,197 @@
+"""Measures stage candidates on the target through the pipeline's own runtime.
+
+Each branch of a candidate is built as a small torch module (branching.anynet.Branch, random
+weights: latency does not depend on their values), converted with converter.tflite.export_tflite
+and cached by content hash; the branches then run concurrently on their lanes, followed by the
+concat on the merge lane, as a small partition plan executed by android_runtime's PlanRunner
+(one pinned thread per lane, the same SegmentExecutor), so lane contention is real. Every
+measurement goes to the device's MeasurementStore first and is read back from it when the
+same candidate is asked for again.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from profiling.store import Measurement, MeasurementStore, content_key
+
+from .space import StageCandidate, StageContext
+
+MEASURE_VERSION = "1"  # bump when what a measurement means changes (plan shape, statistic)
+
+
+@dataclass(frozen=True)
+class LaneSetup:
+    name: str  # lane name (also the processor name of the branch placed on it)
+    cores: tuple[int, ...]  # cores its thread is pinned to
+    threads: int  # interpreter threads
+    delegate: str  # xnnpack | builtin | ...
+
+
+@dataclass(frozen=True)
+class StageMeasurement:
+    key: str  # content hash of the candidate + measurement setup
+    branch_us: dict[str, float]  # lane -> branch latency (chosen statistic), while the others run too
+    sync_us: float  # end-to-end minus the slowest branch: concat + hand-over between lanes
+    total_us: float  # end to end: input handed over -> merged output
+    reused: bool  # read from the store rather than measured now
+
+
+def runtime_version() -> str:
+    from importlib.metadata import version
+
+    return f"ai-edge-litert={version('ai-edge-litert')}"
+
+
+class StageMeasurer:
+    """Converts, runs and stores stage candidates.
+
+    Args:
+        store: the device's measurement store.
+        lanes: lane name -> setup, in branch order.
+        merge_lane: lane that concatenates branch outputs.
+        dtype: fp32 | fp16 | int8.
+        cache_dir: converted branch modules (<content hash>.tflite).
+        warmup, runs: untimed and timed runs per measurement.
+        stat: "min" or "median": the statistic a measurement reports.
+        log: progress callback.
+    """
+
+    def __init__(self, store: MeasurementStore, lanes: dict[str, LaneSetup], merge_lane: str, dtype: str,
+                 cache_dir: str | Path, warmup: int = 3, runs: int = 15, stat: str = "min",
+                 log: Callable[[str], None] = lambda m: None):
+        self.store, self.lanes, self.merge_lane, self.dtype = store, lanes, merge_lane, dtype
+        self.cache_dir = Path(cache_dir)
+        self.warmup, self.runs, self.stat, self.log = warmup, runs, stat, log
+        self.measured = 0  # candidates timed by this measurer
+        self.reused = 0  # candidates found in the store
+        self.seconds = 0.0  # time spent converting and timing
+
+    # -- keys ---------------------------------------------------------------------------------
+    def candidate_key(self, ctx: StageContext, cand: StageCandidate) -> str:
+        lanes = {b.lane: [list(self.lanes[b.lane].cores), self.lanes[b.lane].threads, self.lanes[b.lane].delegate]
+                 for b in cand.branches}
+        merge = self.lanes[self.merge_lane]
+        return content_key({"v": MEASURE_VERSION, "ctx": ctx.describe(), "dtype": self.dtype,
+                            "branches": [[b.lane, b.depth, b.width] for b in cand.branches], "lanes": lanes,
+                            "merge": [list(merge.cores), merge.threads, merge.delegate] if cand.branched else None,
+                            "runtime": runtime_version(), "runs": self.runs})
+
+    # -- measuring ----------------------------------------------------------------------------
+    def measure(self, ctx: StageContext, cand: StageCandidate) -> StageMeasurement:
+        key = self.candidate_key(ctx, cand)
+        rows = self.store.get(key)
+        if rows:
+            self.reused += 1
+            return self._from_rows(key, rows, reused=True)
+        t0 = time.perf_counter()
+        rows = self._run(key, ctx, cand)
+        self.store.add(rows)
+        self.seconds += time.perf_counter() - t0
+        self.measured += 1
+        return self._from_rows(key, rows, reused=False)
+
+    def _from_rows(self, key: str, rows: list[Measurement], reused: bool) -> StageMeasurement:
+        br = {m.part: m.stat(self.stat) for m in rows if m.kind == "branch"}
+        sync = next((m.stat(self.stat) for m in rows if m.kind == "sync"), 0.0)
+        total = next(m.stat(self.stat) for m in rows if m.kind == "stage")
+        return StageMeasurement(key, br, sync, total, reused)
+
+    def _tflite(self, module, example, tag: str) -> Path:
+        from converter.tflite import converter_version, export_tflite
+
+        path = self.cache_dir / f"{content_key([tag, self.dtype, converter_version()])}.tflite"
+        if not path.exists():
+            export_tflite(module, example, path, dtype=self.dtype)
+        return path
+
+    def branch_file(self, ctx: StageContext, depth: int, width: int) -> Path:
+        import torch
+
+        from branching.anynet import Branch
+
+        spec = ctx.branch_spec("b", depth, width)
+        torch.manual_seed(0)
+        m = Branch(spec, ctx.w_in, ctx.block_type, ctx.se_r).eval()
+        x = torch.randn(1, ctx.w_in, ctx.hw_in, ctx.hw_in, generator=torch.Generator().manual_seed(0))
+        return self._tflite(m, (x,), f"branch:{ctx.describe()}:{depth}:{width}")
+
+    def merge_file(self, shapes: list[tuple[int, int, int]]) -> Path:
+        import torch
+
+        from branching.anynet import Merge
+
+        xs = tuple(torch.zeros(1, c, h, w) for c, h, w in shapes)
+        return self._tflite(Merge().eval(), xs, f"merge:{shapes}")
+
+    def _run(self, key: str, ctx: StageContext, cand: StageCandidate) -> list[Measurement]:
+        import math
+
+        import numpy as np
+
+        from android_runtime.runner import PlanRunner
+        from converter.build import sha256_file
+        from converter.plan import LaneSpec, Plan, Segment, TensorSpec
+
+        hw_out = math.ceil(ctx.hw_in / ctx.base.stride)
+        x_spec = TensorSpec("x", [1, ctx.hw_in, ctx.hw_in, ctx.w_in])
+        segs, files = [], {}
+        for b in cand.branches:
+            f = self.branch_file(ctx, b.depth, b.width)
+            files[b.lane] = f
+            segs.append(Segment(name=f"b.{b.lane}", kind="branch", lane=b.lane, processor=b.lane, file=f.name,
+                                sha256=sha256_file(f), inputs=[x_spec],
+                                outputs=[TensorSpec(f"{b.lane}.out", [1, hw_out, hw_out, b.width])],
+                                stage=ctx.index, branch=b.lane))
+        out_name = segs[0].outputs[0].name
+        if cand.branched:
+            mf = self.merge_file([(b.width, hw_out, hw_out) for b in cand.branches])
+            segs.append(Segment(name="merge", kind="merge", lane=self.merge_lane, processor=self.merge_lane,
+                                file=mf.name, sha256=sha256_file(mf), inputs=[s.outputs[0] for s in segs],
+                                outputs=[TensorSpec("y", [1, hw_out, hw_out, cand.out_width])], stage=ctx.index))
+            out_name = "y"
+        used = {s.lane for s in segs}
+        lanes = {n: LaneSpec(cores=list(l.cores), threads=l.threads, delegate=l.delegate, processors=[n])
+                 for n, l in self.lanes.items() if n in used}
+        plan = Plan(name=f"stage{ctx.index}-{key[:8]}", dtype=self.dtype, input=x_spec,
+                    output=TensorSpec(out_name, segs[-1].outputs[0].shape), lanes=lanes, segments=segs,
+                    sync_points=[])
+        x = np.random.default_rng(0).standard_normal(x_spec.shape).astype(np.float32)
+        with PlanRunner(plan, self.cache_dir, pin=True) as r:
+            recs = r.benchmark(x, self.warmup, self.runs)
+        total = [rec.latency_us for rec in recs]
+        per = {b.lane: [rec.segments[f"b.{b.lane}"][1] - rec.segments[f"b.{b.lane}"][0] for rec in recs]
+               for b in cand.branches}
+        sync = [t - max(per[b.lane][i] for b in cand.branches) for i, t in enumerate(total)]
+        now = time.time()
+        ctx_info = {"runtime": runtime_version(), "stage": ctx.describe(), "candidate": cand.label,
+                    "warmup": self.warmup}
+        contended = len(cand.branches) > 1
+
+        def row(kind: str, part: str, lane: str, xs: list[float], features: dict) -> Measurement:
+            xs_sorted = sorted(xs)
+            p90 = xs_sorted[max(0, min(len(xs) - 1, int(round(0.9 * len(xs) + 0.5)) - 1))]
+            setup = self.lanes.get(lane)
+            return Measurement(key=key, kind=kind, part=part, lane=lane, cores=tuple(setup.cores) if setup else (),
+                               threads=setup.threads if setup else 0, dtype=self.dtype, min_us=xs_sorted[0],
+                               median_us=statistics.median(xs), p90_us=p90, runs=len(xs), features=features,
+                               context=ctx_info, created=now)
+
+        rows = []
+        for b in cand.branches:
+            c = b.cost
+            feats = {"flops": c.flops, "params": c.params, "acts": c.acts, "in_elems": c.in_elems,
+                     "out_elems": c.out_elems, "depth": b.depth, "width": b.width, "w_in": ctx.w_in,
+                     "hw_in": ctx.hw_in, "kernel": ctx.base.kernel, "stride": ctx.base.stride,
+                     "block_type": ctx.block_type, "dtype": self.dtype, "threads": self.lanes[b.lane].threads,
+                     "contended": contended, "n_branches": len(cand.branches)}
+            rows.append(row("branch", b.lane, b.lane, per[b.lane], feats))
+        out_elems = cand.out_width * hw_out ** 2
+        rows.append(row("sync", "sync", self.merge_lane if contended else cand.branches[0].lane, sync,
+                        {"out_elems": out_elems, "n_branches": len(cand.branches), "dtype": self.dtype}))
+        rows.append(row("stage", "total", "", total, {"flops": cand.flops, "n_branches": len(cand.branches),
+                                                      "label": cand.label}))
+        return rows

@@ -1,0 +1,198 @@
+"""One search from a base config to a trained branched config with its evidence.
+
+search -> branched config (YAML, validated by the pipeline's loader) -> whole-network timing of
+base and branched side by side -> distillation on Fashion-MNIST -> stage_candidates.csv, plot,
+summary.json. Every step hands its typed result to the next; the CLI only parses flags.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from configs import PipelineConfig, UserError, load_config
+from profiling.predictor import holdout_errors, share_within
+from profiling.store import MeasurementStore
+
+from .lanes import parse_lanes, resolve_lanes
+from .loop import LoopOptions, StageResult, StageSearch, search_stages
+from .measure import StageMeasurer
+from .space import Constraints, SpaceOptions
+from .train import TrainOptions
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """Everything a search needs besides the base config (all of it recorded in summary.json)."""
+
+    lanes: str = "C,C"  # processor letters, one lane each (C = CPU, G = GPU, D = DSP)
+    device: str = "host"  # where candidates are measured
+    store_dir: str = "work/search_store"  # measurement store (<device>.csv) and converted candidates
+    dtype: str = ""  # fp32 | fp16 | int8; "" = the base config's DEPLOY.DTYPE
+    im_size: int = 0  # deployment input size; 0 = the base config's
+    warmup: int = 3  # untimed runs per candidate measurement
+    runs: int = 15  # timed runs per candidate measurement
+    stat: str = "min"  # statistic searched on: min (steadiest on shared machines) or median
+    verify_rounds: int = 3  # interleaved rounds timing base and branched whole networks (0 = skip)
+    train: bool = True  # distill the branched network on Fashion-MNIST and report accuracies
+    constraints: Constraints = field(default_factory=Constraints)
+    space: SpaceOptions = field(default_factory=SpaceOptions)
+    loop: LoopOptions = field(default_factory=LoopOptions)
+    training: TrainOptions = field(default_factory=TrainOptions)
+
+
+def branched_name(base: str, letters: list[str]) -> str:
+    stem = re.sub(r"-[CGD]+$", "", base)
+    return f"{stem}-{''.join(letters)}-searched"
+
+
+def check_base(cfg: PipelineConfig) -> None:
+    branched = [i + 1 for i, d in enumerate(cfg.ANYNET.DEPTHS) if len(d) > 1]
+    if branched:
+        raise UserError(f"{cfg.path}: ANYNET.DEPTHS = {cfg.ANYNET.DEPTHS}: the base config is already branched "
+                        f"(stages {branched} have several branches); the search starts from a single-branch "
+                        f"network, e.g. configs/host/R-18-C.yaml")
+
+
+def search(base_path: str | os.PathLike, out_dir: str | os.PathLike, opt: SearchOptions,
+           log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Runs the whole search; returns the summary (also written to <out_dir>/summary.json).
+
+    Raises:
+        UserError: a branched base, lanes the device lacks, impossible constraints, a missing dataset.
+    """
+    from android_runtime.devices import get_device
+
+    t_start = time.perf_counter()
+    load_start = os.getloadavg()
+    letters = parse_lanes(opt.lanes)
+    lanes = resolve_lanes(opt.device, letters)
+    bad = opt.constraints.check()
+    if bad:
+        raise UserError("constraints: " + "; ".join(bad))
+    if opt.stat not in ("min", "median"):
+        raise UserError(f"--stat = {opt.stat!r}: min or median")
+    base = load_config(base_path, get_device("host").available_cores())
+    check_base(base)
+    if opt.dtype or opt.im_size:
+        base = dataclasses.replace(base, DEPLOY=dataclasses.replace(
+            base.DEPLOY, DTYPE=opt.dtype or base.DEPLOY.DTYPE, IM_SIZE=opt.im_size or base.DEPLOY.IM_SIZE))
+    if opt.train:
+        from .train import check_dataset
+
+        check_dataset(opt.training)  # fail now, not after the search
+    from branching import spec_from_config
+
+    spec = spec_from_config(base)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    store = MeasurementStore(opt.store_dir, opt.device)
+    log(f"search {base.name} on {opt.device} lanes {opt.lanes} ({', '.join(f'{n}: cores {list(l.cores)}' for n, l in lanes.items())}); "
+        f"store {store.path} ({len(store)} rows); budget {opt.loop.budget_s:.0f} s")
+    names = list(lanes)
+    measurer = StageMeasurer(store, lanes, names[0], base.DEPLOY.DTYPE, Path(opt.store_dir) / "tflite",
+                             opt.warmup, opt.runs, opt.stat, log)
+    ss = StageSearch(measurer, lanes, opt.constraints, opt.space, opt.loop, log)
+    results = search_stages(spec, base.im_size, ss, opt.loop.budget_s)
+    search_s = time.perf_counter() - t_start
+
+    from .emit import branched_config_dict, candidate_rows, write_csv, write_svg, write_yaml
+    from .network import compare_networks, load_written, network_flops
+
+    name = branched_name(base.name, letters)
+    d = branched_config_dict(base, results, lanes, base.DEPLOY.DTYPE, base.im_size)
+    cfg_path = write_yaml(d, out / f"{name}.yaml", f"{name}: searched from {base.path} by branching.search on "
+                          f"{opt.device}, lanes {opt.lanes}\nrun: python run_pipeline.py --configs {out / (name + '.yaml')}")
+    branched = load_written(cfg_path)  # the pipeline's own validation
+    spec_from_config(branched)
+    (bp, bf), (np_, nf) = network_flops(base), network_flops(branched)
+    pred_net = sum(r.latency_us for r in results)
+    ref_net = sum(r.main_ref.meas.total_us for r in results)
+    summary: dict[str, Any] = {
+        "base": str(base_path), "config": str(cfg_path), "device": opt.device, "lanes": opt.lanes,
+        "lane_setup": {n: dataclasses.asdict(l) for n, l in lanes.items()}, "dtype": base.DEPLOY.DTYPE,
+        "im_size": base.im_size, "options": _jsonable(dataclasses.asdict(opt)),
+        "stages": [_stage_summary(r) for r in results],
+        "params": {"base": bp, "branched": np_}, "flops": {"base": bf, "branched": nf, "ratio": nf / bf},
+        "stages_latency_us": {"unbranched_sum": ref_net, "searched_sum": pred_net, "ratio": pred_net / ref_net},
+        "measurements": _measurement_summary(results, measurer),
+        "predictor": _predictor_summary(results, ss),
+        "skip_merge": _skip_merge(results),
+        "search_seconds": search_s,
+    }
+    write_csv(candidate_rows(results), out / "stage_candidates.csv")
+    pts = [(e.pred_branch[l], e.meas.branch_us[l], "branch") for r in results for e in r.evaluated
+           for l in e.pred_branch] + [(e.pred_total, e.meas.total_us, "stage") for r in results for e in r.evaluated]
+    write_svg(pts, out / "predicted_vs_measured.svg", f"{name}: latency predicted before measuring vs measured")
+    if opt.verify_rounds > 0:
+        log(f"timing base and branched networks side by side ({opt.verify_rounds} interleaved rounds)")
+        t = compare_networks({"base": base, "branched": branched}, out / "work", opt.verify_rounds, opt.warmup,
+                             opt.runs, log)
+        summary["network"] = {k: dataclasses.asdict(v) for k, v in t.items()}
+        summary["network"]["ratio_min"] = t["branched"].min_us / t["base"].min_us
+        summary["network"]["ratio_median"] = t["branched"].median_us / t["base"].median_us
+        log(f"  base {t['base'].min_us / 1e3:.2f} ms, branched {t['branched'].min_us / 1e3:.2f} ms "
+            f"(ratio {summary['network']['ratio_min']:.2f}; FLOPs ratio {nf / bf:.2f})")
+    if opt.train:
+        from .train import train_pair
+
+        log("training on Fashion-MNIST")
+        summary["accuracy"] = train_pair(base, branched, out / "weights", Path(opt.store_dir), opt.training, log)
+    summary["seconds"] = time.perf_counter() - t_start
+    summary["load_avg"] = {"start": load_start, "end": os.getloadavg(), "cpus": os.cpu_count()}
+    tmp = out / "summary.tmp"
+    tmp.write_text(json.dumps(summary, indent=1, default=str))
+    os.replace(tmp, out / "summary.json")
+    log(f"wrote {cfg_path}, {out / 'stage_candidates.csv'}, {out / 'predicted_vs_measured.svg'}, "
+        f"{out / 'summary.json'}")
+    return summary
+
+
+def _jsonable(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=str))
+
+
+def _stage_summary(r: StageResult) -> dict[str, Any]:
+    e = r.chosen_eval
+    return {"stage": r.ctx.index + 1, "w_in": r.ctx.w_in, "hw_in": r.ctx.hw_in,
+            "chosen": e.cand.label if r.chosen else "unbranched", "flops_ratio": e.cand.flops / r.main_ref.cand.flops,
+            "latency_us": e.meas.total_us, "unbranched_us": r.main_ref.meas.total_us,
+            "ratio": e.meas.total_us / r.main_ref.meas.total_us, "stop": r.stop, "rounds": r.rounds,
+            "ranked": r.ranked, "measured": len(r.evaluated), "filters": dataclasses.asdict(r.report)}
+
+
+def _measurement_summary(results: list[StageResult], m: StageMeasurer) -> dict[str, Any]:
+    ranked = sum(r.ranked for r in results)
+    evaluated = sum(len(r.evaluated) for r in results)
+    return {"ranked": ranked, "enumerated": sum(r.report.enumerated for r in results),
+            "measured_candidates": evaluated, "references": sum(len(r.refs) for r in results),
+            "timed_now": m.measured, "reused_from_store": m.reused, "measure_seconds": m.seconds,
+            "share_measured": evaluated / ranked if ranked else None}
+
+
+def _predictor_summary(results: list[StageResult], ss: StageSearch) -> dict[str, Any]:
+    pre = [e.pred_total / e.meas.total_us - 1 for r in results for e in r.evaluated if not e.meas.reused]
+    pre_b = [e.pred_branch[l] / e.meas.branch_us[l] - 1 for r in results for e in r.evaluated if not e.meas.reused
+             for l in e.pred_branch]
+    comp, _ = ss._samples(ss.m.store, ss.m.stat)
+    loo = holdout_errors(comp)
+    return {"stage_before_measuring": {"n": len(pre), "within_10pct": share_within(pre)},
+            "branch_before_measuring": {"n": len(pre_b), "within_10pct": share_within(pre_b)},
+            "branch_leave_one_out": {"n": len(loo), "within_10pct": share_within(loo)}}
+
+
+def _skip_merge(results: list[StageResult]) -> dict[str, Any]:
+    """Sync points between consecutive branched stages with the same lanes: what skipping them would save.
+
+    Not emitted: the YAML schema concatenates at every stage end (see the package README note)."""
+    pairs = []
+    for a, b in zip(results, results[1:]):
+        if a.chosen and b.chosen and [x.lane for x in a.chosen.branches] == [x.lane for x in b.chosen.branches]:
+            pairs.append({"after_stage": a.ctx.index + 1, "sync_us": a.chosen_eval.meas.sync_us})
+    return {"candidates": pairs, "emitted": False,
+            "why": "the config schema and branching/anynet.py concatenate branch outputs at every stage end"}
