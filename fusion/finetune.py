@@ -37,6 +37,7 @@ class FinetuneConfig:
     alpha: float = 0.7  # weight of the KL term (1 - alpha: cross-entropy on labels)
     predictive: bool = True  # stop candidates whose extrapolated accuracy cannot reach the target
     min_curve_points: int = 2  # epochs before the learning-curve filter may stop a candidate
+    curve_margin: float = 0.005  # slack under the target before stopping (validation accuracy is noisy)
     time_budget_s: float | None = None  # stop a single fine-tuning after this many seconds
 
 
@@ -148,7 +149,8 @@ def recover(net: Any, teachers: Mapping[str, Any], data: FusionData, original_va
         stop = False
         for t in curve:
             predicted[t] = extrapolate(curve[t], cfg.epochs)
-            stop |= cannot_reach(curve[t], original_val[t] - acc_drop, cfg.epochs, cfg.min_curve_points)
+            stop |= cannot_reach(curve[t], original_val[t] - acc_drop, cfg.epochs, cfg.min_curve_points,
+                                 cfg.curve_margin)
         return stop
 
     res = distill(net, dict(teachers), {"train": data.train}, cfg.epochs, cfg.temperature, cfg.alpha, lr=cfg.lr,

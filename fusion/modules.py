@@ -100,6 +100,15 @@ def build_fused(graph: FusionGraph, models: Mapping[str, nn.Module]) -> FusedNet
     return FusedNet(graph, blocks)
 
 
+def inherit(net: nn.Module, parent_state: Mapping[str, torch.Tensor]) -> int:
+    """Copies a parent candidate's fine-tuned weights into `net` wherever a node (or adapter) of the
+    same id and shape exists in both; returns the number of tensors copied."""
+    own = net.state_dict()
+    take = {k: v for k, v in parent_state.items() if k in own and own[k].shape == v.shape}
+    net.load_state_dict(take, strict=False)
+    return len(take)
+
+
 def separate_net(models: Mapping[str, nn.Module]) -> nn.Module:
     """The task networks side by side in one module (the unfused baseline): {task: logits}."""
     class Separate(nn.Module):

@@ -46,6 +46,7 @@ class SearchConfig:
     temperature: float = 0.05  # initial SA temperature, as a relative latency increase accepted with p=1/e
     cooling: float = 0.9  # temperature factor per iteration
     rule_filter: bool = True  # skip candidates whose sharing is a superset of a failed one
+    inherit: bool = True  # start fine-tuning from the parent candidate's fine-tuned weights (when it has them)
     measure_separate: bool = True  # also time each task network as its own .tflite (the separate deployment)
     seed: int = 0  # seed of mutations and fine-tuning
     cache_dir: str | None = None  # zoo cache (default ~/.cache/nnsplice/fusion)
@@ -145,7 +146,7 @@ class Search:
                 r = measure(separate_net({t: m}), [t], self.input_shape, path, self.cfg.device, self.cfg.latency)
                 separate[t] = r[self.cfg.latency_stat]
         row = self._row(self.root, "valid", "original", t0, accuracy=self.orig_test, drop={t: 0.0 for t in self.orig_test},
-                        latency_us=lat[self.cfg.latency_stat], latency=lat, accepted=True, original=True,
+                        latency_us=lat[self.cfg.latency_stat], latency=lat, accepted=True, original=True, val_accuracy=self.orig_val,
                         separate_us=separate)
         self._write(row, self.root)
 
@@ -154,7 +155,7 @@ class Search:
         import torch
 
         from .finetune import recover
-        from .modules import build_fused
+        from .modules import build_fused, inherit
         from .mutation import random_mutation
 
         st, cfg = self.state, self.cfg
@@ -169,6 +170,7 @@ class Search:
                 break
         if found is None:
             return False
+        parent_weights = self._weights_path(start)
         m, g = found
         t0 = time.perf_counter()
         sig = g.sharing_signature()
@@ -177,6 +179,9 @@ class Search:
             return True
         torch.manual_seed(cfg.seed)
         net = build_fused(g, self.models)
+        inherited = 0
+        if cfg.inherit and parent_weights.is_file():
+            inherited = inherit(net, torch.load(parent_weights, map_location="cpu", weights_only=True))
         lat = self._latency(net, g)
         rec = recover(net, self.models, self.data, self.orig_val, self.orig_test, cfg.acc_drop, cfg.finetune,
                       seed=cfg.seed)
@@ -190,7 +195,7 @@ class Search:
             torch.save(net.state_dict(), self._weights_path(g))
         row = self._row(g, rec.status, m.describe(), t0, accuracy=rec.accuracy, drop=rec.drop, latency_us=latency_us,
                         latency=lat, accepted=accepted, epochs=rec.epochs, finetune_s=round(rec.seconds, 1),
-                        curve=rec.curve, predicted=rec.predicted)
+                        curve=rec.curve, predicted=rec.predicted, parent=start.canonical_hash(), inherited=inherited)
         self._write(row, g)
         return True
 

@@ -157,6 +157,25 @@ def test_adapters_for_mismatched_shapes(graph, models):
     torch.testing.assert_close(y[:, 2:], y[:, :2])  # channel i copies input i mod 2 at initialisation
 
 
+def test_child_inherits_parent_weights(graph, models):
+    import torch
+    from fusion.modules import inherit
+    g1 = apply_mutation(graph, Mutation("fashion10.b2", "fashion_coarse4.b1", "cross", True))
+    parent = fusion.build_fused(g1, models)
+    with torch.no_grad():
+        for p in parent.parameters():
+            p.add_(1.0)  # "fine-tuned"
+    g2 = apply_mutation(g1, Mutation("fashion_rotation.b2", "fashion_rotation.b0", "skip", False))
+    child = fusion.build_fused(g2, models)
+    n = inherit(child, parent.state_dict())
+    assert n > 0
+    torch.testing.assert_close(child.blocks["fashion10__b2"][0].weight, parent.blocks["fashion10__b2"][0].weight)
+    torch.testing.assert_close(child.blocks["fashion_rotation__b0"][0].weight,
+                               parent.blocks["fashion_rotation__b0"][0].weight)
+    fresh = fusion.build_fused(g2, models)
+    assert not torch.equal(fresh.blocks["fashion10__b2"][0].weight, child.blocks["fashion10__b2"][0].weight)
+
+
 def test_random_mutation_skips_seen(graph):
     rng = np.random.default_rng(0)
     seen = {graph.canonical_hash()}
