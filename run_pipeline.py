@@ -3,7 +3,8 @@
 
     python run_pipeline.py --configs configs/host              # this machine's cores (default device)
     python run_pipeline.py --configs configs/host --dry-run    # params and FLOPs only
-    python run_pipeline.py --configs configs/host --serial 127.0.0.1:6520   # a device over adb
+    python run_pipeline.py --configs configs/host --serial 127.0.0.1:6520 --device_python python3   # Linux device
+    python run_pipeline.py --configs configs/pixel6 --serial SERIAL --android_runtime android_bin  # Android phone
 
 Writes result.csv (cfg,latency,energy first: latency in microseconds, energy in microjoules,
 empty when not measured), rewritten after every config; a rerun skips measured configs.
@@ -19,9 +20,14 @@ from pathlib import Path
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--configs", default="configs/host", help="a config .yaml or a folder of them (default configs/host)")
-    ap.add_argument("--device", default="host", help="host (default): lanes on this machine's cores")
-    ap.add_argument("--serial", default="", help="adb serial of the device (runs over adb)")
-    ap.add_argument("--adb_host", default="127.0.0.1", help="adb server host (default 127.0.0.1)")
+    ap.add_argument("--device", default="host", help="host (default): lanes on this machine's cores;\n"
+                    "adb: a device over adb (implied by --serial/--adb_host/--android_runtime)")
+    ap.add_argument("--serial", default="", help="adb serial of the device; IP:PORT is adb-connected first")
+    ap.add_argument("--adb_host", default="", help="adb server HOST[:PORT] (default 127.0.0.1:5037)")
+    ap.add_argument("--android_runtime", default="", help="folder with benchmark_model (+ delegate libs), pushed to\n"
+                    "an Android device; latency is then composed per stage (setup_android_binaries.sh)")
+    ap.add_argument("--device_python", default="python3", help="Python on a Linux device for the plan runner")
+    ap.add_argument("--lock_timeout", type=float, default=60.0, help="seconds to wait for another run holding the device")
     ap.add_argument("--num_threads", type=int, default=0, help="interpreter threads per lane (overrides DEPLOY)")
     ap.add_argument("--core_affinity", default="", help="hex core mask for every lane, e.g. f0 (overrides DEPLOY)")
     ap.add_argument("--no_root", action="store_true", help="do not use su on the device")
@@ -38,25 +44,38 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from configs import UserError, find_configs, load_config
-    from profiling import experiment, results
+    from configs import DeviceError, UserError, find_configs
+    from profiling import experiment
 
-    if args.serial or args.device == "adb":
-        print("error: --serial: running over adb is not available in this version; use --device host",
-              file=sys.stderr)
-        return 2
+    adb = args.device == "adb" or bool(args.serial or args.adb_host or args.android_runtime)
+    kwargs = dict(serial=args.serial, adb_host=args.adb_host, no_root=args.no_root, android_runtime=args.android_runtime,
+                  device_python=args.device_python, lock_timeout_s=args.lock_timeout) if adb else {}
     try:
         files = find_configs(args.configs)
         from android_runtime.devices import get_device
-        cores = get_device(args.device).available_cores()
+        device = get_device("adb" if adb else args.device, **kwargs)
+        cores = device.available_cores()
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     workdir = Path(args.workdir)
     out_csv = Path(args.output_csv or workdir / "result.csv")
-    opt = experiment.RunOptions(workdir=workdir, device=args.device, num_threads=args.num_threads,
+    opt = experiment.RunOptions(workdir=workdir, device=device.name, num_threads=args.num_threads,
                                 core_affinity=args.core_affinity, dtype=args.dtype, warmup=args.warmup,
-                                runs=args.runs, input_image=args.input_image, force=args.force)
+                                runs=args.runs, input_image=args.input_image, force=args.force, device_kwargs=kwargs)
+    try:
+        with device.session(log=lambda m: print(m, flush=True)):
+            return _run_all(args, files, cores, opt, out_csv, device)
+    except DeviceError as e:  # lock refused, or the device vanished while taking it
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run_all(args, files, cores, opt, out_csv, device) -> int:
+    from configs import DeviceError, UserError, load_config
+    from profiling import experiment, results
+
+    workdir = opt.workdir
     rows = [] if args.dry_run else results.read_results(out_csv)
     bad = failed = 0
     if args.dry_run:
@@ -77,11 +96,15 @@ def main(argv=None) -> int:
             if results.measured(rows, key) and not args.force:
                 print(f"[{n}/{len(files)}] {cfg.name}: already in {out_csv}, skipped (--force re-measures)")
                 continue
-            print(f"[{n}/{len(files)}] {cfg.name}: building, converting, running on {args.device}", flush=True)
+            print(f"[{n}/{len(files)}] {cfg.name}: building, converting, running on {device.label()}", flush=True)
             experiment.save_resolved(experiment.apply_overrides(cfg, opt), out_csv.parent / "resolved")
-            row = experiment.run_config(cfg, key, opt, log=lambda m: print(m, flush=True))
+            row = experiment.run_config(cfg, key, opt, log=lambda m: print(m, flush=True), device=device)
             print(f"  latency {row['latency']} us (min of {row['runs']}), median {row['median_us']} us, "
                   f"max |diff| vs PyTorch {row['max_abs_diff']}", flush=True)
+        except DeviceError as e:  # the device failed this run (lost, timed out): a failure row, go on
+            failed += 1
+            print(f"error: {f}: {e}", file=sys.stderr)
+            row = {"cfg": key, "name": Path(f).stem, "status": "failed", "error": str(e), "device": device.label()}
         except UserError as e:
             bad += 1
             print(f"error: {e}", file=sys.stderr)

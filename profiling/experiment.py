@@ -25,7 +25,7 @@ class RunOptions:
     input_image: str = ""  # an image file to feed instead of seeded random data
     verify_samples: int = 2  # inputs compared against eager PyTorch
     force: bool = False  # reconvert even when cached
-    device_kwargs: dict = field(default_factory=dict)
+    device_kwargs: dict = field(default_factory=dict)  # get_device(device, **device_kwargs): serial, adb_host, ...
 
 
 def apply_overrides(cfg: PipelineConfig, opt: RunOptions) -> PipelineConfig:
@@ -87,36 +87,52 @@ def static_row(cfg: PipelineConfig, cfg_key: str) -> dict:
             "im_size": cfg.im_size, "params": cx.params, "flops": cx.flops, "_model": model}
 
 
-def run_config(cfg: PipelineConfig, cfg_key: str, opt: RunOptions, log: Callable[[str], None] = print) -> dict:
-    """Runs one config end to end and returns its result row (raises UserError on bad input)."""
+def run_config(cfg: PipelineConfig, cfg_key: str, opt: RunOptions, log: Callable[[str], None] = print,
+               device=None) -> dict:
+    """Runs one config end to end and returns its result row (raises UserError on bad input).
+
+    Args:
+        device: a device from ``get_device`` to reuse across configs (default: a new one
+            from ``opt.device``/``opt.device_kwargs``).
+    """
     import json
 
     from android_runtime.devices import get_device
     from converter.build import convert_config
     from converter.verify import verify_plan
 
-    from .stats import latency_stats
+    from .stats import LatencyStats, latency_stats
 
     cfg = apply_overrides(cfg, opt)
+    device = device or get_device(opt.device, **opt.device_kwargs)
+    if cfg.DEPLOY.TARGET == "adb" and opt.device == "host":
+        raise UserError(f"{cfg.path}: DEPLOY.TARGET = 'adb': this config is for a device over adb; "
+                        "pass --serial SERIAL (or --device adb for the only device attached)")
+    if hasattr(device, "check_config"):
+        device.check_config(cfg)  # lane cores against the device, before converting
     row = static_row(cfg, cfg_key)
     model = row.pop("_model")
-    device = get_device(opt.device, **opt.device_kwargs)
     conv = convert_config(cfg, opt.workdir, model=model, force=opt.force, log=log)
     log(f"  plan {conv.plan_path} ({len(conv.plan.segments)} segments, "
         f"{'cached' if conv.cache_hit else 'converted'})")
     ver = verify_plan(conv.plan, conv.plan_path.parent, model, samples=opt.verify_samples)
     x = load_input(opt.input_image, cfg.im_size) if opt.input_image else None
-    raw = device.run_plan(conv.plan_path, cfg.DEPLOY.WARMUP, cfg.DEPLOY.RUNS, x=x)
+    raw = device.run_plan(conv.plan_path, cfg.DEPLOY.WARMUP, cfg.DEPLOY.RUNS, x=x, log=log)
     run_dir = Path(opt.workdir) / "runs"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / f"{cfg.name}_{cfg.DEPLOY.DTYPE}_{opt.device}.json").write_text(json.dumps(raw))
-    st = latency_stats(raw["latency_us"])
+    # Composed runs (Android) carry a summary instead of per-run latencies.
+    st = latency_stats(raw["latency_us"]) if raw.get("latency_us") else LatencyStats(**raw["latency_summary"])
     energy = raw.get("energy_uj")
-    row.update({"latency": round(st.min_us, 1), "energy": energy, "status": "ok", "device": opt.device,
+    for w in raw.get("energy", {}).get("warnings", []) + raw.get("warnings", []):
+        log(f"  note: {w}")
+    r1 = lambda v: None if v is None else round(v, 1)  # noqa: E731
+    row.update({"latency": round(st.min_us, 1), "energy": energy, "status": "ok",
+                "device": device.label() if hasattr(device, "label") else opt.device,
                 "latency_method": raw.get("latency_method", device.latency_method),
                 "energy_method": raw.get("energy_method", device.energy_method),
-                "median_us": round(st.median_us, 1), "p90_us": round(st.p90_us, 1), "mean_us": round(st.mean_us, 1),
-                "std_us": round(st.std_us, 1), "runs": st.runs, "max_abs_diff": f"{ver.max_abs_diff:.3g}",
+                "median_us": r1(st.median_us), "p90_us": r1(st.p90_us), "mean_us": r1(st.mean_us),
+                "std_us": r1(st.std_us), "runs": st.runs, "max_abs_diff": f"{ver.max_abs_diff:.3g}",
                 "top1_agreement": ver.top1_agreement, "plan": str(conv.plan_path), "error": ""})
     return row
 

@@ -1,0 +1,371 @@
+"""Android (no Python): time a plan with the official ``benchmark_model`` binary and compose its latency.
+
+``--android_runtime DIR`` holds Google's prebuilt android_arm64 ``benchmark_model`` (and the
+delegate libraries, see ``setup_android_binaries.sh``); every file in it is pushed to
+``/data/local/tmp/nnsplice/android/``. A branched plan cannot run as one process there
+until a native plan runner exists, so its latency is *composed*:
+
+* segments are grouped by dependency level (stem, the branches of stage i, the merge of
+  stage i, ...); the segments of one group run at the same time, one ``benchmark_model``
+  per lane under ``taskset <lane mask>`` with the lane's delegate flags, so the lanes
+  contend for memory bandwidth, caches and thermal headroom as in a real run;
+* a group costs its slowest lane (the sum of that lane's segments in the group); the
+  plan costs the sum of its groups: each stage is its slowest branch plus its merge.
+
+The result says ``latency_method=composed``. Synchronisation and tensor hand-over
+between lanes are not in the number (they are in the host/Linux ``measured`` runs).
+"""
+from __future__ import annotations
+
+import shlex
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from android_runtime.parsers import ParseError, coverage_of_original, parse_benchmark_output
+
+DELEGATE_FLAGS = {
+    "xnnpack": ("--use_xnnpack=true",),
+    "builtin": ("--use_xnnpack=false",),
+    "gpu": ("--use_gpu=true",),
+    "nnapi": ("--use_nnapi=true",),
+    "hexagon": ("--use_hexagon=true",),
+}
+
+
+@dataclass(frozen=True)
+class InputLayer:
+    """One model input for benchmark_model's ``--input_layer*`` flags.
+
+    Attributes:
+        name: tensor name in the .tflite (no ``,`` or ``:``).
+        shape: its shape.
+        value_file: device path of raw little-endian values, "" for random input.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    value_file: str = ""
+
+
+@dataclass(frozen=True)
+class BenchmarkArgs:
+    """Flags of one benchmark_model run.
+
+    Attributes:
+        graph: device path of the .tflite.
+        num_threads: interpreter threads (``--num_threads``).
+        delegate: the lane's delegate (see ``DELEGATE_FLAGS``).
+        warmup_runs: ``--warmup_runs``.
+        num_runs: ``--num_runs``.
+        min_secs: ``--min_secs`` (benchmark_model runs at least this long; lanes of a group
+            share it so their runs overlap), None to leave the tool's default.
+        enable_op_profiling: ``--enable_op_profiling`` (per-op tables in the output).
+        hexagon_lib_path: folder of the Hexagon skel libraries (``--hexagon_lib_path``).
+        inputs: ``--input_layer``/``--input_layer_shape``/``--input_layer_value_files``.
+    """
+
+    graph: str
+    num_threads: int = 1
+    delegate: str = "xnnpack"
+    warmup_runs: int = 5
+    num_runs: int = 50
+    min_secs: float | None = None
+    enable_op_profiling: bool = False
+    hexagon_lib_path: str = ""
+    inputs: tuple[InputLayer, ...] = ()
+
+
+def benchmark_argv(binary: str, a: BenchmarkArgs) -> list[str]:
+    """The benchmark_model argv for ``a`` (values are argv items: quote when joining).
+
+    Raises:
+        ValueError: unknown delegate, or an input name that the flag syntax cannot carry.
+    """
+    if a.delegate not in DELEGATE_FLAGS:
+        raise ValueError(f"delegate {a.delegate!r}: one of {', '.join(DELEGATE_FLAGS)}")
+    argv = [binary, f"--graph={a.graph}", f"--num_threads={int(a.num_threads)}",
+            f"--warmup_runs={int(a.warmup_runs)}", f"--num_runs={int(a.num_runs)}", *DELEGATE_FLAGS[a.delegate]]
+    if a.delegate == "hexagon" and a.hexagon_lib_path:
+        argv.append(f"--hexagon_lib_path={a.hexagon_lib_path}")
+    if a.min_secs is not None:
+        argv.append(f"--min_secs={a.min_secs:g}")
+    if a.enable_op_profiling:
+        argv.append("--enable_op_profiling=true")
+    if a.inputs:
+        for layer in a.inputs:
+            if any(c in layer.name for c in ",:"):
+                raise ValueError(f"input tensor name {layer.name!r} contains ',' or ':'")
+        argv.append("--input_layer=" + ",".join(x.name for x in a.inputs))
+        argv.append("--input_layer_shape=" + ":".join(",".join(str(d) for d in x.shape) for x in a.inputs))
+        files = [f"{x.name}:{x.value_file}" for x in a.inputs if x.value_file]
+        if files:
+            argv.append("--input_layer_value_files=" + ",".join(files))
+    return argv
+
+
+def core_mask(cores: Sequence[int]) -> str:
+    """``taskset`` mask in hex without ``0x`` (cores 4-7 -> ``f0``)."""
+    if not cores:
+        raise ValueError("a lane needs at least one core")
+    return format(sum(1 << c for c in set(cores)), "x")
+
+
+def lane_command(argv: list[str], cores: Sequence[int], lib_dir: str, root: bool) -> str:
+    """One lane's shell command: ``LD_LIBRARY_PATH=DIR taskset MASK benchmark_model ...``, under ``su -c`` if root.
+
+    Every value goes through ``shlex.quote`` (twice under ``su -c``: once for the inner
+    command, once as su's argument), so no config value or file name can start a command.
+    """
+    inner = f"LD_LIBRARY_PATH={shlex.quote(lib_dir)} taskset {core_mask(cores)} {shlex.join(argv)}"
+    return shlex.join(["su", "-c", inner]) if root else inner
+
+
+def stage_groups(plan) -> list[list]:
+    """Segments grouped by dependency level: a group's segments can all run at once.
+
+    The level of a segment is one more than the highest level of the segments producing its
+    inputs; the plan input has level -1. For a branched plan this gives stem (+ unbranched
+    stages), the branches of stage i, the merge of stage i, and so on.
+    """
+    level_of_tensor = {plan.input.name: -1}
+    groups: dict[int, list] = {}
+    for seg in plan.segments:
+        level = 1 + max(level_of_tensor[t.name] for t in seg.inputs)
+        for t in seg.outputs:
+            level_of_tensor[t.name] = level
+        groups.setdefault(level, []).append(seg)
+    return [groups[k] for k in sorted(groups)]
+
+
+@dataclass(frozen=True)
+class SegmentTiming:
+    """One segment's benchmark_model result (microseconds) while its group ran."""
+
+    avg_us: float
+    min_us: float | None = None
+    median_us: float | None = None
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class ComposedLatency:
+    """Latency of a plan composed from per-segment timings.
+
+    Attributes:
+        mean_us: sum over groups of the slowest lane's summed ``avg``.
+        min_us: the same with each segment's ``min`` (an optimistic bound: the minima need
+            not come from the same run).
+        median_us: the same with medians (``avg`` where the tool printed no median).
+        groups: per group, ``{"segments", "lane_us", "slowest", "cost_us"}`` (mean-based).
+    """
+
+    mean_us: float
+    min_us: float
+    median_us: float
+    groups: list[dict] = field(default_factory=list)
+
+
+def compose_latency(groups: list[list], lane_of: Callable[[object], str], name_of: Callable[[object], str],
+                    timings: dict[str, SegmentTiming]) -> ComposedLatency:
+    """Compose a plan latency: each group costs its slowest lane, groups add up.
+
+    Args:
+        groups: ``stage_groups(plan)`` (or any list of lists of segments).
+        lane_of: segment -> lane name.
+        name_of: segment -> segment name (key of ``timings``).
+        timings: per segment name, its timing measured while its group ran.
+    """
+    def total(pick: Callable[[SegmentTiming], float]) -> tuple[float, list[dict]]:
+        out, detail = 0.0, []
+        for group in groups:
+            lanes: dict[str, float] = {}
+            for seg in group:
+                lanes[lane_of(seg)] = lanes.get(lane_of(seg), 0.0) + pick(timings[name_of(seg)])
+            slowest = max(lanes, key=lanes.__getitem__)
+            out += lanes[slowest]
+            detail.append({"segments": [name_of(s) for s in group], "lane_us": lanes, "slowest": slowest,
+                           "cost_us": lanes[slowest]})
+        return out, detail
+
+    mean, detail = total(lambda t: t.avg_us)
+    low, _ = total(lambda t: t.min_us if t.min_us is not None else t.avg_us)
+    med, _ = total(lambda t: t.median_us if t.median_us is not None else t.avg_us)
+    return ComposedLatency(mean, low, med, detail)
+
+
+def timing_from_output(text: str) -> tuple[SegmentTiming, dict]:
+    """Parse one benchmark_model stdout into a timing and its delegate facts.
+
+    Raises:
+        ParseError: no latency in the output (quoting its first lines).
+    """
+    report = parse_benchmark_output(text)
+    lat = report.latency
+    apps = list(report.delegates)
+    try:
+        coverage = coverage_of_original(apps)
+    except ValueError as err:
+        coverage = {"unknown": str(err)}
+    facts = {"delegates": [{"delegate": a.delegate, "provider": a.provider, "nodes": a.nodes_delegated,
+                            "total": a.total_nodes, "execution": a.execution} for a in apps],
+             "coverage": coverage,
+             "peak_memory_mb": report.memory.peak_mb if report.memory else None}
+    return SegmentTiming(lat.avg_us, lat.min_us, lat.median_us, lat.count), facts
+
+
+def fallback_warnings(lane: str, delegate: str, facts: dict) -> list[str]:
+    """Warn when a GPU/DSP/NNAPI lane did not run all of its graph on its processor."""
+    if delegate in ("xnnpack", "builtin"):
+        return []
+    cov = facts.get("coverage") or {}
+    numeric = [v for v in cov.values() if isinstance(v, float)]
+    if not facts.get("delegates"):
+        return [f"lane {lane}: no {delegate} delegate line in the output: the segment may have run on the CPU"]
+    if numeric and sum(numeric) < 0.999:
+        return [f"lane {lane}: {delegate} delegate took {sum(numeric):.0%} of the nodes; the rest ran on the CPU"]
+    return []
+
+
+class BenchmarkModelRunner:
+    """Composed latency of a plan on an Android device with benchmark_model.
+
+    Args:
+        dev: ``AdbDevice``.
+        runtime_dir: the local ``--android_runtime`` folder (must hold ``benchmark_model``).
+        pushes: ``remote.PushLog`` recording every push.
+        root: run lanes under ``su -c`` (device rooted and no ``--no_root``).
+        energy: sample power during the group runs when the device can.
+        idle_s: idle baseline (s) before the runs.
+        min_secs: ``--min_secs`` for groups with several lanes (their runs overlap).
+        log: progress messages.
+    """
+
+    latency_method = "composed"
+
+    def __init__(self, dev, runtime_dir: Path | str, pushes=None, root: bool = False, energy: bool = True,
+                 idle_s: float = 1.0, min_secs: float = 1.0, log: Callable[[str], None] = lambda m: None):
+        from android_runtime.remote import REMOTE_ROOT, PushLog
+
+        self.dev, self.root, self.energy, self.idle_s, self.min_secs, self.log = dev, root, energy, idle_s, min_secs, log
+        self.local = Path(runtime_dir)
+        self.pushes = pushes or PushLog()
+        self.remote_root = REMOTE_ROOT
+        self.remote_bin = f"{REMOTE_ROOT}/android"
+        if not (self.local / "benchmark_model").is_file():
+            from configs.errors import UserError
+
+            raise UserError(f"--android_runtime = {str(self.local)!r}: no benchmark_model in it; fetch it with "
+                            "android_runtime/setup_android_binaries.sh --android_runtime DIR")
+
+    def push_runtime(self) -> None:
+        """Push every file of the runtime folder (executable) and the sampler script."""
+        from android_runtime.energy_sampler import SAMPLER_SH
+
+        for path in sorted(p for p in self.local.rglob("*") if p.is_file()):
+            rel = path.relative_to(self.local).as_posix()
+            self.pushes.add(self.dev.push(path, f"{self.remote_bin}/{rel}", mode=0o755))
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / "sampler.sh").write_text(SAMPLER_SH)
+            self.pushes.add(self.dev.push(Path(d) / "sampler.sh", f"{self.remote_root}/runtime/sampler.sh", mode=0o755))
+
+    def run(self, plan_path: Path, plan, models: dict, warmup: int, runs: int, x=None) -> dict:
+        """Push, run every group, parse, compose; returns the run JSON.
+
+        Args:
+            plan_path: local plan.json.
+            plan: the loaded plan.
+            models: segment name -> ``artifacts.ModelFile`` (checked before).
+            warmup, runs: per segment run.
+            x: input array for the plan input (NHWC float32), None for random input.
+        """
+        from android_runtime.energy_sampler import EnergyScript, estimate_from_files
+        from android_runtime.remote import energy_fields, plan_key, probe_energy, read_device_files
+        from profiling.energy import no_estimate
+
+        q = shlex.quote
+        self.push_runtime()
+        folder = f"{self.remote_root}/plans/{plan_key(plan_path)}"
+        self.pushes.add(self.dev.push(plan_path, f"{folder}/plan.json"))
+        for seg in plan.segments:
+            self.pushes.add(self.dev.push(plan_path.parent / seg.file, f"{folder}/{seg.file}"))
+        input_file = ""
+        if x is not None:
+            with tempfile.TemporaryDirectory() as d:
+                (Path(d) / "input.bin").write_bytes(x.astype("<f4").tobytes())
+                input_file = f"{folder}/input.bin"
+                self.pushes.add(self.dev.push(Path(d) / "input.bin", input_file))
+        groups = stage_groups(plan)
+        out_dir = f"{self.remote_root}/runs/{plan_key(plan_path)}"
+        binary = f"{self.remote_bin}/benchmark_model"
+        probe = probe_energy(self.dev) if self.energy else None
+        script = (EnergyScript(f"{self.remote_root}/energy", f"{self.remote_root}/runtime/sampler.sh", probe,
+                               idle_s=self.idle_s) if probe is not None and probe.method != "none" else None)
+        index: dict[str, int] = {}
+        group_cmds = []
+        for group in groups:
+            by_lane: dict[str, list] = {}
+            for seg in group:
+                by_lane.setdefault(seg.lane, []).append(seg)
+            jobs = []
+            for k, (lane, segs) in enumerate(by_lane.items()):
+                spec = plan.lanes[lane]
+                steps = []
+                for seg in segs:
+                    i = index.setdefault(seg.name, len(index))
+                    model = models[seg.name]
+                    inputs = ()
+                    if input_file and [t.name for t in seg.inputs] == [plan.input.name]:
+                        inputs = (InputLayer(model.input_names[0], model.input_shapes[0], input_file),)
+                    args = BenchmarkArgs(graph=f"{folder}/{seg.file}", num_threads=spec.threads,
+                                         delegate=spec.delegate, warmup_runs=warmup, num_runs=runs,
+                                         min_secs=self.min_secs if len(by_lane) > 1 else None,
+                                         hexagon_lib_path=self.remote_bin, inputs=inputs)
+                    cmd = lane_command(benchmark_argv(binary, args), spec.cores, self.remote_bin, self.root)
+                    steps.append(f"{cmd} > {q(f'{out_dir}/{i}.txt')} 2>&1; echo $? > {q(f'{out_dir}/{i}.rc')}")
+                jobs.append(f"( {'; '.join(steps)} ) & P{k}=$!")
+            group_cmds.append("; ".join(jobs) + "; wait " + " ".join(f"$P{k}" for k in range(len(jobs))))
+        sep = f"; {script.mark()}; " if script else "; "
+        body = sep.join(group_cmds)
+        command = (f"mkdir -p {q(out_dir)} && rm -f {q(out_dir)}/*.txt {q(out_dir)}/*.rc && cd {q(out_dir)} && "
+                   + (f"{{ {script.before()}{body}{script.after()}; }}" if script else body))
+        self.log(f"  composing on {self.dev.serial}: {len(groups)} groups, {len(index)} benchmark_model runs"
+                 f"{' (su)' if self.root else ''}")
+        from android_runtime.remote import RUN_TIMEOUT_S
+
+        self.dev.shell(command, timeout=RUN_TIMEOUT_S, check=False)
+        files = [f"{out_dir}/{i}.{ext}" for i in range(len(index)) for ext in ("txt", "rc")]
+        texts = read_device_files(self.dev, files + (script.files if script else []))
+        timings, lanes, warnings = {}, {}, []
+        for seg in plan.segments:
+            i = index[seg.name]
+            text, rc = texts.get(f"{out_dir}/{i}.txt", ""), texts.get(f"{out_dir}/{i}.rc", "").strip()
+            if rc != "0":
+                tail = "\n".join(text.strip().splitlines()[-8:]) or "(no output)"
+                raise RuntimeError(f"benchmark_model for segment {seg.name} on lane {seg.lane} (device "
+                                   f"{self.dev.serial}) exited with {rc or 'no exit code'}:\n{tail}")
+            try:
+                timing, facts = timing_from_output(text)
+            except ParseError as err:
+                raise RuntimeError(f"segment {seg.name} on lane {seg.lane}: {err}") from None
+            timings[seg.name] = timing
+            warnings += fallback_warnings(seg.lane, plan.lanes[seg.lane].delegate, facts)
+            lane = lanes.setdefault(seg.lane, {"cores": plan.lanes[seg.lane].cores, "threads": plan.lanes[seg.lane].threads,
+                                               "delegate": plan.lanes[seg.lane].delegate, "segments": {}})
+            lane["segments"][seg.name] = {"avg_us": timing.avg_us, "min_us": timing.min_us,
+                                          "median_us": timing.median_us, "count": timing.count, **facts}
+        comp = compose_latency(groups, lambda s: s.lane, lambda s: s.name, timings)
+        if script is None:
+            est = no_estimate("energy sampling off" if not self.energy else
+                              "the device exposes no power_supply current_now/voltage_now and no rail counters",
+                              probe.usb_powered if probe else None)
+        else:
+            est = estimate_from_files(script, texts, [g["cost_us"] for g in comp.groups], comp.mean_us, runs)
+        raw = {"plan": str(plan_path), "name": plan.name, "dtype": plan.dtype, "warmup": warmup, "runs": runs,
+               "latency_us": [], "latency_method": self.latency_method,
+               "latency_summary": {"runs": runs, "min_us": comp.min_us, "median_us": comp.median_us,
+                                   "mean_us": comp.mean_us, "p90_us": None, "std_us": None},
+               "composition": comp.groups, "lanes": lanes, "warnings": warnings, "root": self.root}
+        raw.update(energy_fields(est))
+        return raw
