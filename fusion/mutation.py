@@ -72,18 +72,24 @@ def apply_mutation(graph: FusionGraph, m: Mutation) -> FusionGraph:
 
 
 def random_mutation(graph: FusionGraph, rng: np.random.Generator, seen: Iterable[str] = (),
-                    relaxed: bool = True, relaxed_weight: float = 0.3) -> tuple[Mutation, FusionGraph] | None:
+                    relaxed: bool = True, relaxed_weight: float = 0.3,
+                    savings_bias: float = 0.0) -> tuple[Mutation, FusionGraph] | None:
     """A random valid mutation whose result is not in `seen` (graph hashes); None if none is left.
 
-    Exact-shape merges are preferred: relaxed ones are drawn with relative weight relaxed_weight.
+    Args:
+        relaxed_weight: relative weight of relaxed (adapter) merges against exact-shape ones.
+        savings_bias: extra weight for mutations that remove many parameters: a candidate's weight
+            is multiplied by 1 + savings_bias * (parameters removed / parameters of the graph).
     """
     seen = set(seen)
     cands = candidate_mutations(graph, relaxed)
-    if not cands:
+    results = [apply_mutation(graph, c) for c in cands]
+    keep = [i for i, g in enumerate(results) if g.canonical_hash() not in seen]
+    if not keep:
         return None
-    w = np.array([relaxed_weight if c.relaxed else 1.0 for c in cands])
-    for i in rng.choice(len(cands), size=len(cands), replace=False, p=w / w.sum()):
-        g = apply_mutation(graph, cands[i])
-        if g.canonical_hash() not in seen:
-            return cands[i], g
-    return None
+    total = max(1, sum(graph.nodes[n].params for n in graph.parent))
+    w = np.array([(relaxed_weight if cands[i].relaxed else 1.0)
+                  * (1.0 + savings_bias * max(0, total - sum(results[i].nodes[n].params for n in results[i].parent)) / total)
+                  for i in keep])
+    i = keep[int(rng.choice(len(keep), p=w / w.sum()))]
+    return cands[i], results[i]

@@ -41,6 +41,7 @@ class SearchConfig:
     device: str = "host"  # latency target, see fusion.measure.list_devices()
     latency_stat: str = "median_us"  # LatencyStats field the search minimises
     relaxed: bool = True  # allow merges across shape mismatches (with adapters)
+    savings_bias: float = 4.0  # prefer mutations that remove more parameters (see mutation.random_mutation)
     elite_size: int = 4  # valid graphs kept as restart points
     elite_prob: float = 0.3  # chance an iteration mutates an elite graph instead of the current one
     temperature: float = 0.05  # initial SA temperature, as a relative latency increase accepted with p=1/e
@@ -165,7 +166,7 @@ class Search:
         starts += [g for _, g in st.elite]
         found = None
         for start in starts:
-            found = random_mutation(start, rng, st.seen, cfg.relaxed)
+            found = random_mutation(start, rng, st.seen, cfg.relaxed, savings_bias=cfg.savings_bias)
             if found:
                 break
         if found is None:
