@@ -460,3 +460,37 @@ exec {VENV_PY} "$@"
         loop2.stop()
     for place in (root, tmp_path, workdir, ROOT):
         assert not [p for p in place.rglob("PWNED")], place
+
+
+# --- ready configs for real phones --------------------------------------------------------
+
+PHONES = {  # saved-style cpufreq topologies (as in tests/test_adb_device.py)
+    "pixel6": {c: 1803000 for c in range(4)} | {4: 2253000, 5: 2253000, 6: 2802000, 7: 2802000},
+    "sd888": {c: 1804800 for c in range(4)} | {4: 2419200, 5: 2419200, 6: 2419200, 7: 2841600},
+}
+
+
+@pytest.mark.parametrize("phone_name", sorted(PHONES))
+def test_phone_configs_map_processors_to_lanes_on_that_phone(phone_name):
+    from android_runtime.device_info import cluster_cpus
+    from configs import find_configs, load_config
+
+    topo = cluster_cpus(PHONES[phone_name]).core_masks()
+    files = find_configs(ROOT / "configs" / phone_name)
+    assert len(files) >= 4 and any(f.stem == "R-50-CG" for f in files)
+    for f in files:
+        cfg = load_config(f)
+        d = cfg.DEPLOY
+        assert d.TARGET == "adb"
+        lanes = {proc: d.LANES[lane] for proc, lane in d.PLACEMENT.items()}
+        cpu = lanes["cpu"] if "cpu" in lanes else None
+        if cpu is not None:  # the CPU branch owns the fast cores (NN-Stretch's f0 on the SD888)
+            mask = int(core_mask(cpu.CORES), 16)
+            assert mask & topo["big"] == topo["big"] and mask & topo["little"] == 0, f
+            assert cpu.DELEGATE == "xnnpack" and cpu.THREADS == len(cpu.CORES)
+        for proc, delegate in (("gpu", "gpu"), ("dsp", "hexagon")):
+            if proc in lanes:
+                assert lanes[proc].DELEGATE == delegate, f
+                assert not set(lanes[proc].CORES) & set(cpu.CORES if cpu else []), f  # no stolen big cores
+        assert d.DTYPE == ("int8" if "dsp" in lanes else "fp32"), f
+        assert all(set(l.CORES) <= set(range(8)) for l in d.LANES.values())
