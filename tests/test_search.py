@@ -258,6 +258,16 @@ def test_budget_parsing():
         parse_budget("ten minutes")
 
 
+def test_cli_flags_reach_the_options():
+    from branching.search.__main__ import options, parse_args
+
+    o = options(parse_args(["--base", "b.yaml", "--out", "o", "--budget", "8m", "--tol", "0.07", "--gamma", "0.7",
+                            "--per-round", "4", "--epochs", "2", "--depth-deltas=-1,0,1"]))
+    assert o.loop.budget_s == 480 and o.loop.tol == 0.07 and o.loop.per_round == 4
+    assert o.constraints.gamma == 0.7 and o.constraints.alpha == 0.4 and o.training.epochs == 2
+    assert o.space.depth_deltas == (-1, 0, 1)
+
+
 # -- end to end -------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_tiny_search_end_to_end(tiny_base: Path, tmp_path: Path):
@@ -269,7 +279,7 @@ def test_tiny_search_end_to_end(tiny_base: Path, tmp_path: Path):
     out, store = tmp_path / "out", tmp_path / "store"
     common = ["--base", str(tiny_base), "--store", str(store), "--budget", "40s", "--width-steps", "4",
               "--depth-deltas", "0", "--per-round", "2", "--max-rounds", "2", "--runs", "5", "--warmup", "1",
-              "--gamma", "2", "--min-gain", "-1"]
+              "--gamma=50", "--min-gain=-50"]  # branch even where hand-overs dominate (tiny stages)
     assert main(common + ["--out", str(out), "--epochs", "1", "--train-subset", "1000", "--test-subset", "500",
                           "--verify-rounds", "1"]) == 0
     (cfg_path,) = out.glob("*.yaml")

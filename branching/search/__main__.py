@@ -35,22 +35,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--no-train", action="store_true", help="skip training (no accuracy figures)")
     ap.add_argument("--train-subset", type=int, default=0, help="first N training images (default all 60,000)")
     ap.add_argument("--test-subset", type=int, default=0, help="first N test images (default all 10,000)")
-    ap.add_argument("--width-mult", type=float, default=0.5, help="proxy width multiplier for training (default 0.5)")
+    ap.add_argument("--width-mult", type=float, default=0.25, help="proxy width multiplier for training (default 0.25)")
+    ap.add_argument("--train-threads", type=int, default=1, help="torch threads for training (default 1)")
     ap.add_argument("--data-dir", default="", help="Fashion-MNIST IDX folder (default /usr/share/datasets/fashion-mnist)")
     ap.add_argument("--store", default="work/search_store", help="measurement store folder (default work/search_store)")
     ap.add_argument("--alpha", type=float, default=0.4, help="main branch keeps >= alpha of the stage FLOPs (0.4)")
     ap.add_argument("--beta", type=float, default=0.8, help="main + sub branch keep >= beta of them (0.8)")
     ap.add_argument("--gamma", type=float, default=0.8, help="each branch < gamma x unbranched stage latency (0.8)")
     ap.add_argument("--max-flops", type=float, default=1.0, help="branched stage FLOPs <= this x unbranched (1.0)")
-    ap.add_argument("--min-gain", type=float, default=0.05, help="branch a stage only if it saves this share (0.05)")
-    ap.add_argument("--depth-deltas", default="-1,0", help="branch depth = base depth + each delta (default -1,0)")
+    ap.add_argument("--min-gain", type=float, default=0.05, help="branch a stage only if it saves this share (0.05; negative accepts slower stages)")
+    ap.add_argument("--depth-deltas", default="-1,0", help="branch depth = base depth + each delta; write --depth-deltas=-1,0,1 (default -1,0)")
     ap.add_argument("--width-steps", type=int, default=10, help="widths per branch (default 10)")
     ap.add_argument("--per-round", type=int, default=3, help="candidates measured per round (default 3)")
     ap.add_argument("--max-rounds", type=int, default=8, help="rounds per stage at most (default 8)")
     ap.add_argument("--tol", type=float, default=0.05, help="stop when the predicted best is within this (0.05)")
-    ap.add_argument("--runs", type=int, default=15, help="timed runs per measurement (default 15)")
+    ap.add_argument("--runs", type=int, default=21, help="timed runs per measurement (default 21)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed runs per measurement (default 3)")
-    ap.add_argument("--stat", default="min", choices=["min", "median"], help="statistic searched on (default min)")
+    ap.add_argument("--stat", default="median", choices=["min", "median"],
+                    help="statistic searched on (default median: it adds up over stages, sync delays included)")
     ap.add_argument("--dtype", default="", choices=["", "fp32", "fp16", "int8"], help="overrides DEPLOY.DTYPE")
     ap.add_argument("--im-size", type=int, default=0, help="deployment input size (default: the base config's)")
     ap.add_argument("--verify-rounds", type=int, default=3, help="interleaved whole-network rounds (0 = skip)")
@@ -68,11 +70,11 @@ def options(a: argparse.Namespace):
     return SearchOptions(
         lanes=a.lanes, device=a.device, store_dir=a.store, dtype=a.dtype, im_size=a.im_size, warmup=a.warmup,
         runs=a.runs, stat=a.stat, verify_rounds=a.verify_rounds, train=not a.no_train,
-        constraints=Constraints(a.alpha, a.beta, a.gamma, a.max_flops, a.min_gain),
+        constraints=Constraints(alpha=a.alpha, beta=a.beta, gamma=a.gamma, max_flops=a.max_flops, min_gain=a.min_gain),
         space=SpaceOptions(depth_deltas=deltas, width_steps=a.width_steps),
-        loop=LoopOptions(a.per_round, a.max_rounds, a.tol, a.budget),
+        loop=LoopOptions(per_round=a.per_round, max_rounds=a.max_rounds, tol=a.tol, budget_s=a.budget),
         training=TrainOptions(epochs=a.epochs, width_mult=a.width_mult, train_subset=a.train_subset,
-                              test_subset=a.test_subset, data_dir=a.data_dir))
+                              test_subset=a.test_subset, data_dir=a.data_dir, threads=a.train_threads))
 
 
 def main(argv=None) -> int:
@@ -92,7 +94,8 @@ def main(argv=None) -> int:
     acc = s.get("accuracy")
     net = s.get("network")
     if net:
-        print(f"latency ratio branched/base {net['ratio_min']:.2f} (FLOPs ratio {s['flops']['ratio']:.2f})")
+        print(f"latency ratio branched/base {net['ratio']:.2f} ({net['stat']} of runs; FLOPs ratio "
+              f"{s['flops']['ratio']:.2f}): {net['verdict']}")
     if acc:
         print(f"Fashion-MNIST test accuracy: base {acc['base_acc']:.2%}, branched {acc['branched_acc']:.2%}")
     print(f"results: {a.out}")

@@ -63,8 +63,16 @@ class StageResult:
         return next(e for e in self.evaluated if e.cand == self.chosen)
 
     @property
+    def ref_us(self) -> float:
+        """The unbranched stage's cost inside a network: its segment time on the main lane. Consecutive
+        unbranched stages fuse into one segment, so no hand-over is paid for them."""
+        lane = self.main_ref.cand.branches[0].lane
+        return self.main_ref.meas.branch_us[lane]
+
+    @property
     def latency_us(self) -> float:
-        return self.chosen_eval.meas.total_us
+        """The chosen stage's cost: end to end (slowest branch + merge + hand-overs) when branched."""
+        return self.chosen_eval.meas.total_us if self.chosen is not None else self.ref_us
 
 
 def branch_group(lane: LaneSetup, block_type: str, dtype: str) -> str:
@@ -123,12 +131,12 @@ class StageSearch:
             c = unbranched(ctx, lane)
             refs[lane] = Evaluated(c, self.m.measure(ctx, c), {}, None, 0)
         res = StageResult(ctx, refs)
-        ref_ms = refs[lanes[0]].meas.total_us / 1e3
+        ref_ms = res.ref_us / 1e3
         cands, res.report = enumerate_candidates(ctx, lanes, self.space, self.cons)
         self.log(f"  stage {ctx.index + 1}: unbranched {ref_ms:.3f} ms on {lanes[0]}; {res.report.enumerated} splits, "
                  f"{len(cands)} pass alpha/beta/FLOPs")
         measured: dict[StageCandidate, Evaluated] = {}
-        gamma_lim = {lane: self.cons.gamma * refs[lane].meas.total_us for lane in lanes}
+        gamma_lim = {lane: self.cons.gamma * refs[lane].meas.branch_us[lane] for lane in lanes}
         n_gamma_pred = 0
         while cands:
             comp, sync = self.fit()
@@ -186,7 +194,7 @@ class StageSearch:
         best = min(e.meas.total_us for e in ok)
         near = [e for e in ok if e.meas.total_us <= best * 1.02]
         pick = max(near, key=lambda e: (e.cand.flops, -e.meas.total_us))
-        if pick.meas.total_us > (1 - self.cons.min_gain) * res.main_ref.meas.total_us:
+        if pick.meas.total_us > (1 - self.cons.min_gain) * res.ref_us:
             return None
         return pick.cand
 
@@ -229,7 +237,7 @@ def search_stages(spec, im_size: int, search: StageSearch, budget_s: float) -> l
         results.append(r)
         c = r.chosen
         search.log(f"  stage {i + 1}: {'branched ' + c.label if c else 'unbranched'} "
-                   f"({r.latency_us / 1e3:.3f} ms vs {r.main_ref.meas.total_us / 1e3:.3f} ms unbranched; "
+                   f"({r.latency_us / 1e3:.3f} ms vs {r.ref_us / 1e3:.3f} ms unbranched; "
                    f"stop: {r.stop}; measured {len(r.evaluated)} of {r.ranked} ranked)")
         w_in = c.out_width if c else base.width
     if all(r.stop == "infeasible" for r in results):

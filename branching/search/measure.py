@@ -61,7 +61,7 @@ class StageMeasurer:
     """
 
     def __init__(self, store: MeasurementStore, lanes: dict[str, LaneSetup], merge_lane: str, dtype: str,
-                 cache_dir: str | Path, warmup: int = 3, runs: int = 15, stat: str = "min",
+                 cache_dir: str | Path, warmup: int = 3, runs: int = 21, stat: str = "median",
                  log: Callable[[str], None] = lambda m: None):
         self.store, self.lanes, self.merge_lane, self.dtype = store, lanes, merge_lane, dtype
         self.cache_dir = Path(cache_dir)

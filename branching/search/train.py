@@ -23,7 +23,8 @@ from .space import valid_width
 @dataclass(frozen=True)
 class TrainOptions:
     epochs: int = 3  # epochs for the base (teacher) and for the branched student
-    width_mult: float = 0.5  # proxy widths = config widths x this
+    width_mult: float = 0.25  # proxy widths = config widths x this
+    threads: int = 1  # torch threads; 1 because OpenMP spinning on a shared 2-core machine is ~8x slower
     im_size: int = 32  # proxy input size (Fashion-MNIST 28x28 is zero-padded)
     batch_size: int = 128
     lr: float = 3e-3  # peak learning rate (AdamW, one cycle)
@@ -103,6 +104,13 @@ def _model(d: dict[str, Any], path: Path, seed: int):
     return model
 
 
+def _progress(log: Callable[[str], None], t0: float):
+    def on_epoch(epoch: int, metrics: dict) -> bool:
+        log(f"    epoch {epoch}: loss {metrics['loss']:.3f} ({time.perf_counter() - t0:.0f} s)")
+        return False
+    return on_epoch
+
+
 def train_pair(base: PipelineConfig, branched: PipelineConfig, out_dir: Path, store_dir: Path, opt: TrainOptions,
                log: Callable[[str], None] = print) -> dict[str, Any]:
     """Trains the base proxy (or reuses it), distills the branched proxy from it, tests both.
@@ -112,14 +120,26 @@ def train_pair(base: PipelineConfig, branched: PipelineConfig, out_dir: Path, st
     """
     import torch
 
+    out_dir.mkdir(parents=True, exist_ok=True)
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(opt.threads)
+    try:
+        return _train_pair(base, branched, out_dir, store_dir, opt, log)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _train_pair(base: PipelineConfig, branched: PipelineConfig, out_dir: Path, store_dir: Path, opt: TrainOptions,
+                log: Callable[[str], None]) -> dict[str, Any]:
+    import torch
+
     from training import evaluate, train_classifier
     from training.distill import distill
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     loaders, test = _loaders(opt)
     bd, sd = proxy_dict(base, opt), proxy_dict(branched, opt)
     teacher = _model(bd, out_dir / f"{base.name}-fmnist.yaml", opt.seed)
-    key = content_key({"proxy": bd, "opt": asdict(opt) | {"data_dir": ""}, "torch": torch.__version__})
+    key = content_key({"proxy": bd, "opt": asdict(opt) | {"data_dir": "", "threads": 0}, "torch": torch.__version__})
     cache = Path(store_dir) / "teachers" / f"{base.name}_{key[:16]}.pt"
     t0 = time.perf_counter()
     if cache.exists():
@@ -130,8 +150,7 @@ def train_pair(base: PipelineConfig, branched: PipelineConfig, out_dir: Path, st
     else:
         log(f"  training base proxy {base.name} on Fashion-MNIST ({len(loaders['train'].dataset)} images, "
             f"{opt.epochs} epochs)")
-        train_classifier(teacher, loaders, opt.epochs, opt.lr, seed=opt.seed,
-                         on_epoch=lambda e, m: log(f"    epoch {e}: loss {m['loss']:.3f}") and False)
+        train_classifier(teacher, loaders, opt.epochs, opt.lr, seed=opt.seed, on_epoch=_progress(log, t0))
         acc_base, base_s, reused = float(evaluate(teacher, test)), time.perf_counter() - t0, False
         cache.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"state_dict": teacher.state_dict(), "test_acc": acc_base, "seconds": base_s}, cache)
@@ -141,7 +160,7 @@ def train_pair(base: PipelineConfig, branched: PipelineConfig, out_dir: Path, st
     log(f"  distilling branched proxy {branched.name} from the base ({opt.epochs} epochs)")
     t1 = time.perf_counter()
     distill(student, {"task": teacher}, loaders, opt.epochs, temperature=opt.temperature, alpha=opt.kd_alpha,
-            lr=opt.lr, seed=opt.seed, on_epoch=lambda e, m: log(f"    epoch {e}: loss {m['loss']:.3f}") and False)
+            lr=opt.lr, seed=opt.seed, on_epoch=_progress(log, t1))
     acc_br, br_s = float(evaluate(student, test)), time.perf_counter() - t1
     torch.save(student.state_dict(), out_dir / f"{branched.name}-fmnist.pt")
     log(f"  branched proxy test accuracy {acc_br:.2%} ({br_s:.0f} s)")
