@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -29,6 +29,7 @@ from .zoo import ZooSettings
 class GemelConfig:
     benchmark: str  # fusion.list_benchmarks() name; needs >= 2 task networks of one family
     out: str | None = None  # folder for gemel.json (None: not written)
+    tasks: tuple[str, ...] | None = None  # merge only these tasks of the benchmark (None: all)
     acc_drop: float = 0.01  # largest allowed absolute accuracy drop of the worst task, in [0, 1]
     max_attempts: int = 6  # joint retrainings at most
     seed: int = 0  # seed of retraining
@@ -110,6 +111,12 @@ def gemel_merge(cfg: GemelConfig, log: Callable[[str], None] = print) -> dict[st
     if not 0.0 <= cfg.acc_drop <= 1.0:
         raise UserError(f"--acc-drop {cfg.acc_drop}: an absolute accuracy drop must be in [0, 1] (e.g. 0.01)")
     bench = get_benchmark(cfg.benchmark)
+    if cfg.tasks:
+        unknown = sorted(set(cfg.tasks) - set(bench.archs))
+        if unknown or len(cfg.tasks) < 2:
+            raise UserError(f"--tasks {','.join(cfg.tasks)}: give two or more of {', '.join(bench.archs)} "
+                            f"(tasks of benchmark {bench.name})")
+        bench = replace(bench, archs={t: a for t, a in bench.archs.items() if t in cfg.tasks})
     families = sorted(set(bench.archs.values()))
     if len(families) == len(bench.archs):
         raise UserError(f"--benchmark {bench.name}: no two task networks share an architecture family "
@@ -166,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--benchmark", required=True, help=f"one of: {', '.join(list_benchmarks())}")
     p.add_argument("--acc-drop", type=float, default=0.01, help="largest absolute accuracy drop per task, in [0, 1]")
     p.add_argument("--out", default=None, help="folder for gemel.json")
+    p.add_argument("--tasks", default=None, help="comma-separated subset of the benchmark's tasks (default: all)")
     p.add_argument("--epochs", type=int, default=FinetuneConfig.epochs, help="joint retraining epochs per attempt")
     p.add_argument("--attempts", type=int, default=GemelConfig.max_attempts, help="joint retrainings at most")
     p.add_argument("--zoo-epochs", type=int, default=ZooSettings.epochs, help="epochs the task networks were trained")
@@ -174,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import torch
         torch.set_num_threads(1)
-        cfg = GemelConfig(a.benchmark, a.out, a.acc_drop, a.attempts, cache_dir=a.cache,
+        cfg = GemelConfig(a.benchmark, a.out, tuple(a.tasks.split(",")) if a.tasks else None, a.acc_drop,
+                          a.attempts, cache_dir=a.cache,
                           zoo=ZooSettings(epochs=a.zoo_epochs), finetune=FinetuneConfig(epochs=a.epochs, predictive=False))
         r = gemel_merge(cfg)
     except UserError as e:

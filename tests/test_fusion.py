@@ -258,6 +258,8 @@ def test_bad_inputs(tmp_path, models, capsys, monkeypatch):
         read_state(tmp_path / "other.jsonl", {}, elite_size=4)
     with pytest.raises(UserError, match="no two task networks share an architecture family"):
         fusion.gemel_merge(fusion.GemelConfig("fashion3"))
+    with pytest.raises(UserError, match="--tasks fashion10,shoes: give two or more of fashion10"):
+        fusion.gemel_merge(fusion.GemelConfig("fashion3_vgg", tasks=("fashion10", "shoes")))
     # the CLI prints the message and exits 2, no traceback
     assert main(["--benchmark", "nope", "--out", str(tmp_path)]) == 2
     assert main(["--benchmark", "fashion3", "--acc-drop", "-0.1", "--out", str(tmp_path)]) == 2
