@@ -111,8 +111,13 @@ class Search:
     def _latency(self, net: Any, g: FusionGraph) -> dict[str, Any]:
         from .measure import measure
 
-        path = self.out / "tflite" / f"{self.bench.name}_{g.canonical_hash()}_{self.cfg.latency.dtype}_{self.cfg.device}.tflite"
-        return measure(net, list(self.bench.archs), self.input_shape, path, self.cfg.device, self.cfg.latency)
+        return measure(net, list(self.bench.archs), self.input_shape, self._tflite_path(g.canonical_hash()),
+                       self.cfg.device, self.cfg.latency)
+
+    def _tflite_path(self, variant: str) -> Path:
+        """<out>/tflite/<benchmark>_<variant>_<dtype>_<device>.tflite"""
+        c = self.cfg
+        return self.out / "tflite" / f"{self.bench.name}_{variant}_{c.latency.dtype}_{c.device}.tflite"
 
     def _row(self, g: FusionGraph, status: str, mutation: str, t0: float, **extra: Any) -> dict[str, Any]:
         row = {"iteration": len(self.state.rows), "hash": g.canonical_hash(), "status": status,
@@ -143,12 +148,12 @@ class Search:
             from .modules import separate_net
 
             for t, m in self.models.items():
-                path = self.out / "tflite" / f"{self.bench.name}_{t}_{self.zoo[t].arch}_{self.cfg.latency.dtype}_{self.cfg.device}.tflite"
-                r = measure(separate_net({t: m}), [t], self.input_shape, path, self.cfg.device, self.cfg.latency)
+                r = measure(separate_net({t: m}), [t], self.input_shape, self._tflite_path(f"{t}_{self.zoo[t].arch}"),
+                            self.cfg.device, self.cfg.latency)
                 separate[t] = r[self.cfg.latency_stat]
-        row = self._row(self.root, "valid", "original", t0, accuracy=self.orig_test, drop={t: 0.0 for t in self.orig_test},
-                        latency_us=lat[self.cfg.latency_stat], latency=lat, accepted=True, original=True, val_accuracy=self.orig_val,
-                        separate_us=separate)
+        row = self._row(self.root, "valid", "original", t0, accuracy=self.orig_test,
+                        drop={t: 0.0 for t in self.orig_test}, latency_us=lat[self.cfg.latency_stat], latency=lat,
+                        accepted=True, original=True, val_accuracy=self.orig_val, separate_us=separate)
         self._write(row, self.root)
 
     def step(self, rng: np.random.Generator) -> bool:
@@ -285,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
         cfg = SearchConfig(
             benchmark=a.benchmark, out=a.out, acc_drop=a.acc_drop, budget_s=parse_budget(a.budget),
-            max_iterations=a.iterations, device=a.device, latency_stat=a.latency_stat, relaxed=not a.no_relaxed, seed=a.seed, cache_dir=a.cache,
+            max_iterations=a.iterations, device=a.device, latency_stat=a.latency_stat, relaxed=not a.no_relaxed,
+            seed=a.seed, cache_dir=a.cache,
             zoo=ZooSettings(epochs=a.zoo_epochs, train_limit=a.zoo_train_limit or None),
             data=replace(DataSettings(), train_per_task=a.train_per_task),
             finetune=replace(FinetuneConfig(), epochs=a.epochs, predictive=not a.no_predictive))
