@@ -104,17 +104,17 @@ def _run_all(args, files, cores, opt, out_csv, device) -> int:
         except DeviceError as e:  # the device failed this run (lost, timed out): a failure row, go on
             failed += 1
             print(f"error: {f}: {e}", file=sys.stderr)
-            row = {"cfg": key, "name": Path(f).stem, "status": "failed", "error": str(e), "device": device.label()}
+            row = experiment.failure_row(key, "failed", str(e), device.label())
         except UserError as e:
             bad += 1
             print(f"error: {e}", file=sys.stderr)
-            row = {"cfg": key, "name": Path(f).stem, "status": "invalid", "error": str(e)}
+            row = experiment.failure_row(key, "invalid", str(e))
         except Exception as e:  # an internal failure: keep going, keep the traceback in the work folder
             failed += 1
             workdir.mkdir(parents=True, exist_ok=True)
             (workdir / "errors.log").open("a").write(f"== {key}\n{traceback.format_exc()}\n")
             print(f"error: {f}: {type(e).__name__}: {e} (traceback in {workdir / 'errors.log'})", file=sys.stderr)
-            row = {"cfg": key, "name": Path(f).stem, "status": "failed", "error": f"{type(e).__name__}: {e}"}
+            row = experiment.failure_row(key, "failed", f"{type(e).__name__}: {e}")
         if not args.dry_run:
             rows = results.upsert(rows, row)
             results.write_results(out_csv, rows)

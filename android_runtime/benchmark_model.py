@@ -14,16 +14,17 @@ until a native plan runner exists, so its latency is *composed*:
 
 The result says ``latency_method=composed``. Synchronisation and tensor hand-over
 between lanes are not in the number (they are in the host/Linux ``measured`` runs).
+
+This module is pure (command lines, grouping, arithmetic, parsing);
+``composed_runner.BenchmarkModelRunner`` does the device I/O.
 """
 from __future__ import annotations
 
 import shlex
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
-from android_runtime.parsers import ParseError, coverage_of_original, parse_benchmark_output
+from android_runtime.parsers import coverage_of_original, parse_benchmark_output
 
 DELEGATE_FLAGS = {
     "xnnpack": ("--use_xnnpack=true",),
@@ -226,146 +227,3 @@ def fallback_warnings(lane: str, delegate: str, facts: dict) -> list[str]:
     if numeric and sum(numeric) < 0.999:
         return [f"lane {lane}: {delegate} delegate took {sum(numeric):.0%} of the nodes; the rest ran on the CPU"]
     return []
-
-
-class BenchmarkModelRunner:
-    """Composed latency of a plan on an Android device with benchmark_model.
-
-    Args:
-        dev: ``AdbDevice``.
-        runtime_dir: the local ``--android_runtime`` folder (must hold ``benchmark_model``).
-        pushes: ``remote.PushLog`` recording every push.
-        root: run lanes under ``su -c`` (device rooted and no ``--no_root``).
-        energy: sample power during the group runs when the device can.
-        idle_s: idle baseline (s) before the runs.
-        min_secs: ``--min_secs`` for groups with several lanes (their runs overlap).
-        log: progress messages.
-    """
-
-    latency_method = "composed"
-
-    def __init__(self, dev, runtime_dir: Path | str, pushes=None, root: bool = False, energy: bool = True,
-                 idle_s: float = 1.0, min_secs: float = 1.0, log: Callable[[str], None] = lambda m: None):
-        from android_runtime.remote import REMOTE_ROOT, PushLog
-
-        self.dev, self.root, self.energy, self.idle_s, self.min_secs, self.log = dev, root, energy, idle_s, min_secs, log
-        self.local = Path(runtime_dir)
-        self.pushes = pushes or PushLog()
-        self.remote_root = REMOTE_ROOT
-        self.remote_bin = f"{REMOTE_ROOT}/android"
-        if not (self.local / "benchmark_model").is_file():
-            from configs.errors import UserError
-
-            raise UserError(f"--android_runtime = {str(self.local)!r}: no benchmark_model in it; fetch it with "
-                            "android_runtime/setup_android_binaries.sh --android_runtime DIR")
-
-    def push_runtime(self) -> None:
-        """Push every file of the runtime folder (executable) and the sampler script."""
-        from android_runtime.energy_sampler import SAMPLER_SH
-
-        for path in sorted(p for p in self.local.rglob("*") if p.is_file()):
-            rel = path.relative_to(self.local).as_posix()
-            self.pushes.add(self.dev.push(path, f"{self.remote_bin}/{rel}", mode=0o755))
-        with tempfile.TemporaryDirectory() as d:
-            (Path(d) / "sampler.sh").write_text(SAMPLER_SH)
-            self.pushes.add(self.dev.push(Path(d) / "sampler.sh", f"{self.remote_root}/runtime/sampler.sh", mode=0o755))
-
-    def run(self, plan_path: Path, plan, models: dict, warmup: int, runs: int, x=None) -> dict:
-        """Push, run every group, parse, compose; returns the run JSON.
-
-        Args:
-            plan_path: local plan.json.
-            plan: the loaded plan.
-            models: segment name -> ``artifacts.ModelFile`` (checked before).
-            warmup, runs: per segment run.
-            x: input array for the plan input (NHWC float32), None for random input.
-        """
-        from android_runtime.energy_sampler import EnergyScript, estimate_from_files
-        from android_runtime.remote import energy_fields, plan_key, probe_energy, read_device_files
-        from profiling.energy import no_estimate
-
-        q = shlex.quote
-        self.push_runtime()
-        folder = f"{self.remote_root}/plans/{plan_key(plan_path)}"
-        self.pushes.add(self.dev.push(plan_path, f"{folder}/plan.json"))
-        for seg in plan.segments:
-            self.pushes.add(self.dev.push(plan_path.parent / seg.file, f"{folder}/{seg.file}"))
-        input_file = ""
-        if x is not None:
-            with tempfile.TemporaryDirectory() as d:
-                (Path(d) / "input.bin").write_bytes(x.astype("<f4").tobytes())
-                input_file = f"{folder}/input.bin"
-                self.pushes.add(self.dev.push(Path(d) / "input.bin", input_file))
-        groups = stage_groups(plan)
-        out_dir = f"{self.remote_root}/runs/{plan_key(plan_path)}"
-        binary = f"{self.remote_bin}/benchmark_model"
-        probe = probe_energy(self.dev) if self.energy else None
-        script = (EnergyScript(f"{self.remote_root}/energy", f"{self.remote_root}/runtime/sampler.sh", probe,
-                               idle_s=self.idle_s) if probe is not None and probe.method != "none" else None)
-        index: dict[str, int] = {}
-        group_cmds = []
-        for group in groups:
-            by_lane: dict[str, list] = {}
-            for seg in group:
-                by_lane.setdefault(seg.lane, []).append(seg)
-            jobs = []
-            for k, (lane, segs) in enumerate(by_lane.items()):
-                spec = plan.lanes[lane]
-                steps = []
-                for seg in segs:
-                    i = index.setdefault(seg.name, len(index))
-                    model = models[seg.name]
-                    inputs = ()
-                    if input_file and [t.name for t in seg.inputs] == [plan.input.name]:
-                        inputs = (InputLayer(model.input_names[0], model.input_shapes[0], input_file),)
-                    args = BenchmarkArgs(graph=f"{folder}/{seg.file}", num_threads=spec.threads,
-                                         delegate=spec.delegate, warmup_runs=warmup, num_runs=runs,
-                                         min_secs=self.min_secs if len(by_lane) > 1 else None,
-                                         hexagon_lib_path=self.remote_bin, inputs=inputs)
-                    cmd = lane_command(benchmark_argv(binary, args), spec.cores, self.remote_bin, self.root)
-                    steps.append(f"{cmd} > {q(f'{out_dir}/{i}.txt')} 2>&1; echo $? > {q(f'{out_dir}/{i}.rc')}")
-                jobs.append(f"( {'; '.join(steps)} ) & P{k}=$!")
-            group_cmds.append("; ".join(jobs) + "; wait " + " ".join(f"$P{k}" for k in range(len(jobs))))
-        sep = f"; {script.mark()}; " if script else "; "
-        body = sep.join(group_cmds)
-        command = (f"mkdir -p {q(out_dir)} && rm -f {q(out_dir)}/*.txt {q(out_dir)}/*.rc && cd {q(out_dir)} && "
-                   + (f"{{ {script.before()}{body}{script.after()}; }}" if script else body))
-        self.log(f"  composing on {self.dev.serial}: {len(groups)} groups, {len(index)} benchmark_model runs"
-                 f"{' (su)' if self.root else ''}")
-        from android_runtime.remote import RUN_TIMEOUT_S
-
-        self.dev.shell(command, timeout=RUN_TIMEOUT_S, check=False)
-        files = [f"{out_dir}/{i}.{ext}" for i in range(len(index)) for ext in ("txt", "rc")]
-        texts = read_device_files(self.dev, files + (script.files if script else []))
-        timings, lanes, warnings = {}, {}, []
-        for seg in plan.segments:
-            i = index[seg.name]
-            text, rc = texts.get(f"{out_dir}/{i}.txt", ""), texts.get(f"{out_dir}/{i}.rc", "").strip()
-            if rc != "0":
-                tail = "\n".join(text.strip().splitlines()[-8:]) or "(no output)"
-                raise RuntimeError(f"benchmark_model for segment {seg.name} on lane {seg.lane} (device "
-                                   f"{self.dev.serial}) exited with {rc or 'no exit code'}:\n{tail}")
-            try:
-                timing, facts = timing_from_output(text)
-            except ParseError as err:
-                raise RuntimeError(f"segment {seg.name} on lane {seg.lane}: {err}") from None
-            timings[seg.name] = timing
-            warnings += fallback_warnings(seg.lane, plan.lanes[seg.lane].delegate, facts)
-            lane = lanes.setdefault(seg.lane, {"cores": plan.lanes[seg.lane].cores, "threads": plan.lanes[seg.lane].threads,
-                                               "delegate": plan.lanes[seg.lane].delegate, "segments": {}})
-            lane["segments"][seg.name] = {"avg_us": timing.avg_us, "min_us": timing.min_us,
-                                          "median_us": timing.median_us, "count": timing.count, **facts}
-        comp = compose_latency(groups, lambda s: s.lane, lambda s: s.name, timings)
-        if script is None:
-            est = no_estimate("energy sampling off" if not self.energy else
-                              "the device exposes no power_supply current_now/voltage_now and no rail counters",
-                              probe.usb_powered if probe else None)
-        else:
-            est = estimate_from_files(script, texts, [g["cost_us"] for g in comp.groups], comp.mean_us, runs)
-        raw = {"plan": str(plan_path), "name": plan.name, "dtype": plan.dtype, "warmup": warmup, "runs": runs,
-               "latency_us": [], "latency_method": self.latency_method,
-               "latency_summary": {"runs": runs, "min_us": comp.min_us, "median_us": comp.median_us,
-                                   "mean_us": comp.mean_us, "p90_us": None, "std_us": None},
-               "composition": comp.groups, "lanes": lanes, "warnings": warnings, "root": self.root}
-        raw.update(energy_fields(est))
-        return raw

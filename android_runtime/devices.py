@@ -115,6 +115,8 @@ class AdbPlanDevice:
         self.dev = AdbDevice(self.serial or None, adb_host=host, adb_port=port, no_root=self.no_root,
                              timeout=self.timeout_s)
         self.pushes = PushLog()
+        self._cores: list[int] | None = None
+        self._python_ok = False  # device_python checked once per session
         if self.android_runtime and not Path(self.android_runtime).is_dir():
             raise UserError(f"--android_runtime = {self.android_runtime!r}: not a folder; fetch the binaries with "
                             "android_runtime/setup_android_binaries.sh --android_runtime DIR")
@@ -124,17 +126,35 @@ class AdbPlanDevice:
         return "composed" if self.android_runtime else "measured"
 
     def cores(self) -> list[int]:
-        """CPU numbers of the device: from its cpufreq topology, else ``nproc``."""
+        """CPU numbers of the device (cached): from its cpufreq topology, else ``nproc``."""
         from configs.errors import DeviceError
 
-        try:
-            return sorted(c for cl in self.dev.cpu_topology.clusters for c in cl.cpus)
-        except DeviceError:
-            out = self.dev.shell("nproc 2>/dev/null || getconf _NPROCESSORS_ONLN", check=False).stdout.strip()
-            if not out.isdigit():
-                raise DeviceError(f"device {self.dev.serial}: cannot tell its CPUs (no cpufreq in sysfs, "
-                                  f"nproc said {out!r})") from None
-            return list(range(int(out)))
+        if self._cores is None:
+            try:
+                self._cores = sorted(c for cl in self.dev.cpu_topology.clusters for c in cl.cpus)
+            except DeviceError:
+                out = self.dev.shell("nproc 2>/dev/null || getconf _NPROCESSORS_ONLN", check=False).stdout.strip()
+                if not out.isdigit():
+                    raise DeviceError(f"device {self.dev.serial}: cannot tell its CPUs (no cpufreq in sysfs, "
+                                      f"nproc said {out!r})") from None
+                self._cores = list(range(int(out)))
+        return list(self._cores)
+
+    def reconnect(self) -> None:
+        """``adb connect`` a network device again if the server dropped it (after it came back)."""
+        from android_runtime.adb import adb_call, connect
+        from configs.errors import DeviceError
+
+        if ":" not in self.dev.serial:
+            return  # USB devices come back on their own
+        serial = self.dev.serial
+        state = adb_call(self.dev.target, "adb devices", lambda c: {i.serial: i.state for i in c.list()},
+                         scope="server").get(serial, "")
+        if state != "device":
+            try:
+                connect(self.dev.target, timeout=5.0)
+            except DeviceError:
+                pass  # the next call reports the device as lost, with the serial
 
     def available_cores(self) -> list[int]:
         return self.cores()
@@ -240,11 +260,12 @@ class AdbPlanDevice:
 
         plan_path = Path(plan_path)
         plan, models = check_plan_files(plan_path)  # before anything is pushed
+        self.reconnect()
         self.check_lanes({k: v.cores for k, v in plan.lanes.items()},
                          str(plan.source.get("config") or plan_path))
         start = len(self.pushes.results)
         if self.android_runtime:
-            from android_runtime.benchmark_model import BenchmarkModelRunner
+            from android_runtime.composed_runner import BenchmarkModelRunner
 
             runner = BenchmarkModelRunner(self.dev, self.android_runtime, self.pushes, root=self.dev.has_root,
                                           energy=self.energy, idle_s=self.idle_s, log=log)
@@ -257,7 +278,8 @@ class AdbPlanDevice:
                     "it uses seeded random input")
             runner = PythonPlanRunner(self.dev, self.device_python, self.pushes, energy=self.energy,
                                       idle_s=self.idle_s, log=log)
-            raw = runner.run(plan_path, [s.file for s in plan.segments], warmup, runs)
+            raw = runner.run(plan_path, [s.file for s in plan.segments], warmup, runs, check=not self._python_ok)
+            self._python_ok = True
         raw["pushes"] = self.pushes.since(start)
         raw["device"] = self.describe()
         return raw

@@ -137,9 +137,14 @@ class PythonPlanRunner:
             self.pushes.add(self.dev.push(plan_path.parent / name, f"{folder}/{name}"))
         return folder
 
-    def run(self, plan_path: Path, segment_files: list[str], warmup: int, runs: int) -> dict:
-        """Push what is missing, run the plan, return the runner JSON plus energy fields."""
-        self.check_python()
+    def run(self, plan_path: Path, segment_files: list[str], warmup: int, runs: int, check: bool = True) -> dict:
+        """Push what is missing, run the plan, return the runner JSON plus energy fields.
+
+        Args:
+            check: first check that the device's Python can import the runner's dependencies.
+        """
+        if check:
+            self.check_python()
         self.push_runtime()
         folder = self.push_plan(plan_path, segment_files)
         out = f"{REMOTE_ROOT}/runs/{plan_key(plan_path)}/run.json"

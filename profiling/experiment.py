@@ -137,6 +137,14 @@ def run_config(cfg: PipelineConfig, cfg_key: str, opt: RunOptions, log: Callable
     return row
 
 
+def failure_row(cfg_key: str, status: str, error: str, device: str = "") -> dict:
+    """The result row of a config that did not run: ``invalid`` (bad input) or ``failed`` (device, bug).
+
+    A rerun measures it again (only ``ok`` rows with a latency are skipped).
+    """
+    return {"cfg": cfg_key, "name": Path(cfg_key).stem, "status": status, "error": error, "device": device}
+
+
 def save_resolved(cfg: PipelineConfig, out_dir: Path) -> Path:
     import yaml
 

@@ -128,6 +128,19 @@ def test_energy_window_arithmetic_on_synthetic_samples():
     assert short.method == "none" and short.uj_per_inference is None and "raise --runs" in short.warnings[0]
 
 
+def test_rails_energy_arithmetic():
+    """ODPM counters (uWs): idle 0.5 W, runner 2.0 W for 2 s, 1000 us per inference -> 1.5 W x 1 ms = 1500 uJ."""
+    rails = lambda t, e: f"t={t}\nCH0(T={t})[S4M_VDD_CPUCL0], {e}\nCH1(T={t})[S2S_VDD_G3D], 100\n"  # noqa: E731
+    script = EnergyScript("/e", "/s.sh", PowerProbe("", False, rails(1000, 0)))
+    texts = {"/e/rails_idle0.txt": rails(1000, 1_000_000), "/e/rails_idle1.txt": rails(2000, 1_500_000),
+             "/e/rails_run0.txt": rails(2000, 1_500_000), "/e/rails_run1.txt": rails(4000, 5_500_000),
+             "/e/clock.txt": "5000000000\n7000000000\n"}
+    est = estimate_from_files(script, texts, [1000.0], 1000.0, 2000)
+    assert est.method == "rails" and est.usb_powered is False
+    assert est.uj_per_inference == pytest.approx(1500.0)
+    assert any("load and warm-up" in w for w in est.warnings)
+
+
 def test_probe_parse_and_adb_host():
     probe = parse_probe("SUPPLY /sys/class/power_supply/usb\nSUPPLY /sys/class/power_supply/battery\nUSB 0\nRAILS\n")
     assert (probe.supply, probe.usb_powered, probe.method) == ("/sys/class/power_supply/battery", False, "fuel-gauge")
@@ -331,6 +344,27 @@ def test_android_path_composes_latency_with_taskset_and_su(server, phone, conver
 
 
 @pytest.mark.device
+def test_device_that_comes_back_is_reconnected(server, tmp_path, converted):
+    root = _phone_root(tmp_path / "phone", power=False)
+    port = free_port()
+    serial = f"127.0.0.1:{port}"
+    loop = LoopbackDevice(root, port=port)
+    loop.start()
+    dev = AdbPlanDevice(serial, adb_host=f"127.0.0.1:{server.port}", device_python=VENV_PY, energy=False)
+    assert dev.run_plan(converted.plan_path, 0, 2)["latency_us"]
+    loop.stop()
+    with pytest.raises(DeviceError, match=f"device {serial} was lost mid-run"):
+        dev.run_plan(converted.plan_path, 0, 2)
+    loop = LoopbackDevice(root, port=port)
+    loop.start()
+    try:
+        raw = dev.run_plan(converted.plan_path, 0, 2)  # same object: adb connect again, nothing to push
+        assert raw["latency_us"] and raw["pushes"]["pushed"] == 0
+    finally:
+        loop.stop()
+
+
+@pytest.mark.device
 def test_no_root_runs_without_su(server, phone, converted):
     serial, root, _ = phone
     dev = AdbPlanDevice(serial, adb_host=f"127.0.0.1:{server.port}", android_runtime=str(DOUBLE), no_root=True,
@@ -354,6 +388,15 @@ def test_lane_cores_checked_against_the_device(server, phone, converted, tmp_pat
                                           rf"on device {serial} .*all=\[0"):
         dev.run_plan(d / "plan.json", 1, 3)
     assert dev.pushes.pushed == 0
+
+
+@pytest.mark.device
+def test_device_without_python_names_the_remedies(server, phone, converted):
+    serial, _, _ = phone
+    dev = AdbPlanDevice(serial, adb_host=f"127.0.0.1:{server.port}", device_python="/no/such/python3")
+    with pytest.raises(DeviceError, match=r"`/no/such/python3` cannot run the plan runner .*--device_python PATH"
+                                          r".*--android_runtime DIR"):
+        dev.run_plan(converted.plan_path, 1, 3)
 
 
 @pytest.mark.device
