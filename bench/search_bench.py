@@ -84,6 +84,8 @@ def main(argv=None) -> int:
          pred["branch_before_measuring"]["within_10pct"], ">= 0.90"),
         ("predictor: branch latency within +-10%, leave-one-out over the store",
          pred["branch_leave_one_out"]["within_10pct"], ">= 0.90"),
+        ("noise floor: repeated measurements of one module within +-10% of their median",
+         pred["repeat_noise"]["within_10pct"], ""),
         ("candidates ranked", meas["ranked"], ""),
         ("candidates measured", meas["measured_candidates"], ""),
         ("measured / ranked", meas["share_measured"], ""),

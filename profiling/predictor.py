@@ -5,7 +5,7 @@ e.g. "cpu0|res_basic_block|fp32|t1". Within a group, latency is modelled as a no
 combination of a few features, fitted by least squares on *relative* error (each sample is
 weighted by 1/latency), because the search compares candidates by ratios:
 
-    latency_us ~ c0 + c1 * MFLOPs + c2 * Macts + c3 * depth + c4 * MFLOPs * contended
+    latency_us ~ c0 + c1 * MFLOPs + c2 * acts + c3 * params + c4 * depth + c5 * MFLOPs * contended
 
 The terms used grow with the number of samples (few samples: latency proportional to FLOPs),
 negative coefficients are dropped and the rest refitted (active set), so a handful of noisy
@@ -22,14 +22,15 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 # Feature name -> scale (the regression works on feature / scale).
-TERMS: dict[str, float] = {"one": 1.0, "flops": 1e6, "acts": 1e5, "depth": 1.0, "flops_contended": 1e6,
-                           "out_elems": 1e5}
+TERMS: dict[str, float] = {"one": 1.0, "flops": 1e6, "acts": 1e5, "params": 1e5, "depth": 1.0,
+                           "flops_contended": 1e6, "out_elems": 1e5}
 Ladder = tuple[tuple[int, tuple[str, ...]], ...]
 # Term sets by the samples they need: more samples allow more terms. COMPUTE_LADDER models a
 # block of layers (a branch); SYNC_LADDER the hand-over and concat cost at a sync point.
+# params stands for weight traffic: late, narrow-resolution stages are bound by it, not by FLOPs.
 COMPUTE_LADDER: Ladder = (
-    (10, ("one", "flops", "acts", "depth", "flops_contended")),
-    (6, ("one", "flops", "acts", "flops_contended")),
+    (10, ("one", "flops", "acts", "params", "depth", "flops_contended")),
+    (6, ("one", "flops", "params", "flops_contended")),
     (3, ("one", "flops")),
     (1, ("flops",)),
 )
@@ -135,6 +136,19 @@ def holdout_errors(samples: Sequence[Sample], folds: int = 0, seed: int = 0, rid
             if p.has(s.group):
                 errs.append(p.predict(s.group, s.features) / s.latency_us - 1.0)
     return errs
+
+
+def repeat_errors(samples: Sequence[Sample], keys: Sequence[str] = ("flops", "acts", "depth", "contended")) -> list[float]:
+    """Noise floor: each repeated measurement (same group and features) predicted by the median of its
+    other repeats, as a relative error. No predictor can beat the target's own repeatability."""
+    reps: dict[tuple, list[float]] = {}
+    for s in samples:
+        reps.setdefault((s.group, *(s.features.get(k) for k in keys)), []).append(s.latency_us)
+    out: list[float] = []
+    for ys in reps.values():
+        for i, y in enumerate(ys if len(ys) > 1 else []):
+            out.append(float(np.median(ys[:i] + ys[i + 1:])) / y - 1.0)
+    return out
 
 
 def share_within(errors: Sequence[float], tol: float = 0.10) -> float:

@@ -46,7 +46,7 @@ class StageResult:
     ctx: StageContext
     refs: dict[str, Evaluated]  # lane -> the unbranched stage measured alone on that lane
     evaluated: list[Evaluated] = field(default_factory=list)  # branched candidates measured
-    ranked: int = 0  # candidates the predictor ranked (after the FLOPs filters)
+    ranked: int = 0  # candidates the predictor ranked (those passing the FLOPs filters)
     report: FilterReport = field(default_factory=FilterReport)
     chosen: StageCandidate | None = None  # None: the stage stays unbranched
     stop: str = ""  # why the loop ended: converged | exhausted | no-gain | rounds | budget | infeasible
@@ -149,7 +149,7 @@ class StageSearch:
                     if c not in measured:
                         continue
                 scored.append((pt, c, pb))
-            res.ranked = len(scored)
+            res.ranked = len(cands)
             todo = sorted((s for s in scored if s[1] not in measured), key=lambda s: s[0])
             if not todo:
                 res.stop = "exhausted" if measured else "infeasible"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from configs import PipelineConfig, UserError, load_config
-from profiling.predictor import holdout_errors, share_within
+from profiling.predictor import holdout_errors, repeat_errors, share_within
 from profiling.store import MeasurementStore
 
 from .lanes import parse_lanes, resolve_lanes
@@ -198,7 +198,8 @@ def _predictor_summary(results: list[StageResult], ss: StageSearch) -> dict[str,
              for l in e.pred_branch]
     comp, _ = ss._samples(ss.m.store, ss.m.stat)
     loo = holdout_errors(comp)
-    return {"stage_before_measuring": {"n": len(pre), "within_10pct": share_within(pre)},
+    rep = repeat_errors(comp)
+    return {"stat": ss.m.stat, "repeat_noise": {"n": len(rep), "within_10pct": share_within(rep)},"stage_before_measuring": {"n": len(pre), "within_10pct": share_within(pre)},
             "branch_before_measuring": {"n": len(pre_b), "within_10pct": share_within(pre_b)},
             "branch_leave_one_out": {"n": len(loo), "within_10pct": share_within(loo)}}
 
