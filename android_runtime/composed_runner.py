@@ -29,6 +29,7 @@ class BenchmarkModelRunner:
         root: run lanes under ``su -c`` (device rooted and no ``--no_root``).
         energy: sample power during the group runs when the device can.
         idle_s: idle baseline (s) before the runs.
+        interval_s: fuel-gauge sampling interval (s).
         min_secs: ``--min_secs`` for groups with several lanes (their runs overlap).
         log: progress messages.
     """
@@ -36,10 +37,12 @@ class BenchmarkModelRunner:
     latency_method = "composed"
 
     def __init__(self, dev, runtime_dir: Path | str, pushes=None, root: bool = False, energy: bool = True,
-                 idle_s: float = 1.0, min_secs: float = 1.0, log: Callable[[str], None] = lambda m: None):
+                 idle_s: float = 1.0, interval_s: float = 0.05, min_secs: float = 1.0,
+                 log: Callable[[str], None] = lambda m: None):
         from android_runtime.remote import REMOTE_ROOT, PushLog
 
         self.dev, self.root, self.energy, self.idle_s, self.min_secs, self.log = dev, root, energy, idle_s, min_secs, log
+        self.interval_s = interval_s
         self.local = Path(runtime_dir)
         self.pushes = pushes or PushLog()
         self.remote_root = REMOTE_ROOT
@@ -82,7 +85,9 @@ class BenchmarkModelRunner:
         for seg in plan.segments:
             self.pushes.add(self.dev.push(plan_path.parent / seg.file, f"{folder}/{seg.file}"))
         input_file = ""
-        if x is not None:
+        if x is not None and plan.dtype == "int8":
+            self.log("  note: an int8 plan takes int8 inputs; benchmark_model feeds random values instead of --input_image")
+        elif x is not None:
             with tempfile.TemporaryDirectory() as d:
                 (Path(d) / "input.bin").write_bytes(x.astype("<f4").tobytes())
                 input_file = f"{folder}/input.bin"
@@ -92,7 +97,7 @@ class BenchmarkModelRunner:
         binary = f"{self.remote_bin}/benchmark_model"
         probe = probe_energy(self.dev) if self.energy else None
         script = (EnergyScript(f"{self.remote_root}/energy", f"{self.remote_root}/runtime/sampler.sh", probe,
-                               idle_s=self.idle_s) if probe is not None and probe.method != "none" else None)
+                               idle_s=self.idle_s, interval_s=self.interval_s) if probe is not None and probe.method != "none" else None)
         index: dict[str, int] = {}
         group_cmds = []
         for group in groups:
@@ -153,6 +158,9 @@ class BenchmarkModelRunner:
                               probe.usb_powered if probe else None)
         else:
             est = estimate_from_files(script, texts, [g["cost_us"] for g in comp.groups], comp.mean_us, runs)
+            if est.uj_per_inference is not None:
+                est.warnings.append("composed energy: each stage group's window includes benchmark_model's "
+                                    "model load and warm-up")
         raw = {"plan": str(plan_path), "name": plan.name, "dtype": plan.dtype, "warmup": warmup, "runs": runs,
                "latency_us": [], "latency_method": self.latency_method,
                "latency_summary": {"runs": runs, "min_us": comp.min_us, "median_us": comp.median_us,

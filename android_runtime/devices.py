@@ -91,6 +91,7 @@ class AdbPlanDevice:
         device_python: Python on the device for the plan runner.
         energy: sample power during runs when the device exposes it.
         idle_s: idle baseline sampled before the runs (s).
+        sample_interval_s: fuel-gauge sampling interval during runs (s).
         lock_timeout_s: how long to wait for another pipeline holding the device.
         timeout_s: longest wait for any single adb reply (runs have their own, longer bound).
     """
@@ -102,6 +103,7 @@ class AdbPlanDevice:
     device_python: str = "python3"
     energy: bool = True
     idle_s: float = 1.0
+    sample_interval_s: float = 0.05
     lock_timeout_s: float = 60.0
     timeout_s: float = 30.0
     name: str = "adb"
@@ -268,7 +270,8 @@ class AdbPlanDevice:
             from android_runtime.composed_runner import BenchmarkModelRunner
 
             runner = BenchmarkModelRunner(self.dev, self.android_runtime, self.pushes, root=self.dev.has_root,
-                                          energy=self.energy, idle_s=self.idle_s, log=log)
+                                          energy=self.energy, idle_s=self.idle_s,
+                                          interval_s=self.sample_interval_s, log=log)
             raw = runner.run(plan_path, plan, models, warmup, runs, x=x)
         else:
             from android_runtime.remote import PythonPlanRunner
@@ -277,7 +280,7 @@ class AdbPlanDevice:
                 log("  note: --input_image is not sent to a Python device (the runner CLI takes no input); "
                     "it uses seeded random input")
             runner = PythonPlanRunner(self.dev, self.device_python, self.pushes, energy=self.energy,
-                                      idle_s=self.idle_s, log=log)
+                                      idle_s=self.idle_s, interval_s=self.sample_interval_s, log=log)
             raw = runner.run(plan_path, [s.file for s in plan.segments], warmup, runs, check=not self._python_ok)
             self._python_ok = True
         raw["pushes"] = self.pushes.since(start)

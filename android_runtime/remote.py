@@ -99,14 +99,16 @@ class PythonPlanRunner:
         pushes: where push results are recorded (shared with the caller).
         energy: sample power during the runs when the device can.
         idle_s: idle baseline length (s) before the runs.
+        interval_s: fuel-gauge sampling interval (s).
         log: progress messages.
     """
 
     latency_method = "measured"
 
     def __init__(self, dev: AdbDevice, python: str = "python3", pushes: PushLog | None = None, energy: bool = True,
-                 idle_s: float = 1.0, log: Callable[[str], None] = lambda m: None):
+                 idle_s: float = 1.0, interval_s: float = 0.05, log: Callable[[str], None] = lambda m: None):
         self.dev, self.python, self.energy, self.idle_s, self.log = dev, python, energy, idle_s, log
+        self.interval_s = interval_s
         self.pushes = pushes or PushLog()
         self.runtime = f"{REMOTE_ROOT}/runtime"
 
@@ -150,7 +152,8 @@ class PythonPlanRunner:
         out = f"{REMOTE_ROOT}/runs/{plan_key(plan_path)}/run.json"
         q = shlex.quote
         probe = probe_energy(self.dev) if self.energy else None
-        script = (EnergyScript(f"{REMOTE_ROOT}/energy", f"{self.runtime}/sampler.sh", probe, idle_s=self.idle_s)
+        script = (EnergyScript(f"{REMOTE_ROOT}/energy", f"{self.runtime}/sampler.sh", probe, idle_s=self.idle_s,
+                               interval_s=self.interval_s)
                   if probe is not None and probe.method != "none" else None)
         run = (f"{q(self.python)} -m android_runtime.runner {q(folder + '/plan.json')} "
                f"--warmup {int(warmup)} --runs {int(runs)} --out {q(out)}")
