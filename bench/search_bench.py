@@ -7,7 +7,7 @@ the predictor and the feedback loop earn their keep?
 One run: the search (python -m branching.search, library call; measurements and the trained
 base are reused from --store when present), then base and searched networks side by side,
 interleaved round by round (each round: warm-up, then --runs timed runs per network; figures
-are medians over rounds of the per-round minimum and median). Reported with targets:
+are medians over rounds of the per-round minimum, median and mean). Reported with targets:
   latency ratio searched/base (<= 0.60 with 2 lanes) at FLOPs ratio (<= 1.00)
   Fashion-MNIST accuracy drop, base minus searched (<= 0.5 points)
   predictor: share of held-out measured candidates predicted within +-10% (>= 90%)
@@ -26,6 +26,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+def s_pred_err(s: dict, t: dict) -> float:
+    """The search's whole-network prediction (base with stage times swapped) against this run's timing."""
+    stat = s["options"]["stat"]
+    base_us = getattr(t["base"], f"{stat}_us")
+    pred = base_us - s["stages_latency_us"]["unbranched_sum"] + s["stages_latency_us"]["searched_sum"]
+    return pred / getattr(t["searched"], f"{stat}_us") - 1
 
 
 def main(argv=None) -> int:
@@ -63,16 +71,22 @@ def main(argv=None) -> int:
                          log=lambda m: print(m, flush=True))
     ratio_min = t["searched"].min_us / t["base"].min_us
     ratio_med = t["searched"].median_us / t["base"].median_us
+    ratio_mean = t["searched"].mean_us / t["base"].mean_us
     acc = s.get("accuracy", {})
     pred = s["predictor"]
     meas = s["measurements"]
     stage_sum = s["stages_latency_us"]
     rows = [
-        ("base latency min (ms)", t["base"].min_us / 1e3, ""),
-        ("searched latency min (ms)", t["searched"].min_us / 1e3, ""),
+        ("base latency min / median / mean (ms)",
+         f"{t['base'].min_us / 1e3:.2f} / {t['base'].median_us / 1e3:.2f} / {t['base'].mean_us / 1e3:.2f}", ""),
+        ("searched latency min / median / mean (ms)",
+         f"{t['searched'].min_us / 1e3:.2f} / {t['searched'].median_us / 1e3:.2f} / {t['searched'].mean_us / 1e3:.2f}",
+         ""),
         ("latency ratio searched/base (min)", ratio_min, "<= 0.60"),
         ("latency ratio searched/base (median)", ratio_med, "<= 0.60"),
+        ("latency ratio searched/base (mean)", ratio_mean, "<= 0.60"),
         ("stage-sum ratio searched/unbranched (search's own measurements)", stage_sum["ratio"], ""),
+        ("whole network predicted from stages vs measured (relative error)", s_pred_err(s, t), ""),
         ("FLOPs ratio searched/base", s["flops"]["ratio"], "<= 1.00"),
         ("params ratio searched/base", s["params"]["branched"] / s["params"]["base"], ""),
         ("base Fashion-MNIST test accuracy (%)", 100 * acc.get("base_acc", float("nan")), ""),

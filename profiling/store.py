@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 FIELDS = ("key", "kind", "part", "lane", "cores", "threads", "dtype", "min_us", "median_us", "p90_us", "runs",
-          "features", "context", "created")
+          "features", "context", "created", "mean_us")
+OPTIONAL = ("mean_us",)  # columns added later; rows of older files read them as the median
 _DEVICE_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 
 
@@ -41,10 +42,12 @@ class Measurement:
     features: dict[str, Any] = field(default_factory=dict)  # predictor features (FLOPs, params, sizes, ...)
     context: dict[str, Any] = field(default_factory=dict)  # runtime versions, settings, free-form notes
     created: float = 0.0  # unix time of the measurement
+    mean_us: float | None = None  # mean over the timed runs (None: not recorded; stat("mean") gives the median)
 
     def stat(self, name: str) -> float:
         """The latency statistic `name` ("min" or "median" or "p90") in microseconds."""
-        return {"min": self.min_us, "median": self.median_us, "p90": self.p90_us}[name]
+        mean = self.median_us if self.mean_us is None else self.mean_us
+        return {"min": self.min_us, "median": self.median_us, "mean": mean, "p90": self.p90_us}[name]
 
 
 def content_key(obj: Any) -> str:
@@ -128,14 +131,15 @@ def _to_row(m: Measurement) -> list[Any]:
     return [m.key, m.kind, m.part, m.lane, ";".join(str(c) for c in m.cores), m.threads, m.dtype,
             f"{m.min_us:.3f}", f"{m.median_us:.3f}", f"{m.p90_us:.3f}", m.runs,
             json.dumps(m.features, sort_keys=True, default=str), json.dumps(m.context, sort_keys=True, default=str),
-            f"{m.created or time.time():.3f}"]
+            f"{m.created or time.time():.3f}", "" if m.mean_us is None else f"{m.mean_us:.3f}"]
 
 
 def _from_row(r: dict[str, str]) -> Measurement:
-    if any(r.get(k) is None for k in FIELDS):
+    if any(r.get(k) is None for k in FIELDS if k not in OPTIONAL):
         raise ValueError("short line")
     return Measurement(key=r["key"], kind=r["kind"], part=r["part"], lane=r["lane"],
                        cores=tuple(int(c) for c in r["cores"].split(";") if c != ""), threads=int(r["threads"]),
                        dtype=r["dtype"], min_us=float(r["min_us"]), median_us=float(r["median_us"]),
                        p90_us=float(r["p90_us"]), runs=int(r["runs"]), features=json.loads(r["features"]),
-                       context=json.loads(r["context"]), created=float(r["created"]))
+                       context=json.loads(r["context"]), created=float(r["created"]),
+                       mean_us=float(r["mean_us"]) if r.get("mean_us") else None)

@@ -64,6 +64,18 @@ def test_widths_keep_bottleneck_groups_whole():
     assert depth_grid(_branch(depth=1), SpaceOptions(depth_deltas=(-1, 0, 1))) == [1, 2]
 
 
+def test_single_group_bottlenecks_stay_single_group_when_narrowed():
+    from branching.search.space import branch_group_w
+
+    resnet = _branch(width=256, bot_mul=0.25, group_w=64)  # ResNet-50 stage 1: one group of 64
+    ws = width_grid(resnet, "res_bottleneck_block", SpaceOptions())
+    assert len(ws) > 3 and 256 in ws
+    assert branch_group_w(resnet, 192, "res_bottleneck_block") == 48
+    assert _ctx("res_bottleneck_block", width=256, bot_mul=0.25, group_w=64).branch_spec("cpu1", 2, 192).group_w == 48
+    regnet = _branch(width=96, bot_mul=1.0, group_w=24)  # grouped: keeps its group width
+    assert branch_group_w(regnet, 48, "res_bottleneck_block") == 24
+
+
 def test_every_candidate_passes_the_flops_filters():
     ctx, cons = _ctx(), Constraints()
     cands, rep = enumerate_candidates(ctx, ["cpu0", "cpu1"], SpaceOptions(width_steps=6), cons)
@@ -142,6 +154,16 @@ def test_store_round_trip_and_torn_last_line(tmp_path: Path):
     assert third.skipped_lines == 1 and len(third) == 2
     third.add([_row("k2")])
     assert len(MeasurementStore(tmp_path, "host")) == 3
+    assert MeasurementStore(tmp_path, "host").get(k)[0].stat("mean") == pytest.approx(110.0)  # no mean: median
+
+
+def test_store_reads_files_written_before_the_mean_column(tmp_path: Path):
+    from profiling.store import FIELDS
+
+    old = [f for f in FIELDS if f != "mean_us"]
+    (tmp_path / "host.csv").write_text(",".join(old) + "\nk,branch,cpu0,cpu0,0,1,fp32,1.0,2.0,3.0,5,{},{},0\n")
+    (m,) = MeasurementStore(tmp_path, "host").get("k")
+    assert m.mean_us is None and m.stat("mean") == 2.0
 
 
 def _fake_run(calls: list):

@@ -51,8 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--tol", type=float, default=0.05, help="stop when the predicted best is within this (0.05)")
     ap.add_argument("--runs", type=int, default=21, help="timed runs per measurement (default 21)")
     ap.add_argument("--warmup", type=int, default=3, help="untimed runs per measurement (default 3)")
-    ap.add_argument("--stat", default="median", choices=["min", "median"],
-                    help="statistic searched on (default median: it adds up over stages, sync delays included)")
+    ap.add_argument("--stat", default="mean", choices=["mean", "median", "min"],
+                    help="statistic searched on (default mean: it adds up over stages, sync delays included)")
     ap.add_argument("--dtype", default="", choices=["", "fp32", "fp16", "int8"], help="overrides DEPLOY.DTYPE")
     ap.add_argument("--im-size", type=int, default=0, help="deployment input size (default: the base config's)")
     ap.add_argument("--verify-rounds", type=int, default=3, help="interleaved whole-network rounds (0 = skip)")

@@ -13,6 +13,7 @@ from configs import PipelineConfig, config_to_dict
 
 from .loop import StageResult
 from .measure import LaneSetup
+from .space import branch_group_w
 
 
 def branched_config_dict(base: PipelineConfig, results: list[StageResult], lanes: dict[str, LaneSetup],
@@ -21,12 +22,15 @@ def branched_config_dict(base: PipelineConfig, results: list[StageResult], lanes
     d = config_to_dict(base)
     a = d["ANYNET"]
     names = list(lanes)
-    depths, widths, strides = [], [], []
+    depths, widths, strides, groups = [], [], [], []
     for r in results:
         brs = r.chosen.branches if r.chosen else r.main_ref.cand.branches
         depths.append([b.depth for b in brs])
         widths.append([b.width for b in brs])
         strides.append([r.ctx.base.stride] * len(brs))
+        groups.append([branch_group_w(r.ctx.base, b.width, r.ctx.block_type) for b in brs])
+    if a.get("GROUP_WS"):
+        a["GROUP_WS"] = groups
     a.update(DEPTHS=depths, WIDTHS=widths, STRIDES=strides, DEVICES=names, STEM_DEVICE=names[0],
              MERGE_DEVICE=names[0], HEAD_DEVICE=names[0], ORIGINAL_WIDTHS=[sum(w) for w in widths], MB_VER=2)
     if isinstance(a.get("ACTIVATION_FUN"), list):

@@ -20,7 +20,7 @@ from profiling.store import Measurement, MeasurementStore, content_key
 
 from .space import StageCandidate, StageContext
 
-MEASURE_VERSION = "1"  # bump when what a measurement means changes (plan shape, statistic)
+MEASURE_VERSION = "2"  # bump when what a measurement means changes (plan shape, statistic)
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,12 @@ class StageMeasurer:
         dtype: fp32 | fp16 | int8.
         cache_dir: converted branch modules (<content hash>.tflite).
         warmup, runs: untimed and timed runs per measurement.
-        stat: "min" or "median": the statistic a measurement reports.
+        stat: "mean", "median" or "min": the statistic a measurement reports.
         log: progress callback.
     """
 
     def __init__(self, store: MeasurementStore, lanes: dict[str, LaneSetup], merge_lane: str, dtype: str,
-                 cache_dir: str | Path, warmup: int = 3, runs: int = 21, stat: str = "median",
+                 cache_dir: str | Path, warmup: int = 3, runs: int = 21, stat: str = "mean",
                  log: Callable[[str], None] = lambda m: None):
         self.store, self.lanes, self.merge_lane, self.dtype = store, lanes, merge_lane, dtype
         self.cache_dir = Path(cache_dir)
@@ -178,7 +178,7 @@ class StageMeasurer:
             return Measurement(key=key, kind=kind, part=part, lane=lane, cores=tuple(setup.cores) if setup else (),
                                threads=setup.threads if setup else 0, dtype=self.dtype, min_us=xs_sorted[0],
                                median_us=statistics.median(xs), p90_us=p90, runs=len(xs), features=features,
-                               context=ctx_info, created=now)
+                               context=ctx_info, created=now, mean_us=statistics.fmean(xs))
 
         rows = []
         for b in cand.branches:

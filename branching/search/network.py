@@ -18,6 +18,7 @@ class NetworkTiming:
     plan: str  # plan.json path
     min_us: float  # median over rounds of the per-round minimum
     median_us: float  # median over rounds of the per-round median
+    mean_us: float  # median over rounds of the per-round mean
     rounds: int
     runs: int  # timed runs per round
 
@@ -40,14 +41,16 @@ def compare_networks(cfgs: dict[str, PipelineConfig], workdir: str | os.PathLike
         plans[name] = convert_config(cfg, workdir).plan_path
     mins: dict[str, list[float]] = {n: [] for n in cfgs}
     meds: dict[str, list[float]] = {n: [] for n in cfgs}
+    means: dict[str, list[float]] = {n: [] for n in cfgs}
     for k in range(rounds):
         order = list(cfgs) if k % 2 == 0 else list(reversed(cfgs))
         for name in order:
             lat = run_plan(plans[name], warmup, runs, pin=True)["latency_us"]
             mins[name].append(min(lat))
             meds[name].append(statistics.median(lat))
+            means[name].append(statistics.fmean(lat))
     return {n: NetworkTiming(cfgs[n].name, str(plans[n]), statistics.median(mins[n]), statistics.median(meds[n]),
-                             rounds, runs) for n in cfgs}
+                             statistics.median(means[n]), rounds, runs) for n in cfgs}
 
 
 def network_flops(cfg: PipelineConfig) -> tuple[int, int]:

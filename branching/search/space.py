@@ -64,7 +64,7 @@ class StageContext:
     def branch_spec(self, lane: str, depth: int, width: int) -> BranchSpec:
         b = self.base
         return BranchSpec(name=lane, processor=lane, depth=depth, width=width, stride=b.stride, bot_mul=b.bot_mul,
-                          group_w=b.group_w, kernel=b.kernel, activation=b.activation)
+                          group_w=branch_group_w(b, width, self.block_type), kernel=b.kernel, activation=b.activation)
 
     def describe(self) -> dict:
         b = self.base
@@ -116,13 +116,24 @@ class StageCandidate:
         return " ".join(b.label for b in self.branches)
 
 
+def branch_group_w(base: BranchSpec, width: int, block_type: str) -> int:
+    """Group width of a branch of `width` cut from `base`: a single-group conv (ResNet: group width =
+    bottleneck width) stays single-group; a grouped one (ResNeXt, RegNet) keeps its group width."""
+    if block_type != "res_bottleneck_block" or not base.group_w:
+        return base.group_w
+    if base.group_w >= int(round(base.width * base.bot_mul)):
+        return max(1, int(round(width * base.bot_mul)))
+    return base.group_w
+
+
 def valid_width(w: int, base: BranchSpec, block_type: str) -> bool:
     """Whether a branch of width w keeps the block's group width valid."""
     if w <= 0:
         return False
     if block_type == "res_bottleneck_block" and base.group_w:
         w_b = int(round(w * base.bot_mul))
-        return base.group_w <= w_b and w_b % base.group_w == 0
+        g = branch_group_w(base, w, block_type)
+        return 0 < g <= w_b and w_b % g == 0
     return True
 
 

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from configs import PipelineConfig, UserError, config_to_dict
 from profiling.store import content_key
 
-from .space import valid_width
+from .space import branch_group_w, valid_width
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ def proxy_dict(cfg: PipelineConfig, opt: TrainOptions) -> dict[str, Any]:
     a["STEM_W"] = max(8, int(round(a["STEM_W"] * opt.width_mult / 8)) * 8)
     a["WIDTHS"] = [[_scale(w, opt.width_mult, st.branches[p], spec.block_type)
                     for w, p in zip(ws, st.branches)] for ws, st in zip(a["WIDTHS"], spec.stages)]
+    if a.get("GROUP_WS"):
+        a["GROUP_WS"] = [[branch_group_w(st.branches[p], w, spec.block_type) for w, p in zip(ws, st.branches)]
+                         for ws, st in zip(a["WIDTHS"], spec.stages)]
     a["ORIGINAL_WIDTHS"] = [sum(ws) for ws in a["WIDTHS"]]
     if a.get("HEAD_W"):
         a["HEAD_W"] = max(8, int(round(a["HEAD_W"] * opt.width_mult / 8)) * 8)
