@@ -187,6 +187,35 @@ class AdbPlanDevice:
                                   f"cores {missing} are not on device {self.dev.serial} "
                                   f"({self.dev.props.model or 'unknown model'}; {self.topology_text()})")
 
+    def adjust_config(self, cfg):
+        """A config without ``DEPLOY.LANES``, run with benchmark_model, gets lanes from the device topology.
+
+        See ``android_runtime.lanes``; configs that set their lanes, and Linux devices (the plan
+        runner: no GPU/DSP delegates there), keep the loader's lanes.
+        """
+        import dataclasses
+
+        import yaml
+
+        from android_runtime.lanes import default_phone_lanes
+        from configs import processors_of
+        from configs.errors import DeviceError
+
+        if not self.android_runtime:
+            return cfg
+        try:
+            deploy = (yaml.safe_load(Path(cfg.path).read_text()) or {}).get("DEPLOY") or {}
+        except (OSError, yaml.YAMLError):
+            return cfg
+        if deploy.get("LANES"):
+            return cfg
+        try:
+            topo = self.dev.cpu_topology
+        except DeviceError:
+            return cfg
+        lanes, placement = default_phone_lanes(processors_of(cfg.ANYNET), topo)
+        return dataclasses.replace(cfg, DEPLOY=dataclasses.replace(cfg.DEPLOY, LANES=lanes, PLACEMENT=placement))
+
     def check_config(self, cfg) -> None:
         """Validate a config's lanes against this device (before converting)."""
         self.check_lanes({k: v.CORES for k, v in cfg.DEPLOY.LANES.items()}, cfg.path)

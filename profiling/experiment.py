@@ -103,8 +103,10 @@ def run_config(cfg: PipelineConfig, cfg_key: str, opt: RunOptions, log: Callable
 
     from .stats import LatencyStats, latency_stats
 
-    cfg = apply_overrides(cfg, opt)
     device = device or get_device(opt.device, **opt.device_kwargs)
+    if hasattr(device, "adjust_config"):
+        cfg = device.adjust_config(cfg)  # lanes from a phone's topology when the config sets none
+    cfg = apply_overrides(cfg, opt)
     if cfg.DEPLOY.TARGET == "adb" and opt.device == "host":
         raise UserError(f"{cfg.path}: DEPLOY.TARGET = 'adb': this config is for a device over adb; "
                         "pass --serial SERIAL (or --device adb for the only device attached)")
