@@ -224,6 +224,23 @@ def test_loop_converges_measures_few_and_resumes_from_the_store(tiny_base: Path,
     assert [r.chosen for r in res2] == [r.chosen for r in res]
 
 
+def test_load_factor_scales_a_candidate_to_its_stage_reference_level(tmp_path: Path):
+    from branching.search.loop import anchors, load_factor
+
+    ctx = {"stage": {"stage": 1, "w_in": 32}}
+
+    def m(key, kind, lane, us, **features):
+        return Measurement(key, kind, lane, lane, (0,), 1, "fp32", us, us, us, 5, features, ctx, 0.0, us)
+
+    store = MeasurementStore(tmp_path, "host")
+    store.add([m("ref", "branch", "cpu0", 100.0, n_branches=1)])  # the unbranched stage, alone
+    store.add([m("cand", "stage", "", 160.0), m("cand", "ref", "cpu0", 200.0)])  # timed while twice as loaded
+    a = anchors(store, "mean", "fp32")
+    assert a[(json.dumps(ctx["stage"], sort_keys=True), "cpu0")] == pytest.approx(150.0)  # median of 100, 200
+    assert load_factor(store.get("cand"), a, "mean") == pytest.approx(0.75)
+    assert load_factor(store.get("ref"), a, "mean") == 1.0
+
+
 # -- bad input --------------------------------------------------------------------------------
 def test_already_branched_base_is_refused(tiny_config: Path, tmp_path: Path):
     from branching.search import SearchOptions, search

@@ -54,11 +54,15 @@ def write_yaml(d: dict[str, Any], path: Path, header: str) -> Path:
 
 
 CSV_FIELDS = ("stage", "candidate", "kind", "round", "chosen", "reused", "flops", "flops_ratio", "lane", "depth",
-              "width", "pred_branch_us", "meas_branch_us", "pred_stage_us", "meas_stage_us", "sync_us", "gamma_ok")
+              "width", "pred_branch_us", "meas_branch_us", "pred_stage_us", "meas_stage_us", "sync_us", "gamma_ok",
+              "load_factor", "raw_stage_us", "ref_alongside_us")
 
 
 def candidate_rows(results: list[StageResult]) -> list[dict[str, Any]]:
-    """One row per (measured candidate, lane): references first, then candidates in measuring order."""
+    """One row per (measured candidate, lane): references first, then candidates in measuring order.
+
+    meas_* are load-normalised (raw time x load_factor: the stage's reference level over the
+    reference timed alternately with the candidate); raw_stage_us is what was timed."""
     rows = []
     for r in results:
         ref_flops = r.main_ref.cand.flops
@@ -72,7 +76,9 @@ def candidate_rows(results: list[StageResult]) -> list[dict[str, Any]]:
                                  "width": b.width, "pred_branch_us": _r(e.pred_branch.get(b.lane)),
                                  "meas_branch_us": _r(e.meas.branch_us[b.lane]), "pred_stage_us": _r(e.pred_total),
                                  "meas_stage_us": _r(e.meas.total_us), "sync_us": _r(e.meas.sync_us),
-                                 "gamma_ok": int(e.gamma_ok)})
+                                 "gamma_ok": int(e.gamma_ok), "load_factor": f"{e.factor:.3f}",
+                                 "raw_stage_us": _r((e.raw or e.meas).total_us),
+                                 "ref_alongside_us": _r((e.raw or e.meas).ref_us)})
     return rows
 
 

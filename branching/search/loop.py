@@ -7,6 +7,9 @@ measured split beats the reference by `Constraints.min_gain`.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -34,11 +37,40 @@ class Evaluated:
     """A measured candidate with the predictions made before it was measured."""
 
     cand: StageCandidate
-    meas: StageMeasurement
+    meas: StageMeasurement  # load-normalised (see load_factor); `raw` is what was timed
     pred_branch: dict[str, float]  # lane -> predicted branch latency (empty for references)
     pred_total: float | None  # predicted stage latency (None for references)
     round: int  # 0 = reference
     gamma_ok: bool = True  # measured branches under gamma x reference
+    raw: StageMeasurement | None = None
+    factor: float = 1.0  # load factor applied to raw
+
+
+def _ctx_key(context: dict) -> str:
+    return json.dumps(context.get("stage"), sort_keys=True)
+
+
+def anchors(store: MeasurementStore, stat: str, dtype: str) -> dict[tuple[str, str], float]:
+    """(stage context, lane) -> the unbranched stage's segment time, median over every time it was
+    timed (alone, and alternately with each branched candidate): the stage's reference level."""
+    vals: dict[tuple[str, str], list[float]] = {}
+    for r in store.rows():
+        if r.dtype == dtype and (r.kind == "ref" or (r.kind == "branch" and r.features.get("n_branches") == 1)):
+            vals.setdefault((_ctx_key(r.context), r.lane), []).append(r.stat(stat))
+    return {k: statistics.median(v) for k, v in vals.items()}
+
+
+def load_factor(rows: list[Measurement], anchor: dict[tuple[str, str], float], stat: str) -> float:
+    """anchor / the reference timed alongside this candidate: scales the candidate's times to the
+    stage's reference level, cancelling load that drifted between measurements (1 without a reference)."""
+    ref = next((r for r in rows if r.kind == "ref"), None)
+    a = anchor.get((_ctx_key(ref.context), ref.lane)) if ref else None
+    return a / ref.stat(stat) if a and ref.stat(stat) > 0 else 1.0
+
+
+def scaled(m: StageMeasurement, f: float) -> StageMeasurement:
+    return dataclasses.replace(m, branch_us={k: v * f for k, v in m.branch_us.items()}, sync_us=m.sync_us * f,
+                               total_us=m.total_us * f, ref_us=None if m.ref_us is None else m.ref_us * f)
 
 
 @dataclass
@@ -51,6 +83,7 @@ class StageResult:
     chosen: StageCandidate | None = None  # None: the stage stays unbranched
     stop: str = ""  # why the loop ended: converged | exhausted | no-gain | rounds | budget | infeasible
     rounds: int = 0
+    anchor_us: dict[str, float] = field(default_factory=dict)  # lane -> reference level (see anchors)
 
     @property
     def main_ref(self) -> Evaluated:
@@ -67,7 +100,7 @@ class StageResult:
         """The unbranched stage's cost inside a network: its segment time on the main lane. Consecutive
         unbranched stages fuse into one segment, so no hand-over is paid for them."""
         lane = self.main_ref.cand.branches[0].lane
-        return self.main_ref.meas.branch_us[lane]
+        return self.anchor_us.get(lane, self.main_ref.meas.branch_us[lane])
 
     @property
     def latency_us(self) -> float:
@@ -93,16 +126,33 @@ class StageSearch:
 
     # -- predictor ----------------------------------------------------------------------------
     def _samples(self, store: MeasurementStore, stat: str) -> tuple[list[Sample], list[Sample]]:
+        """Predictor samples from every stored measurement of this dtype, load-normalised."""
         comp, sync = [], []
-        for r in store.rows():
-            lane = LaneSetup(r.lane, r.cores, r.threads, "xnnpack")
-            if r.kind == "branch" and r.dtype == self.m.dtype:
-                f = r.features
-                comp.append(Sample(branch_group(lane, f.get("block_type", ""), r.dtype), f, r.stat(stat)))
-            elif r.kind == "sync" and r.dtype == self.m.dtype:
-                sync.append(Sample(sync_group(lane, int(r.features.get("n_branches", 1)), r.dtype), r.features,
-                                   r.stat(stat)))
+        anchor = anchors(store, stat, self.m.dtype)
+        for key in store.keys():
+            rows = store.get(key)
+            f = load_factor(rows, anchor, stat)
+            for r in rows:
+                lane = LaneSetup(r.lane, r.cores, r.threads, "xnnpack")
+                if r.kind == "branch" and r.dtype == self.m.dtype:
+                    comp.append(Sample(branch_group(lane, r.features.get("block_type", ""), r.dtype), r.features,
+                                       r.stat(stat) * f))
+                elif r.kind == "sync" and r.dtype == self.m.dtype:
+                    sync.append(Sample(sync_group(lane, int(r.features.get("n_branches", 1)), r.dtype), r.features,
+                                       r.stat(stat) * f))
         return comp, sync
+
+    def normalise(self, ctx: StageContext, res: StageResult, evs: list[Evaluated]) -> None:
+        """Re-applies the current load factors and the stage's reference levels (they sharpen as the
+        reference is timed alongside more candidates)."""
+        anchor = anchors(self.m.store, self.m.stat, self.m.dtype)
+        ck = json.dumps(ctx.describe(), sort_keys=True)
+        res.anchor_us = {lane: anchor.get((ck, lane), e.meas.branch_us[lane]) for lane, e in res.refs.items()}
+        for e in evs:
+            e.raw = e.raw or e.meas
+            e.factor = load_factor(self.m.store.get(e.raw.key), anchor, self.m.stat)
+            e.meas = scaled(e.raw, e.factor)
+            e.gamma_ok = all(v < self.cons.gamma * res.anchor_us[l] for l, v in e.meas.branch_us.items())
 
     def fit(self) -> tuple[LatencyPredictor, LatencyPredictor]:
         comp, sync = self._samples(self.m.store, self.m.stat)
@@ -131,14 +181,16 @@ class StageSearch:
             c = unbranched(ctx, lane)
             refs[lane] = Evaluated(c, self.m.measure(ctx, c), {}, None, 0)
         res = StageResult(ctx, refs)
+        self.normalise(ctx, res, [])
         ref_ms = res.ref_us / 1e3
         cands, res.report = enumerate_candidates(ctx, lanes, self.space, self.cons)
         self.log(f"  stage {ctx.index + 1}: unbranched {ref_ms:.3f} ms on {lanes[0]}; {res.report.enumerated} splits, "
                  f"{len(cands)} pass alpha/beta/FLOPs")
         measured: dict[StageCandidate, Evaluated] = {}
-        gamma_lim = {lane: self.cons.gamma * refs[lane].meas.branch_us[lane] for lane in lanes}
         n_gamma_pred = 0
         while cands:
+            self.normalise(ctx, res, list(measured.values()))
+            gamma_lim = {lane: self.cons.gamma * res.anchor_us[lane] for lane in lanes}
             comp, sync = self.fit()
             scored = []
             n_gamma_pred = 0
@@ -167,9 +219,8 @@ class StageSearch:
             res.rounds += 1
             batch = todo[: self.opt.per_round]
             for pt, c, pb in batch:
-                meas = self.m.measure(ctx, c)
-                ok = all(meas.branch_us[l] < gamma_lim[l] for l in meas.branch_us)
-                measured[c] = Evaluated(c, meas, pb, pt, res.rounds, ok)
+                measured[c] = Evaluated(c, self.m.measure(ctx, c), pb, pt, res.rounds)
+            self.normalise(ctx, res, list(measured.values()))
             top = measured[batch[0][1]]
             err = top.pred_total / top.meas.total_us - 1
             self.log(f"    round {res.rounds}: ranked {len(scored)}, measured {len(batch)}; predicted best "
@@ -179,6 +230,7 @@ class StageSearch:
                 res.stop = "converged"
                 break
         res.evaluated = list(measured.values())
+        self.normalise(ctx, res, res.evaluated)
         res.report.gamma_predicted = n_gamma_pred
         res.report.gamma_measured = sum(not e.gamma_ok for e in res.evaluated)
         res.chosen = self.choose(res)

@@ -20,7 +20,7 @@ from profiling.store import Measurement, MeasurementStore, content_key
 
 from .space import StageCandidate, StageContext
 
-MEASURE_VERSION = "2"  # bump when what a measurement means changes (plan shape, statistic)
+MEASURE_VERSION = "3"  # bump when what a measurement means changes (plan shape, statistic)
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class StageMeasurement:
     sync_us: float  # end-to-end minus the slowest branch: concat + hand-over between lanes
     total_us: float  # end to end: input handed over -> merged output
     reused: bool  # read from the store rather than measured now
+    ref_us: float | None = None  # unbranched stage's segment time on the main lane, timed alternately with it
 
 
 def runtime_version() -> str:
@@ -98,7 +99,8 @@ class StageMeasurer:
         br = {m.part: m.stat(self.stat) for m in rows if m.kind == "branch"}
         sync = next((m.stat(self.stat) for m in rows if m.kind == "sync"), 0.0)
         total = next(m.stat(self.stat) for m in rows if m.kind == "stage")
-        return StageMeasurement(key, br, sync, total, reused)
+        ref = next((m.stat(self.stat) for m in rows if m.kind == "ref"), None)
+        return StageMeasurement(key, br, sync, total, reused, ref)
 
     def _tflite(self, module, example, tag: str) -> Path:
         from converter.tflite import converter_version, export_tflite
@@ -127,41 +129,61 @@ class StageMeasurer:
         xs = tuple(torch.zeros(1, c, h, w) for c, h, w in shapes)
         return self._tflite(Merge().eval(), xs, f"merge:{shapes}")
 
-    def _run(self, key: str, ctx: StageContext, cand: StageCandidate) -> list[Measurement]:
+    def _plan(self, ctx: StageContext, cand: StageCandidate, tag: str):
+        """A partition plan of one stage candidate: a segment per branch on its lane, then the concat."""
         import math
 
-        import numpy as np
-
-        from android_runtime.runner import PlanRunner
         from converter.build import sha256_file
         from converter.plan import LaneSpec, Plan, Segment, TensorSpec
 
         hw_out = math.ceil(ctx.hw_in / ctx.base.stride)
         x_spec = TensorSpec("x", [1, ctx.hw_in, ctx.hw_in, ctx.w_in])
-        segs, files = [], {}
+        segs = []
         for b in cand.branches:
             f = self.branch_file(ctx, b.depth, b.width)
-            files[b.lane] = f
             segs.append(Segment(name=f"b.{b.lane}", kind="branch", lane=b.lane, processor=b.lane, file=f.name,
                                 sha256=sha256_file(f), inputs=[x_spec],
                                 outputs=[TensorSpec(f"{b.lane}.out", [1, hw_out, hw_out, b.width])],
                                 stage=ctx.index, branch=b.lane))
-        out_name = segs[0].outputs[0].name
         if cand.branched:
             mf = self.merge_file([(b.width, hw_out, hw_out) for b in cand.branches])
             segs.append(Segment(name="merge", kind="merge", lane=self.merge_lane, processor=self.merge_lane,
                                 file=mf.name, sha256=sha256_file(mf), inputs=[s.outputs[0] for s in segs],
                                 outputs=[TensorSpec("y", [1, hw_out, hw_out, cand.out_width])], stage=ctx.index))
-            out_name = "y"
         used = {s.lane for s in segs}
         lanes = {n: LaneSpec(cores=list(l.cores), threads=l.threads, delegate=l.delegate, processors=[n])
                  for n, l in self.lanes.items() if n in used}
-        plan = Plan(name=f"stage{ctx.index}-{key[:8]}", dtype=self.dtype, input=x_spec,
-                    output=TensorSpec(out_name, segs[-1].outputs[0].shape), lanes=lanes, segments=segs,
-                    sync_points=[])
-        x = np.random.default_rng(0).standard_normal(x_spec.shape).astype(np.float32)
-        with PlanRunner(plan, self.cache_dir, pin=True) as r:
-            recs = r.benchmark(x, self.warmup, self.runs)
+        return Plan(name=f"stage{ctx.index}-{tag}", dtype=self.dtype, input=x_spec, output=segs[-1].outputs[0],
+                    lanes=lanes, segments=segs, sync_points=[])
+
+    def _run(self, key: str, ctx: StageContext, cand: StageCandidate) -> list[Measurement]:
+        import contextlib
+        import math
+
+        import numpy as np
+
+        from android_runtime.runner import PlanRunner
+
+        from .space import unbranched
+
+        hw_out = math.ceil(ctx.hw_in / ctx.base.stride)
+        plan = self._plan(ctx, cand, key[:8])
+        # A branched candidate is timed run by run alternately with the unbranched stage on the main
+        # lane, so the two see the same load: their ratio survives drift that absolute times do not.
+        ref = unbranched(ctx, cand.branches[0].lane) if cand.branched else None
+        x = np.random.default_rng(0).standard_normal(plan.input.shape).astype(np.float32)
+        with contextlib.ExitStack() as stack:
+            rc = stack.enter_context(PlanRunner(plan, self.cache_dir, pin=True))
+            rr = stack.enter_context(PlanRunner(self._plan(ctx, ref, "ref"), self.cache_dir, pin=True)) if ref else None
+            for _ in range(self.warmup):
+                rc.run(x)
+                if rr:
+                    rr.run(x)
+            recs, ref_recs = [], []
+            for _ in range(self.runs):
+                recs.append(rc.run(x)[1])
+                if rr:
+                    ref_recs.append(rr.run(x)[1])
         total = [rec.latency_us for rec in recs]
         per = {b.lane: [rec.segments[f"b.{b.lane}"][1] - rec.segments[f"b.{b.lane}"][0] for rec in recs]
                for b in cand.branches}
@@ -194,4 +216,8 @@ class StageMeasurer:
                         {"out_elems": out_elems, "n_branches": len(cand.branches), "dtype": self.dtype}))
         rows.append(row("stage", "total", "", total, {"flops": cand.flops, "n_branches": len(cand.branches),
                                                       "label": cand.label}))
+        if ref is not None:
+            lane = ref.branches[0].lane
+            seg = [r.segments[f"b.{lane}"][1] - r.segments[f"b.{lane}"][0] for r in ref_recs]
+            rows.append(row("ref", lane, lane, seg, {"flops": ref.flops, "label": ref.label}))
         return rows
