@@ -27,7 +27,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--android_runtime", default="", help="folder with benchmark_model (+ delegate libs), pushed to\n"
                     "an Android device; latency is then composed per stage (setup_android_binaries.sh)")
     ap.add_argument("--device_python", default="python3", help="Python on a Linux device for the plan runner")
-    ap.add_argument("--lock_timeout", type=float, default=60.0, help="seconds to wait for another run holding the device")
+    ap.add_argument("--lock_timeout", type=float, default=60.0,
+                    help="seconds to wait for another pipeline holding the device (default 60)")
     ap.add_argument("--num_threads", type=int, default=0, help="interpreter threads per lane (overrides DEPLOY)")
     ap.add_argument("--core_affinity", default="", help="hex core mask for every lane, e.g. f0 (overrides DEPLOY)")
     ap.add_argument("--no_root", action="store_true", help="do not use su on the device")
@@ -48,8 +49,9 @@ def main(argv=None) -> int:
     from profiling import experiment
 
     adb = args.device == "adb" or bool(args.serial or args.adb_host or args.android_runtime)
-    kwargs = dict(serial=args.serial, adb_host=args.adb_host, no_root=args.no_root, android_runtime=args.android_runtime,
-                  device_python=args.device_python, lock_timeout_s=args.lock_timeout) if adb else {}
+    kwargs = dict(serial=args.serial, adb_host=args.adb_host, no_root=args.no_root,
+                  android_runtime=args.android_runtime, device_python=args.device_python,
+                  lock_timeout_s=args.lock_timeout) if adb else {}
     try:
         files = find_configs(args.configs)
         from android_runtime.devices import get_device

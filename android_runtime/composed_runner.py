@@ -41,7 +41,8 @@ class BenchmarkModelRunner:
                  log: Callable[[str], None] = lambda m: None):
         from android_runtime.remote import REMOTE_ROOT, PushLog
 
-        self.dev, self.root, self.energy, self.idle_s, self.min_secs, self.log = dev, root, energy, idle_s, min_secs, log
+        self.dev, self.root, self.energy, self.log = dev, root, energy, log
+        self.idle_s, self.min_secs = idle_s, min_secs
         self.interval_s = interval_s
         self.local = Path(runtime_dir)
         self.pushes = pushes or PushLog()
@@ -63,6 +64,33 @@ class BenchmarkModelRunner:
         with tempfile.TemporaryDirectory() as d:
             (Path(d) / "sampler.sh").write_text(SAMPLER_SH)
             self.pushes.add(self.dev.push(Path(d) / "sampler.sh", f"{self.remote_root}/runtime/sampler.sh", mode=0o755))
+
+    def _group_command(self, group: list, plan, models: dict, folder: str, out_dir: str, input_file: str,
+                       index: dict[str, int], warmup: int, runs: int) -> str:
+        """One stage group: a background job per lane (its segments in order), then wait for all of them."""
+        q = shlex.quote
+        binary = f"{self.remote_bin}/benchmark_model"
+        by_lane: dict[str, list] = {}
+        for seg in group:
+            by_lane.setdefault(seg.lane, []).append(seg)
+        jobs = []
+        for k, (lane, segs) in enumerate(by_lane.items()):
+            spec = plan.lanes[lane]
+            steps = []
+            for seg in segs:
+                i = index.setdefault(seg.name, len(index))
+                model = models[seg.name]
+                inputs = ()
+                if input_file and [t.name for t in seg.inputs] == [plan.input.name]:
+                    inputs = (InputLayer(model.input_names[0], model.input_shapes[0], input_file),)
+                args = BenchmarkArgs(graph=f"{folder}/{seg.file}", num_threads=spec.threads, delegate=spec.delegate,
+                                     warmup_runs=warmup, num_runs=runs,
+                                     min_secs=self.min_secs if len(by_lane) > 1 else None,
+                                     hexagon_lib_path=self.remote_bin, inputs=inputs)
+                cmd = lane_command(benchmark_argv(binary, args), spec.cores, self.remote_bin, self.root)
+                steps.append(f"{cmd} > {q(f'{out_dir}/{i}.txt')} 2>&1; echo $? > {q(f'{out_dir}/{i}.rc')}")
+            jobs.append(f"( {'; '.join(steps)} ) & P{k}=$!")
+        return "; ".join(jobs) + "; wait " + " ".join(f"$P{k}" for k in range(len(jobs)))
 
     def run(self, plan_path: Path, plan, models: dict, warmup: int, runs: int, x=None) -> dict:
         """Push, run every group, parse, compose; returns the run JSON.
@@ -86,7 +114,8 @@ class BenchmarkModelRunner:
             self.pushes.add(self.dev.push(plan_path.parent / seg.file, f"{folder}/{seg.file}"))
         input_file = ""
         if x is not None and plan.dtype == "int8":
-            self.log("  note: an int8 plan takes int8 inputs; benchmark_model feeds random values instead of --input_image")
+            self.log("  note: an int8 plan takes int8 inputs; benchmark_model feeds random values instead of "
+                     "--input_image")
         elif x is not None:
             with tempfile.TemporaryDirectory() as d:
                 (Path(d) / "input.bin").write_bytes(x.astype("<f4").tobytes())
@@ -94,34 +123,14 @@ class BenchmarkModelRunner:
                 self.pushes.add(self.dev.push(Path(d) / "input.bin", input_file))
         groups = stage_groups(plan)
         out_dir = f"{self.remote_root}/runs/{plan_key(plan_path)}"
-        binary = f"{self.remote_bin}/benchmark_model"
         probe = probe_energy(self.dev) if self.energy else None
-        script = (EnergyScript(f"{self.remote_root}/energy", f"{self.remote_root}/runtime/sampler.sh", probe,
-                               idle_s=self.idle_s, interval_s=self.interval_s) if probe is not None and probe.method != "none" else None)
-        index: dict[str, int] = {}
-        group_cmds = []
-        for group in groups:
-            by_lane: dict[str, list] = {}
-            for seg in group:
-                by_lane.setdefault(seg.lane, []).append(seg)
-            jobs = []
-            for k, (lane, segs) in enumerate(by_lane.items()):
-                spec = plan.lanes[lane]
-                steps = []
-                for seg in segs:
-                    i = index.setdefault(seg.name, len(index))
-                    model = models[seg.name]
-                    inputs = ()
-                    if input_file and [t.name for t in seg.inputs] == [plan.input.name]:
-                        inputs = (InputLayer(model.input_names[0], model.input_shapes[0], input_file),)
-                    args = BenchmarkArgs(graph=f"{folder}/{seg.file}", num_threads=spec.threads,
-                                         delegate=spec.delegate, warmup_runs=warmup, num_runs=runs,
-                                         min_secs=self.min_secs if len(by_lane) > 1 else None,
-                                         hexagon_lib_path=self.remote_bin, inputs=inputs)
-                    cmd = lane_command(benchmark_argv(binary, args), spec.cores, self.remote_bin, self.root)
-                    steps.append(f"{cmd} > {q(f'{out_dir}/{i}.txt')} 2>&1; echo $? > {q(f'{out_dir}/{i}.rc')}")
-                jobs.append(f"( {'; '.join(steps)} ) & P{k}=$!")
-            group_cmds.append("; ".join(jobs) + "; wait " + " ".join(f"$P{k}" for k in range(len(jobs))))
+        script = None
+        if probe is not None and probe.method != "none":
+            script = EnergyScript(f"{self.remote_root}/energy", f"{self.remote_root}/runtime/sampler.sh", probe,
+                                  idle_s=self.idle_s, interval_s=self.interval_s)
+        index: dict[str, int] = {}  # segment name -> number of its output files (names never reach the shell)
+        group_cmds = [self._group_command(g, plan, models, folder, out_dir, input_file, index, warmup, runs)
+                      for g in groups]
         sep = f"; {script.mark()}; " if script else "; "
         body = sep.join(group_cmds)
         command = (f"mkdir -p {q(out_dir)} && rm -f {q(out_dir)}/*.txt {q(out_dir)}/*.rc && cd {q(out_dir)} && "
@@ -147,8 +156,9 @@ class BenchmarkModelRunner:
                 raise RuntimeError(f"segment {seg.name} on lane {seg.lane}: {err}") from None
             timings[seg.name] = timing
             warnings += fallback_warnings(seg.lane, plan.lanes[seg.lane].delegate, facts)
-            lane = lanes.setdefault(seg.lane, {"cores": plan.lanes[seg.lane].cores, "threads": plan.lanes[seg.lane].threads,
-                                               "delegate": plan.lanes[seg.lane].delegate, "segments": {}})
+            spec = plan.lanes[seg.lane]
+            lane = lanes.setdefault(seg.lane, {"cores": spec.cores, "threads": spec.threads, "delegate": spec.delegate,
+                                               "segments": {}})
             lane["segments"][seg.name] = {"avg_us": timing.avg_us, "min_us": timing.min_us,
                                           "median_us": timing.median_us, "count": timing.count, **facts}
         comp = compose_latency(groups, lambda s: s.lane, lambda s: s.name, timings)

@@ -281,8 +281,8 @@ class AdbPlanDevice:
                 pass
         if not alive:
             q = shlex.quote
-            self.dev.shell(f"[ \"$(cat {q(LOCK_PATH + '/owner')} 2>/dev/null)\" = {q(owner)} ] && rm -rf {q(LOCK_PATH)}",
-                           check=False)
+            self.dev.shell(f"[ \"$(cat {q(LOCK_PATH + '/owner')} 2>/dev/null)\" = {q(owner)} ] && "
+                           f"rm -rf {q(LOCK_PATH)}", check=False)
             log(f"  removed a stale device lock left by {parts[1]} (that run is gone)")
 
     def run_plan(self, plan_path: str | os.PathLike, warmup: int, runs: int, x=None, log=lambda m: None) -> dict:

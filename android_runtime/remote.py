@@ -47,7 +47,8 @@ def plan_key(plan_path: Path) -> str:
         key = json.loads(plan_path.read_text()).get("source", {}).get("cache_key", "")
     except (OSError, ValueError):
         key = ""
-    key = key if key and all(c in "0123456789abcdef" for c in key) else hashlib.sha256(plan_path.read_bytes()).hexdigest()
+    if not key or any(c not in "0123456789abcdef" for c in key):
+        key = hashlib.sha256(plan_path.read_bytes()).hexdigest()
     return key[:16]
 
 

@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     low = {p: min(x for row in rows if row["path"] == p for x in row["_lat"]) for p in ("host", "adb")}
     ratio_min = low["adb"] / low["host"]  # less sensitive to other load on a shared machine
     later_pushes = sum(row["pushed"] for row in rows if row["path"] == "adb" and row["round"] > 1)
-    print(f"{'round':>5} {'path':<5} {'runs':>4} {'median us':>10} {'min us':>9} {'wall s':>7} {'pushed':>6} {'skipped':>7}")
+    print(f"{'round':>5} {'path':<5} {'runs':>4} {'median us':>10} {'min us':>9} {'wall s':>7} {'pushed':>6} "
+          f"{'skipped':>7}")
     for row in rows:
         print(f"{row['round']:>5} {row['path']:<5} {row['runs']:>4} {row['median_us']:>10} {row['min_us']:>9} "
               f"{row['wall_s']:>7} {row['pushed']!s:>6} {row['skipped']!s:>7}")
@@ -95,14 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     fields = ["config", "round", "path", "runs", "median_us", "min_us", "wall_s", "pushed", "skipped"]
     with out.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields + ["host_median_us", "adb_median_us", "ratio", "ratio_min", "load_start", "load_end"], extrasaction="ignore")
+        summary = ["host_median_us", "adb_median_us", "ratio", "ratio_min", "load_start", "load_end"]
+        w = csv.DictWriter(f, fieldnames=fields + summary, extrasaction="ignore")
         w.writeheader()
         for row in rows:
             w.writerow(row)
         w.writerow({"config": cfg.name, "round": "all", "path": "adb/host", "runs": a.rounds * a.runs,
                     "host_median_us": round(med["host"], 1), "adb_median_us": round(med["adb"], 1),
                     "pushed": later_pushes,
-                    "ratio": round(ratio, 4), "ratio_min": round(ratio_min, 4), "load_start": round(load0[0], 2), "load_end": round(load1[0], 2)})
+                    "ratio": round(ratio, 4), "ratio_min": round(ratio_min, 4),
+                    "load_start": round(load0[0], 2), "load_end": round(load1[0], 2)})
     print(f"wrote {out}")
     return 0 if ratio <= 1.05 and later_pushes == 0 else 1
 

@@ -269,7 +269,8 @@ def test_pipeline_over_adb_writes_host_schema_measured_with_energy(server, phone
     serial, root, _ = phone
     out = tmp_path / "result.csv"
     with _FakeLoad(root):
-        rc = _main(["--configs", str(workdir.parent / "cfg_a"), "--runs", "1000", *_adb_args(server, serial, workdir, out)])
+        rc = _main(["--configs", str(workdir.parent / "cfg_a"), "--runs", "1000",
+                    *_adb_args(server, serial, workdir, out)])
     assert rc == 0, capsys.readouterr().err
     with out.open() as f:
         assert next(csv.reader(f)) == COLUMNS  # the host device's schema
