@@ -62,14 +62,19 @@ class GroupModel:
         return float(sum(c * term_value(t, f) for t, c in zip(self.terms, self.coef)))
 
 
-def fit_group(samples: Sequence[Sample], ridge: float = 1e-4, ladder: Ladder = COMPUTE_LADDER) -> GroupModel:
-    """Fits one group's model (see the module docstring); raises ValueError without samples."""
+def fit_group(samples: Sequence[Sample], ridge: float = 1e-4, ladder: Ladder = COMPUTE_LADDER,
+              relative: bool = True) -> GroupModel:
+    """Fits one group's model (see the module docstring); raises ValueError without samples.
+
+    relative=False fits absolute error instead: right for costs that are sometimes tiny and sometimes
+    a whole time slice of another tenant (sync hand-overs), where relative weighting would fit only
+    the tiny ones and the mean, which is what adds up, would be lost."""
     if not samples:
         raise ValueError("no samples to fit a latency model on")
     n = len(samples)
     terms = next(ts for need, ts in ladder if n >= need)
     y = np.array([s.latency_us for s in samples], dtype=float)
-    w = 1.0 / np.maximum(y, 1e-6)  # relative error
+    w = 1.0 / np.maximum(y, 1e-6) if relative else np.full_like(y, 1.0 / max(float(np.mean(y)), 1e-6))
     active = list(terms)
     while active:
         X = np.array([[term_value(t, s.features) for t in active] for s in samples], dtype=float)
@@ -89,8 +94,8 @@ def fit_group(samples: Sequence[Sample], ridge: float = 1e-4, ladder: Ladder = C
 class LatencyPredictor:
     """Per-group latency models. Groups without samples cannot be predicted (KeyError)."""
 
-    def __init__(self, ridge: float = 1e-4, ladder: Ladder = COMPUTE_LADDER):
-        self.ridge, self.ladder = ridge, ladder
+    def __init__(self, ridge: float = 1e-4, ladder: Ladder = COMPUTE_LADDER, relative: bool = True):
+        self.ridge, self.ladder, self.relative = ridge, ladder, relative
         self.models: dict[str, GroupModel] = {}
 
     def fit(self, samples: Sequence[Sample]) -> "LatencyPredictor":
@@ -98,7 +103,7 @@ class LatencyPredictor:
         for s in samples:
             if s.latency_us > 0 and math.isfinite(s.latency_us):
                 by_group.setdefault(s.group, []).append(s)
-        self.models = {g: fit_group(ss, self.ridge, self.ladder) for g, ss in by_group.items()}
+        self.models = {g: fit_group(ss, self.ridge, self.ladder, self.relative) for g, ss in by_group.items()}
         return self
 
     def has(self, group: str) -> bool:

@@ -129,6 +129,16 @@ def test_predictor_keeps_groups_apart_and_coefficients_non_negative():
         p.predict("c", f)
 
 
+def test_absolute_fit_predicts_the_mean_of_a_bimodal_cost():
+    from profiling.predictor import SYNC_LADDER
+
+    ys = [100.0] * 6 + [5000.0] * 4  # hand-overs: quick, or a whole time slice of another tenant
+    samples = [Sample("s", {"out_elems": 1e5}, y) for y in ys]
+    assert fit_group(samples, ladder=SYNC_LADDER, relative=False).predict({"out_elems": 1e5}) == \
+        pytest.approx(np.mean(ys), rel=0.01)
+    assert fit_group(samples, ladder=SYNC_LADDER).predict({"out_elems": 1e5}) < 1000  # relative fit: low mode
+
+
 def test_predictor_with_one_sample_scales_with_flops():
     m = fit_group([Sample("g", {"flops": 1e8}, 1000.0)])
     assert m.predict({"flops": 5e7}) == pytest.approx(500.0, rel=1e-3)

@@ -156,7 +156,7 @@ class StageSearch:
 
     def fit(self) -> tuple[LatencyPredictor, LatencyPredictor]:
         comp, sync = self._samples(self.m.store, self.m.stat)
-        return LatencyPredictor(ladder=COMPUTE_LADDER).fit(comp), LatencyPredictor(ladder=SYNC_LADDER).fit(sync)
+        return LatencyPredictor(ladder=COMPUTE_LADDER).fit(comp), LatencyPredictor(ladder=SYNC_LADDER, relative=False).fit(sync)
 
     def predict(self, ctx: StageContext, cand: StageCandidate, comp: LatencyPredictor, sync: LatencyPredictor,
                 refs: dict[str, Evaluated]) -> tuple[dict[str, float], float]:
