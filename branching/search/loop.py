@@ -125,22 +125,51 @@ class StageSearch:
         self.by_cores = {l.cores: l for l in lanes.values()}
 
     # -- predictor ----------------------------------------------------------------------------
-    def _samples(self, store: MeasurementStore, stat: str) -> tuple[list[Sample], list[Sample]]:
-        """Predictor samples from every stored measurement of this dtype, load-normalised."""
-        comp, sync = [], []
+    def _samples_by_key(self, store: MeasurementStore, stat: str) -> dict[str, tuple[list[Sample], list[Sample],
+                                                                                   float | None]]:
+        """Per candidate: (branch samples, sync samples, measured stage total), load-normalised."""
+        out = {}
         anchor = anchors(store, stat, self.m.dtype)
         for key in store.keys():
             rows = store.get(key)
             f = load_factor(rows, anchor, stat)
+            comp, sync, total = [], [], None
             for r in rows:
+                if r.dtype != self.m.dtype:
+                    continue
                 lane = LaneSetup(r.lane, r.cores, r.threads, "xnnpack")
-                if r.kind == "branch" and r.dtype == self.m.dtype:
+                if r.kind == "branch":
                     comp.append(Sample(branch_group(lane, r.features.get("block_type", ""), r.dtype), r.features,
                                        r.stat(stat) * f))
-                elif r.kind == "sync" and r.dtype == self.m.dtype:
+                elif r.kind == "sync":
                     sync.append(Sample(sync_group(lane, int(r.features.get("n_branches", 1)), r.dtype), r.features,
                                        r.stat(stat) * f))
-        return comp, sync
+                elif r.kind == "stage":
+                    total = r.stat(stat) * f
+            out[key] = (comp, sync, total)
+        return out
+
+    def _samples(self, store: MeasurementStore, stat: str) -> tuple[list[Sample], list[Sample]]:
+        """Predictor samples from every stored measurement of this dtype, load-normalised."""
+        per = self._samples_by_key(store, stat).values()
+        return [s for c, _, _ in per for s in c], [s for _, y, _ in per for s in y]
+
+    def stage_holdout_errors(self) -> list[float]:
+        """Leave one candidate out: each stored branched candidate's stage latency predicted (slowest
+        branch + sync) by predictors fitted on all the other candidates; relative errors."""
+        per = self._samples_by_key(self.m.store, self.m.stat)
+        errs = []
+        for key, (comp, sync, total) in per.items():
+            if total is None or len(comp) < 2 or not sync:
+                continue
+            others = [v for k, v in per.items() if k != key]
+            pc = LatencyPredictor(ladder=COMPUTE_LADDER).fit([s for c, _, _ in others for s in c])
+            ps = LatencyPredictor(ladder=SYNC_LADDER, relative=False).fit([s for _, y, _ in others for s in y])
+            if not all(pc.has(s.group) for s in comp) or not ps.has(sync[0].group):
+                continue
+            pred = max(pc.predict(s.group, s.features) for s in comp) + ps.predict(sync[0].group, sync[0].features)
+            errs.append(pred / total - 1.0)
+        return errs
 
     def normalise(self, ctx: StageContext, res: StageResult, evs: list[Evaluated]) -> None:
         """Re-applies the current load factors and the stage's reference levels (they sharpen as the

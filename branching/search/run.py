@@ -200,7 +200,10 @@ def _predictor_summary(results: list[StageResult], ss: StageSearch) -> dict[str,
     comp, _ = ss._samples(ss.m.store, ss.m.stat)
     loo = holdout_errors(comp)
     rep = repeat_errors(comp)
-    return {"stat": ss.m.stat, "repeat_noise": {"n": len(rep), "within_10pct": share_within(rep)},"stage_before_measuring": {"n": len(pre), "within_10pct": share_within(pre)},
+    st = ss.stage_holdout_errors()
+    return {"stat": ss.m.stat, "repeat_noise": {"n": len(rep), "within_10pct": share_within(rep)},
+            "stage_leave_one_out": {"n": len(st), "within_10pct": share_within(st),
+                                    "within_20pct": share_within(st, 0.2)},"stage_before_measuring": {"n": len(pre), "within_10pct": share_within(pre)},
             "branch_before_measuring": {"n": len(pre_b), "within_10pct": share_within(pre_b)},
             "branch_leave_one_out": {"n": len(loo), "within_10pct": share_within(loo)}}
 
