@@ -60,12 +60,20 @@ class SegmentExecutor:
         self.outputs = [out_det[n] for n in sorted(out_names, key=_output_pos)]
         self.in_names = [t.name for t in seg.inputs]
         self.out_names = [t.name for t in seg.outputs]
+        # Float outputs are handed on as views of the interpreter's own buffer: no per-run allocation.
+        # A fresh multi-MB array per segment costs an mmap/munmap, whose TLB shoot-downs between cores
+        # (costly in VMs) made two concurrent lanes several times slower at every segment boundary.
+        self._views = [self.it.tensor(det["index"]) if det["dtype"] == np.float32 else None for det in self.outputs]
 
     def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Runs the segment. Float outputs are views valid until this segment's next call: consumers
+        must copy (set_tensor does) before then, and nobody may hold them across that call."""
         for det, a in zip(self.inputs, arrays):
             self.it.set_tensor(det["index"], _quantize(a, det))
+        del arrays
         self.it.invoke()
-        return [_dequantize(self.it.get_tensor(det["index"]), det) for det in self.outputs]
+        return [v() if v is not None else _dequantize(self.it.get_tensor(det["index"]), det)
+                for v, det in zip(self._views, self.outputs)]
 
 
 def _output_pos(name: str) -> int:
@@ -150,10 +158,11 @@ class PlanRunner:
                     t_start = time.perf_counter_ns()
                     outs = ex(ins)
                     t_end = time.perf_counter_ns()
-                    for name, arr in zip(ex.out_names, outs):
-                        self._tensors[name] = arr
+                    self._tensors.update(zip(ex.out_names, outs))
+                    for name in ex.out_names:
                         self._ready[name].set()
                     self._record.segments[seg.name] = ((t_start - self._t0) / 1e3, (t_end - self._t0) / 1e3)
+                    del ins, outs  # drop views of interpreter buffers before anyone invokes again
             except BaseException as e:
                 self._errors.append(e)
                 for ev in self._ready.values():
@@ -164,8 +173,8 @@ class PlanRunner:
             raise self._errors[0]
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, RunRecord]:
-        """One inference: returns the output and its timing record."""
-        self._tensors = {self.plan.input.name: x}
+        """One inference: returns (a copy of) the output and its timing record."""
+        self._tensors = {self.plan.input.name: x}  # also drops the previous run's buffer views
         self._ready = {t.name: threading.Event() for s in self.plan.segments for t in s.outputs}
         self._ready[self.plan.input.name] = threading.Event()
         self._ready[self.plan.input.name].set()
@@ -181,7 +190,7 @@ class PlanRunner:
         # Lanes may still be finishing bookkeeping of segments after the output; wait for all.
         while len(self._record.segments) < len(self.plan.segments) and not self._errors:
             time.sleep(0)
-        return self._tensors[self.plan.output.name], self._record
+        return np.array(self._tensors[self.plan.output.name], copy=True), self._record
 
     def benchmark(self, x: np.ndarray, warmup: int, runs: int) -> list[RunRecord]:
         for _ in range(warmup):

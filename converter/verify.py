@@ -25,7 +25,8 @@ def execute_sequential(plan: Plan, plan_dir: str | os.PathLike, x_nhwc, executor
     for s in plan.segments:
         outs = executors[s.name]([values[t.name] for t in s.inputs])
         values.update({t.name: o for t, o in zip(s.outputs, outs)})
-    return values[plan.output.name]
+        del outs
+    return values[plan.output.name].copy()  # outputs are views of interpreter buffers
 
 
 def verify_plan(plan: Plan, plan_dir: str | os.PathLike, model, samples: int = 4, seed: int = 1) -> VerifyReport:
