@@ -65,6 +65,7 @@ class DeployCfg:
     RUNS: int = 50  # timed runs (NN-Stretch: 50)
     LANES: dict[str, LaneCfg] = field(default_factory=dict)  # lane name -> cores/threads/delegate; {} = default
     PLACEMENT: dict[str, str] = field(default_factory=dict)  # processor name -> lane name; {} = default
+    FOLD_MERGES: bool = True  # concat inside the next stage's branch segments instead of a merge segment
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def cache_key(cfg: PipelineConfig, spec, model) -> str:
 
     lanes = {k: dataclasses.asdict(v) for k, v in sorted(cfg.DEPLOY.LANES.items())}
     blob = json.dumps({"spec": dataclasses.asdict(spec), "placement": cfg.DEPLOY.PLACEMENT, "lanes": lanes,
-                       "dtype": cfg.DEPLOY.DTYPE, "im_size": cfg.im_size, "weights": weights_hash(model),
+                       "dtype": cfg.DEPLOY.DTYPE, "fold_merges": cfg.DEPLOY.FOLD_MERGES, "im_size": cfg.im_size, "weights": weights_hash(model),
                        "converter": converter_version(), "code": CODE_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -92,7 +92,7 @@ def convert_config(cfg: PipelineConfig, workdir: str | os.PathLike, model=None, 
         except (OSError, ValueError):
             pass  # incomplete or corrupt artifacts: convert again
     out_dir.mkdir(parents=True, exist_ok=True)
-    drafts = draft_segments(spec, cfg.DEPLOY.PLACEMENT)
+    drafts = draft_segments(spec, cfg.DEPLOY.PLACEMENT, fold_merges=cfg.DEPLOY.FOLD_MERGES)
     size = cfg.im_size
     g = torch.Generator().manual_seed(0)
     example = torch.randn(1, 3, size, size, generator=g)

@@ -2,7 +2,8 @@
 
 Units are the model's parts in execution order. Consecutive units on the same lane that form
 a chain (one feeds only the next) are fused into one segment, so a single-processor config is
-one segment and a branched stage costs one segment per branch plus its merge.
+one segment and a branched stage costs one segment per branch (plus its merge, unless the merge
+is folded into the next stage's branches).
 """
 from __future__ import annotations
 
@@ -67,19 +68,33 @@ def units_of(spec: NetworkSpec) -> list[Unit]:
     return units
 
 
-def draft_segments(spec: NetworkSpec, placement: dict[str, str]) -> list[SegmentDraft]:
+def draft_segments(spec: NetworkSpec, placement: dict[str, str], fold_merges: bool = True) -> list[SegmentDraft]:
     """Groups units into segments: a unit joins the previous segment when it runs on the same
-    lane, reads only that segment's output, and nothing else reads that output."""
+    lane, reads only that segment's output, and nothing else reads that output.
+
+    With fold_merges, a merge whose output feeds the branches of the next stage is not a segment
+    of its own: each of those branch segments starts by concatenating the merged inputs itself.
+    That keeps the sync point (every consumer waits for all branches) but saves one invocation
+    and one hand-over between lanes per stage; the final merge still runs on MERGE_DEVICE.
+    """
     units = units_of(spec)
-    readers: dict[str, int] = {}
+    readers: dict[str, list[Unit]] = {}
     for u in units:
         for t in u.inputs:
-            readers[t] = readers.get(t, 0) + 1
+            readers.setdefault(t, []).append(u)
+    folded: dict[str, Unit] = {}  # merged tensor -> merge unit copied into each consumer
     drafts: list[list[Unit]] = []
     lanes: list[str] = []
     for u in units:
         lane = placement[u.processor]
-        if drafts and lanes[-1] == lane and u.inputs == (drafts[-1][-1].output,) and readers[u.inputs[0]] == 1:
+        cons = readers.get(u.output, [])
+        if fold_merges and u.kind == "merge" and len(cons) > 1 and all(c.kind == "branch" for c in cons):
+            folded[u.output] = u
+            continue
+        if len(u.inputs) == 1 and u.inputs[0] in folded:
+            drafts.append([folded[u.inputs[0]], u])
+            lanes.append(lane)
+        elif drafts and lanes[-1] == lane and u.inputs == (drafts[-1][-1].output,) and len(readers[u.inputs[0]]) == 1:
             drafts[-1].append(u)
         else:
             drafts.append([u])

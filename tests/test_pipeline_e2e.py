@@ -34,16 +34,32 @@ def converted(tmp_path_factory):
 def test_plan_cuts_stem_branches_merges_and_head_onto_lanes(converted):
     _, conv, _ = converted
     plan = conv.plan
+    # The stage-2 merge is folded into both stage-3 branches (each concatenates for itself).
     assert [(s.name, s.lane) for s in plan.segments] == [
-        ("stem+s1", "cpu0"), ("s2.cpu", "cpu0"), ("s2.gpu", "cpu1"), ("s2.merge", "cpu0"),
-        ("s3.cpu", "cpu0"), ("s3.gpu", "cpu1"), ("s3.merge+head", "cpu0")]
+        ("stem+s1", "cpu0"), ("s2.cpu", "cpu0"), ("s2.gpu", "cpu1"), ("s2.merge+s3.cpu", "cpu0"),
+        ("s2.merge+s3.gpu", "cpu1"), ("s3.merge+head", "cpu0")]
     assert [(sp.segment, sp.waits_for) for sp in plan.sync_points] == [
-        ("s2.merge", ["s2.cpu", "s2.gpu"]), ("s3.merge+head", ["s3.cpu", "s3.gpu"])]
+        ("s2.merge+s3.cpu", ["s2.cpu", "s2.gpu"]), ("s2.merge+s3.gpu", ["s2.cpu", "s2.gpu"]),
+        ("s3.merge+head", ["s2.merge+s3.cpu", "s2.merge+s3.gpu"])]
     assert plan.lanes["cpu1"].cores == [1] and plan.lanes["cpu1"].processors == ["gpu"]
-    # NHWC tensors between segments; the merge concatenates 32 + 16 channels.
+    # NHWC tensors between segments; the last merge concatenates 32 + 16 channels.
     merge = plan.segments[-1]
     assert [t.shape for t in merge.inputs] == [[1, 4, 4, 32], [1, 4, 4, 16]]
     assert plan.output.shape == [1, 10]
+
+
+def test_separate_merge_segments_when_folding_is_off(tmp_path):
+    from configs import load_config
+    from converter.segments import draft_segments
+    from branching import spec_from_config
+
+    p = tmp_path / "TINY-CG.yaml"
+    p.write_text(TINY_BRANCHED.replace("DEPLOY: {", "DEPLOY: {FOLD_MERGES: false, "))
+    cfg = load_config(p, [0, 1])
+    drafts = draft_segments(spec_from_config(cfg), cfg.DEPLOY.PLACEMENT, fold_merges=cfg.DEPLOY.FOLD_MERGES)
+    assert [(d.name, d.lane) for d in drafts] == [
+        ("stem+s1", "cpu0"), ("s2.cpu", "cpu0"), ("s2.gpu", "cpu1"), ("s2.merge", "cpu0"),
+        ("s3.cpu", "cpu0"), ("s3.gpu", "cpu1"), ("s3.merge+head", "cpu0")]
 
 
 def test_fp32_plan_equals_eager_pytorch(converted):
@@ -79,11 +95,12 @@ def test_runner_cli_writes_latencies_and_lane_timelines(converted, tmp_path):
     assert len(res["latency_us"]) == 4 and all(x > 0 for x in res["latency_us"])
     seg = res["lanes"]["cpu1"]["segments"]["s2.gpu"]
     assert len(seg) == 4 and all(0 <= a < b for a, b in seg)
-    # The merge cannot start before both branches ended (it is a sync point).
+    # Neither consumer of the stage-2 merge starts before both branches ended (a sync point).
     for run in range(4):
-        merge_start = res["lanes"]["cpu0"]["segments"]["s2.merge"][run][0]
-        assert merge_start >= res["lanes"]["cpu1"]["segments"]["s2.gpu"][run][1]
-        assert merge_start >= res["lanes"]["cpu0"]["segments"]["s2.cpu"][run][1]
+        for consumer in (("cpu0", "s2.merge+s3.cpu"), ("cpu1", "s2.merge+s3.gpu")):
+            start = res["lanes"][consumer[0]]["segments"][consumer[1]][run][0]
+            assert start >= res["lanes"]["cpu1"]["segments"]["s2.gpu"][run][1]
+            assert start >= res["lanes"]["cpu0"]["segments"]["s2.cpu"][run][1]
 
 
 def test_runner_rejects_a_bad_plan_without_traceback(tmp_path):
