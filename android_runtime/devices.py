@@ -305,12 +305,10 @@ class AdbPlanDevice:
         else:
             from android_runtime.remote import PythonPlanRunner
 
-            if x is not None:
-                log("  note: --input_image is not sent to a Python device (the runner CLI takes no input); "
-                    "it uses seeded random input")
             runner = PythonPlanRunner(self.dev, self.device_python, self.pushes, energy=self.energy,
                                       idle_s=self.idle_s, interval_s=self.sample_interval_s, log=log)
-            raw = runner.run(plan_path, [s.file for s in plan.segments], warmup, runs, check=not self._python_ok)
+            raw = runner.run(plan_path, [s.file for s in plan.segments], warmup, runs, check=not self._python_ok,
+                             x=x)
             self._python_ok = True
         raw["pushes"] = self.pushes.since(start)
         raw["device"] = self.describe()

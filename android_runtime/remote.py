@@ -140,11 +140,13 @@ class PythonPlanRunner:
             self.pushes.add(self.dev.push(plan_path.parent / name, f"{folder}/{name}"))
         return folder
 
-    def run(self, plan_path: Path, segment_files: list[str], warmup: int, runs: int, check: bool = True) -> dict:
+    def run(self, plan_path: Path, segment_files: list[str], warmup: int, runs: int, check: bool = True,
+            x=None) -> dict:
         """Push what is missing, run the plan, return the runner JSON plus energy fields.
 
         Args:
             check: first check that the device's Python can import the runner's dependencies.
+            x: the input array (NHWC, the plan's input shape); None: the runner's seeded random input.
         """
         if check:
             self.check_python()
@@ -158,6 +160,13 @@ class PythonPlanRunner:
                   if probe is not None and probe.method != "none" else None)
         run = (f"{q(self.python)} -m android_runtime.runner {q(folder + '/plan.json')} "
                f"--warmup {int(warmup)} --runs {int(runs)} --out {q(out)}")
+        if x is not None:
+            import numpy as np
+
+            with tempfile.TemporaryDirectory() as d:
+                np.save(Path(d) / "input.npy", np.asarray(x, dtype=np.float32))
+                self.pushes.add(self.dev.push(Path(d) / "input.npy", f"{folder}/input.npy"))
+            run += f" --input {q(folder + '/input.npy')}"
         command = (f"mkdir -p {q(out.rsplit('/', 1)[0])} && rm -f {q(out)} && cd {q(self.runtime)} && "
                    + (f"{{ {script.before()}{run}; RC=$?{script.after()}; exit $RC; }}" if script else run))
         self.log(f"  running on {self.dev.serial} with {self.python} ({runs} runs)")

@@ -218,17 +218,26 @@ def run_plan(plan_path: str | os.PathLike, warmup: int, runs: int, pin: bool = T
             "host": {"platform": sys.platform, "cpus": os.cpu_count()}}
 
 
+def _load_input(path: str, plan: Plan) -> np.ndarray:
+    x = np.load(path, allow_pickle=False)
+    if list(x.shape) != list(plan.input.shape):
+        raise ValueError(f"--input {path}: shape {list(x.shape)}, the plan takes {plan.input.shape}")
+    return x.astype(np.float32)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m android_runtime.runner", description=__doc__.splitlines()[0])
     ap.add_argument("plan", help="plan.json written by the converter")
     ap.add_argument("--warmup", type=int, default=5, help="untimed runs (default 5)")
     ap.add_argument("--runs", type=int, default=50, help="timed runs (default 50)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin lane threads to their cores")
+    ap.add_argument("--input", help="a .npy array of the plan's input shape (default: seeded random input)")
     ap.add_argument("--out", help="write the result JSON here (default: stdout)")
     a = ap.parse_args(argv)
     try:
-        res = run_plan(a.plan, a.warmup, a.runs, pin=not a.no_pin)
-    except (PlanError, RuntimeError, OSError) as e:
+        x = _load_input(a.input, load_plan(a.plan)) if a.input else None
+        res = run_plan(a.plan, a.warmup, a.runs, pin=not a.no_pin, x=x)
+    except (PlanError, RuntimeError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     text = json.dumps(res)

@@ -1,11 +1,13 @@
 """Branching benchmark on this machine: do the lanes really run at once, and does branching beat
 XNNPACK's own threading? Also the plan runner's own overhead.
 
-    .venv/bin/python bench/branching_bench.py [--reps 7] [--runs 20] [--configs configs/host]
+    .venv/bin/python bench/branching_bench.py [--mode block|interleaved] [--reps 7] [--runs 20]
 
-For each branched host config X-CC and its baseline X-C, side by side in one run, interleaved
-rep by rep (each rep: warm-up, then --runs timed runs per variant; the figure is the median of
-the per-rep medians):
+For each branched host config X-CC and its baseline X-C, side by side in one run with all variants
+loaded at once; --mode block (default) runs each variant's --runs back to back per rep, --mode
+interleaved times each variant once per round, in turn (machine drift hits all alike, but
+XNNPACK's thread pool of (b) goes cold between its runs). The figure is the median of the per-rep
+medians:
   (a) baseline, one lane, 1 thread on core 0
   (b) baseline, one lane, 2 XNNPACK threads on cores 0-1
   (c) branched, 2 lanes of 1 thread each on cores 0 and 1
@@ -29,36 +31,29 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _bare_loop(path: Path, x, warmup: int, runs: int) -> list[float]:
-    """Interpreter invoke loop on a thread pinned to core 0: the floor the runner is compared with."""
-    out: list[float] = []
+class _BareLoop:
+    """A bare interpreter invoke on the calling thread, pinned to core 0 while it runs: the floor
+    the plan runner is compared with."""
 
-    def body():
+    def __init__(self, path: Path):
         from ai_edge_litert.interpreter import Interpreter
 
+        self.it = Interpreter(model_path=str(path), num_threads=1)
+        self.it.allocate_tensors()
+        self.i = self.it.get_input_details()[0]["index"]
+        self.o = self.it.get_output_details()[0]["index"]
+
+    def run(self, x) -> float:
+        saved = os.sched_getaffinity(0)
         os.sched_setaffinity(0, [0])
-        it = Interpreter(model_path=str(path), num_threads=1)
-        it.allocate_tensors()
-        i, o = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
-        for n in range(warmup + runs):
+        try:
             t0 = time.perf_counter_ns()
-            it.set_tensor(i, x)
-            it.invoke()
-            it.get_tensor(o)
-            if n >= warmup:
-                out.append((time.perf_counter_ns() - t0) / 1e3)
-
-    t = threading.Thread(target=body)
-    t.start()
-    t.join()
-    return out
-
-
-def _runner(plan, plan_dir: Path, x, warmup: int, runs: int) -> list[float]:
-    from android_runtime.runner import PlanRunner
-
-    with PlanRunner(plan, plan_dir) as r:
-        return [rec.latency_us for rec in r.benchmark(x, warmup, runs)]
+            self.it.set_tensor(self.i, x)
+            self.it.invoke()
+            self.it.get_tensor(self.o)
+            return (time.perf_counter_ns() - t0) / 1e3
+        finally:
+            os.sched_setaffinity(0, saved)
 
 
 def _with_lane(plan, cores: list[int], threads: int):
@@ -73,7 +68,10 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "branching.csv"))
+    ap.add_argument("--mode", choices=["block", "interleaved"], default="block",
+                    help="block: each variant's runs back to back per rep (warm thread pools); interleaved: "
+                         "every round times each variant once, in turn (drift hits all alike, pools go cold)")
+    ap.add_argument("--out", default="", help="CSV (default bench/results/branching_<mode>.csv)")
     a = ap.parse_args(argv)
 
     from android_runtime.runner import synthetic_input
@@ -101,18 +99,45 @@ def main(argv=None) -> int:
             "b_base_2t": (_with_lane(base.plan, [0, 1], 2), base.plan_path.parent),
             "c_branched_2lanes": (br.plan, br.plan_path.parent),
         }
-        per_rep: dict[str, list[float]] = {k: [] for k in list(variants) + ["runner_1seg", "bare_loop"]}
-        for rep in range(a.reps):
-            for name, (plan, d) in variants.items():
-                per_rep[name].append(statistics.median(_runner(plan, d, x, a.warmup, a.runs)))
-            if len(base.plan.segments) == 1:
-                per_rep["runner_1seg"].append(statistics.median(
-                    _runner(variants["a_base_1t"][0], base.plan_path.parent, x, a.warmup, a.runs)))
-                per_rep["bare_loop"].append(statistics.median(_bare_loop(seg_file, x, a.warmup, a.runs)))
-            print(f"  {br_cfg.name} rep {rep + 1}/{a.reps}: " +
-                  ", ".join(f"{k}={v[-1]:.0f}us" for k, v in per_rep.items() if v), flush=True)
+        from android_runtime.runner import PlanRunner
+
+        # All variants stay loaded; every round times each variant once, in turn, so that the
+        # machine's drifting load (other tenants) hits all of them alike.
+        runners = {name: PlanRunner(plan, d).__enter__() for name, (plan, d) in variants.items()}
+        if len(base.plan.segments) == 1:
+            runners["runner_1seg"] = PlanRunner(variants["a_base_1t"][0], base.plan_path.parent).__enter__()
+        bare = _BareLoop(seg_file) if len(base.plan.segments) == 1 else None
+        samples: dict[str, list[float]] = {k: [] for k in list(runners) + (["bare_loop"] if bare else [])}
+        try:
+            if a.mode == "interleaved":
+                for n in range(a.warmup + a.reps * a.runs):
+                    for name, r in runners.items():
+                        t = r.run(x)[1].latency_us
+                        if n >= a.warmup:
+                            samples[name].append(t)
+                    if bare:
+                        t = bare.run(x)
+                        if n >= a.warmup:
+                            samples["bare_loop"].append(t)
+            else:  # block: per rep, each variant's runs back to back (thread pools stay warm)
+                for _ in range(a.reps):
+                    for name, r in runners.items():
+                        samples[name] += [rec.latency_us for rec in r.benchmark(x, a.warmup, a.runs)]
+                    if bare:
+                        for n in range(a.warmup + a.runs):
+                            t = bare.run(x)
+                            if n >= a.warmup:
+                                samples["bare_loop"].append(t)
+            print(f"  {br_cfg.name} ({a.mode}): " + ", ".join(
+                f"{k}={statistics.median(v):.0f}us" for k, v in samples.items()), flush=True)
+        finally:
+            for r in runners.values():
+                r.__exit__(None, None, None)
+        per_rep = {k: [statistics.median(v[i:i + a.runs]) for i in range(0, len(v), a.runs)]
+                   for k, v in samples.items()}
         med = {k: statistics.median(v) for k, v in per_rep.items() if v}
-        row = {"pair": f"{base_cfg.name} vs {br_cfg.name}", "base_flops": None, "reps": a.reps, "runs": a.runs,
+        row = {"pair": f"{base_cfg.name} vs {br_cfg.name}", "mode": a.mode, "base_flops": None, "reps": a.reps,
+               "runs": a.runs,
                **{f"{k}_us": round(v, 1) for k, v in med.items()},
                "c_over_a": round(med["c_branched_2lanes"] / med["a_base_1t"], 3),
                "c_over_b": round(med["c_branched_2lanes"] / med["b_base_2t"], 3)}
@@ -123,7 +148,7 @@ def main(argv=None) -> int:
                                                                                   base_cfg.im_size)).flops
         row["branched_flops"] = complexity(br.model, (1, 3, br_cfg.im_size, br_cfg.im_size)).flops
         rows.append(row)
-    out = Path(a.out)
+    out = Path(a.out or ROOT / "bench" / "results" / f"branching_{a.mode}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "pair", k))
     with out.open("w", newline="") as f:

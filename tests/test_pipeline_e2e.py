@@ -171,3 +171,17 @@ def test_dry_run_prints_params_flops_and_shared_lanes(tmp_path):
     assert len(lines) == 40
     assert "25.56" in lines["R-50-C"] and "4.089" in lines["R-50-C"]
     assert "(shared lane)" in lines["R-50-CDG"] and "(shared lane)" not in lines["R-50-CG"]
+
+
+def test_runner_cli_takes_an_input_array_and_checks_its_shape(converted, tmp_path):
+    _, conv, _ = converted
+    shape = conv.plan.input.shape
+    good, bad = tmp_path / "x.npy", tmp_path / "bad.npy"
+    np.save(good, np.ones(shape, np.float32))
+    np.save(bad, np.ones([1, 3, 3, 3], np.float32))
+    out = tmp_path / "run.json"
+    r = _run(["-m", "android_runtime.runner", str(conv.plan_path), "--runs", "2", "--input", str(good), "--out", str(out)])
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(out.read_text())["latency_us"]) == 2
+    r = _run(["-m", "android_runtime.runner", str(conv.plan_path), "--input", str(bad)])
+    assert r.returncode == 2 and f"the plan takes {shape}" in r.stderr and "Traceback" not in r.stderr
