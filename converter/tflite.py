@@ -67,13 +67,15 @@ def export_tflite(module, example_inputs: Sequence, path: str | os.PathLike, dty
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r}: one of {', '.join(DTYPES)}")
     _quiet_litert_torch()
-    import litert_torch
     import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with quiet_stderr(path.parent / "conversion.log"):
+        import litert_torch  # its first import prints C++ start-up chatter
 
     module = module.eval()
     example_inputs = tuple(example_inputs)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     conv_module, conv_inputs = module, example_inputs
     if channels_last:
         four_d = [i for i, x in enumerate(example_inputs) if x.ndim == 4]

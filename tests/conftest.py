@@ -35,5 +35,27 @@ def tiny_config(tmp_path: Path) -> Path:
     return p
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (training on 2 shared cores is faster that way)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A private real adb server (the adbutils wheel's binary) on a free port, stopped afterwards."""
+    from android_runtime.adb import PrivateAdbServer
+
+    adb = PrivateAdbServer()
+    target = adb.start()
+    yield target
+    adb.stop()
+
+
 def reference_configs() -> list[Path]:
     return sorted(REFERENCE.glob("configs/*/*.yaml"))

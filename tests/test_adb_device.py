@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from android_runtime.adb import AdbTarget, PrivateAdbServer, adb_call, free_port
+from android_runtime.adb import AdbTarget, adb_call, free_port
 from android_runtime.device import LOCK_PATH, AdbDevice
 from android_runtime.device_info import (
     cluster_cpus, default_core_masks, device_props, parse_cpu_max_freqs, parse_getprop, parse_lock_reply,
@@ -87,13 +87,6 @@ def _make_root(root: Path) -> Path:
     (battery / "current_now").write_text("-412000\n")
     return root
 
-
-@pytest.fixture(scope="module")
-def server():
-    adb = PrivateAdbServer()
-    target = adb.start()
-    yield target
-    adb.stop()
 
 
 @pytest.fixture(scope="module")

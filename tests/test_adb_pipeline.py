@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from android_runtime.adb import PrivateAdbServer, adb_call, free_port
+from android_runtime.adb import adb_call, free_port
 from android_runtime.benchmark_model import (
     BenchmarkArgs, InputLayer, SegmentTiming, benchmark_argv, compose_latency, core_mask, lane_command,
     stage_groups, timing_from_output,
@@ -200,13 +200,6 @@ class _FakeLoad:
         self.stop.set()
         self.thread.join()
 
-
-@pytest.fixture(scope="module")
-def server():
-    adb = PrivateAdbServer()
-    target = adb.start()
-    yield target
-    adb.stop()
 
 
 @pytest.fixture(scope="module")

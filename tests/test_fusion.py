@@ -19,12 +19,8 @@ SHAPE = (1, 32, 32)
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Training in these tests runs on one torch thread (2 shared cores)."""
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,8 @@ pytestmark = pytest.mark.skipif(not (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Training in these tests runs on one torch thread (2 shared cores)."""
 
 
 @pytest.mark.parametrize("split,n", [("train", 60000), ("test", 10000)])

@@ -1,0 +1,50 @@
+"""Shared pieces of the benchmark_model parsers: ParseError, the number pattern, line iterators."""
+from __future__ import annotations
+
+import re
+from typing import Iterator, Literal
+
+
+Phase = Literal["setup", "warmup", "regular"]
+StatSource = Literal[
+    "warmup", "regular", "init_profile", "op_profile", "delegate_profile", "unknown"
+]
+Execution = Literal["complete", "partial", "none"]
+
+_NUM = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf)"
+_PREFIX_RE = re.compile(r"^\s*(?:(?:INFO|WARNING|WARN|ERROR|VERBOSE|DEBUG):\s*)?")
+
+
+class ParseError(ValueError):
+    """Raised when a parser does not find what it needs; quotes the input."""
+
+    def __init__(self, what: str, text: str, max_lines: int = 5, width: int = 120):
+        lines = text.splitlines()
+        shown = [ln if len(ln) <= width else ln[: width - 3] + "..." for ln in lines[:max_lines]]
+        quoted = "\n".join(f"  | {ln}" for ln in shown) or "  | <empty input>"
+        super().__init__(
+            f"{what}. Input has {len(lines)} line(s); the first {len(shown)}:\n{quoted}"
+        )
+
+
+def _lines(text: str) -> Iterator[tuple[int, str]]:
+    """Yields (1-based line number, line without log-level prefix and \\r)."""
+    for i, raw in enumerate(text.splitlines(), start=1):
+        yield i, _PREFIX_RE.sub("", raw, count=1).rstrip()
+
+
+def _phases(text: str) -> Iterator[tuple[int, str, Phase]]:
+    """Yields lines with the benchmark phase they belong to.
+
+    ``BenchmarkModel::Run`` always calls ``Run()`` twice per session (warm-up,
+    then regular runs), each announced by ``Running benchmark for at least``;
+    a new session (``STARTING!`` or ``Initialized session in``) resets that.
+    """
+    blocks = 0
+    for no, line in _lines(text):
+        if line.startswith("STARTING!") or line.startswith("Initialized session in"):
+            blocks = 0
+        elif line.startswith("Running benchmark for at least"):
+            blocks += 1
+        phase: Phase = "setup" if blocks == 0 else ("warmup" if blocks == 1 else "regular")
+        yield no, line, phase
