@@ -133,6 +133,8 @@ def run_config(cfg: PipelineConfig, cfg_key: str, opt: RunOptions, log: Callable
                 "device": device.label() if hasattr(device, "label") else opt.device,
                 "latency_method": raw.get("latency_method", device.latency_method),
                 "energy_method": raw.get("energy_method", device.energy_method),
+                # fuel-gauge readings with USB power attached are not trustworthy; empty when unknown
+                "usb_powered": raw.get("energy", {}).get("usb_powered"),
                 "median_us": r1(st.median_us), "p90_us": r1(st.p90_us), "mean_us": r1(st.mean_us),
                 "std_us": r1(st.std_us), "runs": st.runs, "max_abs_diff": f"{ver.max_abs_diff:.3g}",
                 "top1_agreement": ver.top1_agreement, "plan": str(conv.plan_path), "error": ""})

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 COLUMNS = ["cfg", "latency", "energy",
-           "name", "status", "device", "latency_method", "energy_method", "lanes", "shared_lanes", "dtype",
+           "name", "status", "device", "latency_method", "energy_method", "usb_powered", "lanes", "shared_lanes", "dtype",
            "im_size", "params", "flops", "median_us", "p90_us", "mean_us", "std_us", "runs",
            "max_abs_diff", "top1_agreement", "plan", "error"]
 
