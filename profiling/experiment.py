@@ -51,6 +51,15 @@ def cores_from_mask(mask: str) -> list[int]:
     return [i for i in range(64) if m >> i & 1]
 
 
+def check_host_cores(cfg: PipelineConfig, cores: list[int]) -> None:
+    """Lane cores (after --core_affinity) must exist on this machine."""
+    for lane, spec in cfg.DEPLOY.LANES.items():
+        missing = [c for c in spec.CORES if c not in cores]
+        if missing:
+            raise UserError(f"{cfg.path}: DEPLOY.LANES.{lane}.CORES = {spec.CORES} (after --core_affinity): "
+                            f"cores {missing} are not available on this machine (available: {cores})")
+
+
 def lanes_summary(cfg: PipelineConfig) -> tuple[str, bool]:
     """'cpu0[cpu]; cpu1[gpu]' and whether two branch processors share one lane."""
     by_lane: dict[str, list[str]] = {}
@@ -107,6 +116,9 @@ def run_config(cfg: PipelineConfig, cfg_key: str, opt: RunOptions, log: Callable
     if hasattr(device, "adjust_config"):
         cfg = device.adjust_config(cfg)  # lanes from a phone's topology when the config sets none
     cfg = apply_overrides(cfg, opt)
+    if opt.device == "host":
+        check_host_cores(cfg, device.available_cores())
+    x = load_input(opt.input_image, cfg.im_size) if opt.input_image else None  # before any conversion
     if cfg.DEPLOY.TARGET == "adb" and opt.device == "host":
         raise UserError(f"{cfg.path}: DEPLOY.TARGET = 'adb': this config is for a device over adb; "
                         "pass --serial SERIAL (or --device adb for the only device attached)")
@@ -118,7 +130,6 @@ def run_config(cfg: PipelineConfig, cfg_key: str, opt: RunOptions, log: Callable
     log(f"  plan {conv.plan_path} ({len(conv.plan.segments)} segments, "
         f"{'cached' if conv.cache_hit else 'converted'})")
     ver = verify_plan(conv.plan, conv.plan_path.parent, model, samples=opt.verify_samples)
-    x = load_input(opt.input_image, cfg.im_size) if opt.input_image else None
     raw = device.run_plan(conv.plan_path, cfg.DEPLOY.WARMUP, cfg.DEPLOY.RUNS, x=x, log=log)
     run_dir = Path(opt.workdir) / "runs"
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -185,3 +185,16 @@ def test_runner_cli_takes_an_input_array_and_checks_its_shape(converted, tmp_pat
     assert len(json.loads(out.read_text())["latency_us"]) == 2
     r = _run(["-m", "android_runtime.runner", str(conv.plan_path), "--input", str(bad)])
     assert r.returncode == 2 and f"the plan takes {shape}" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--core_affinity", "f0", "cores [4, 5, 6, 7] are not available on this machine"),
+    ("--core_affinity", "zz", "a hexadecimal core mask"),
+    ("--input_image", "README.md", "not a readable image"),
+])
+def test_bad_flags_fail_before_converting_with_a_clear_error(tmp_path, tiny_config, flag, value, message):
+    if flag == "--core_affinity" and value == "f0" and len(__import__("os").sched_getaffinity(0)) > 4:
+        pytest.skip("this machine has cores 4-7")
+    r = _run(["run_pipeline.py", "--configs", str(tiny_config), "--workdir", str(tmp_path / "w"), flag, value])
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "w" / "artifacts").exists()  # nothing was converted
