@@ -89,9 +89,7 @@ def _run_all(args, files, cores, opt, out_csv, device) -> int:
             if args.dry_run:
                 r = experiment.static_row(experiment.apply_overrides(cfg, opt), key)
                 br = "x".join(str(len(d)) for d in cfg.ANYNET.DEPTHS)
-                lanes = r["lanes"] + (" (shared lane)" if r["shared_lanes"] else "")
-                if len(set(cfg.DEPLOY.PLACEMENT[p] for p in cfg.ANYNET.DEVICES)) == 1 and len(cfg.ANYNET.DEVICES) > 1:
-                    lanes += " all on one lane"
+                lanes = experiment.lanes_label(cfg)
                 print(f"{cfg.name:<16} {cfg.n_stages:>6} {br:<14} {lanes:<34} {r['params'] / 1e6:>9.2f} "
                       f"{r['flops'] / 1e9:>8.3f}")
                 continue

@@ -62,12 +62,26 @@ def check_host_cores(cfg: PipelineConfig, cores: list[int]) -> None:
 
 def lanes_summary(cfg: PipelineConfig) -> tuple[str, bool]:
     """'cpu0[cpu]; cpu1[gpu]' and whether two branch processors share one lane."""
+    text, shared, _ = _lanes(cfg)
+    return text, shared
+
+
+def lanes_label(cfg: PipelineConfig) -> str:
+    """The dry-run table's lane column: lanes, '(shared lane)', and 'all on one lane' when no branch
+    runs in parallel with another."""
+    text, shared, one_lane = _lanes(cfg)
+    return text + (" (shared lane)" if shared else "") + (" all on one lane" if one_lane else "")
+
+
+def _lanes(cfg: PipelineConfig) -> tuple[str, bool, bool]:
     by_lane: dict[str, list[str]] = {}
     for proc, lane in cfg.DEPLOY.PLACEMENT.items():
         by_lane.setdefault(lane, []).append(proc)
     branch_lanes = [cfg.DEPLOY.PLACEMENT[p] for p in cfg.ANYNET.DEVICES]
-    shared = len(cfg.ANYNET.DEVICES) > 1 and len(set(branch_lanes)) < len(branch_lanes)
-    return "; ".join(f"{lane}[{','.join(ps)}]" for lane, ps in by_lane.items()), shared
+    branched = len(cfg.ANYNET.DEVICES) > 1
+    shared = branched and len(set(branch_lanes)) < len(branch_lanes)
+    one_lane = branched and len(set(branch_lanes)) == 1
+    return "; ".join(f"{lane}[{','.join(ps)}]" for lane, ps in by_lane.items()), shared, one_lane
 
 
 def load_input(path: str, size: int):
