@@ -1,7 +1,7 @@
 """Energy on the device: a sampling loop that runs beside the timed runs, and the arithmetic after.
 
 Device side (``SAMPLER_SH``, pushed as ``sampler.sh``): ``sh sampler.sh loop SUPPLY_DIR
-INTERVAL_S`` prints ``<ns> <current_now> <voltage_now>`` lines (profiling/energy.py's
+INTERVAL_S`` prints ``<ns> <current_now> <voltage_now>`` lines (profiling/energy/fuel_gauge.py's
 format) until killed; ``sh sampler.sh now`` prints the clock it uses. The clock is mksh's
 ``$EPOCHREALTIME`` (Android's shell) or ``date +%s%N``: wall time, acceptable for a window
 of seconds if nothing steps the clock. Reads use the shell's ``read`` builtin, so a sample
