@@ -12,6 +12,12 @@ negative coefficients are dropped and the rest refitted (active set), so a handf
 measurements give a sane monotone model rather than an overfitted one. Features that are the
 same within a group (block type, kernel, stride, dtype, threads) select the group instead of
 entering the regression.
+
+With enough samples (RESIDUAL_MIN), a residual forest corrects the linear models, as nn-Meter
+uses random forests for its kernels: extremely randomised trees over log features (FLOPs,
+parameters, activations, depth, widths, resolution, stride, contention) predict log(measured /
+linear). The linear part keeps extrapolation monotone; the trees learn what it misses (XNNPACK's
+efficiency by channel count and resolution). scikit-learn is imported only when it is used.
 """
 from __future__ import annotations
 
@@ -35,6 +41,10 @@ COMPUTE_LADDER: Ladder = (
     (1, ("flops",)),
 )
 SYNC_LADDER: Ladder = ((4, ("one", "out_elems")), (1, ("one",)))
+# Features the residual forest sees (log1p of each; missing = 0).
+FOREST_FEATURES: tuple[str, ...] = ("flops", "params", "acts", "depth", "width", "w_in", "hw_in", "stride",
+                                    "contended", "in_elems", "out_elems", "kernel", "bot_mul")
+RESIDUAL_MIN = 20  # samples (all groups together) before the residual forest is fitted
 
 
 @dataclass(frozen=True)
@@ -91,12 +101,24 @@ def fit_group(samples: Sequence[Sample], ridge: float = 1e-4, ladder: Ladder = C
     return GroupModel(("one",), (float(np.mean(y)),), n)
 
 
-class LatencyPredictor:
-    """Per-group latency models. Groups without samples cannot be predicted (KeyError)."""
+def forest_row(f: Mapping[str, Any]) -> list[float]:
+    return [math.log1p(max(0.0, float(f.get(k, 0.0) or 0.0))) for k in FOREST_FEATURES]
 
-    def __init__(self, ridge: float = 1e-4, ladder: Ladder = COMPUTE_LADDER, relative: bool = True):
-        self.ridge, self.ladder, self.relative = ridge, ladder, relative
+
+class LatencyPredictor:
+    """Per-group latency models, optionally corrected by a residual forest (see the module docstring).
+    Groups without samples cannot be predicted (KeyError).
+
+    Args:
+        ridge, ladder, relative: the linear models' settings (see fit_group).
+        residual: fit the residual forest once there are RESIDUAL_MIN samples.
+    """
+
+    def __init__(self, ridge: float = 1e-4, ladder: Ladder = COMPUTE_LADDER, relative: bool = True,
+                 residual: bool = False, seed: int = 0):
+        self.ridge, self.ladder, self.relative, self.residual, self.seed = ridge, ladder, relative, residual, seed
         self.models: dict[str, GroupModel] = {}
+        self.forest: Any = None  # sklearn ExtraTreesRegressor on log(measured / linear), or None
 
     def fit(self, samples: Sequence[Sample]) -> "LatencyPredictor":
         by_group: dict[str, list[Sample]] = {}
@@ -104,6 +126,18 @@ class LatencyPredictor:
             if s.latency_us > 0 and math.isfinite(s.latency_us):
                 by_group.setdefault(s.group, []).append(s)
         self.models = {g: fit_group(ss, self.ridge, self.ladder, self.relative) for g, ss in by_group.items()}
+        self.forest = None
+        good = [s for ss in by_group.values() for s in ss]
+        if self.residual and len(good) >= RESIDUAL_MIN:
+            lin = np.array([self.models[s.group].predict(s.features) for s in good])
+            ok = lin > 0
+            if ok.sum() >= RESIDUAL_MIN:
+                from sklearn.ensemble import ExtraTreesRegressor
+
+                X = np.array([forest_row(s.features) for s, k in zip(good, ok) if k])
+                y = np.log(np.array([s.latency_us for s in good])[ok] / lin[ok])
+                self.forest = ExtraTreesRegressor(n_estimators=100, min_samples_leaf=2, random_state=self.seed,
+                                                  n_jobs=1).fit(X, y)
         return self
 
     def has(self, group: str) -> bool:
@@ -112,11 +146,14 @@ class LatencyPredictor:
     def predict(self, group: str, features: Mapping[str, Any]) -> float:
         if group not in self.models:
             raise KeyError(f"no latency samples for group {group!r}; groups: {sorted(self.models)}")
-        return self.models[group].predict(features)
+        lin = self.models[group].predict(features)
+        if self.forest is None or lin <= 0:
+            return lin
+        return lin * float(np.exp(self.forest.predict(np.array([forest_row(features)]))[0]))
 
 
 def holdout_errors(samples: Sequence[Sample], folds: int = 0, seed: int = 0, ridge: float = 1e-4,
-                   ladder: Ladder = COMPUTE_LADDER) -> list[float]:
+                   ladder: Ladder = COMPUTE_LADDER, residual: bool = False) -> list[float]:
     """Relative errors (pred / measured - 1) of held-out predictions.
 
     Args:
@@ -124,6 +161,7 @@ def holdout_errors(samples: Sequence[Sample], folds: int = 0, seed: int = 0, rid
         folds: k-fold cross-validation; 0 = leave one out. A sample is only predicted when its
             group keeps at least one other sample in the training folds.
         seed: order of the fold assignment.
+        residual: evaluate the linear models with the residual forest (LatencyPredictor(residual=True)).
     """
     n = len(samples)
     if n < 2:
@@ -136,7 +174,7 @@ def holdout_errors(samples: Sequence[Sample], folds: int = 0, seed: int = 0, rid
     for f in range(k):
         train = [s for i, s in enumerate(samples) if fold_of[i] != f]
         test = [s for i, s in enumerate(samples) if fold_of[i] == f]
-        p = LatencyPredictor(ridge, ladder).fit(train)
+        p = LatencyPredictor(ridge, ladder, residual=residual, seed=seed).fit(train)
         for s in test:
             if p.has(s.group):
                 errs.append(p.predict(s.group, s.features) / s.latency_us - 1.0)

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 from configs.errors import UserError
 from profiling.predictor import COMPUTE_LADDER, SYNC_LADDER, LatencyPredictor, Sample
-from profiling.store import Measurement, MeasurementStore
+from profiling.store import MeasurementStore
 
 from .measure import LaneSetup, StageMeasurement, StageMeasurer
+from .samples import anchors, branch_group, load_factor, stage_holdout_errors, stored_samples, sync_group
 from .space import (Constraints, FilterReport, SpaceOptions, StageCandidate, StageContext, enumerate_candidates,
                     unbranched)
 
@@ -44,28 +44,6 @@ class Evaluated:
     gamma_ok: bool = True  # measured branches under gamma x reference
     raw: StageMeasurement | None = None
     factor: float = 1.0  # load factor applied to raw
-
-
-def _ctx_key(context: dict) -> str:
-    return json.dumps(context.get("stage"), sort_keys=True)
-
-
-def anchors(store: MeasurementStore, stat: str, dtype: str) -> dict[tuple[str, str], float]:
-    """(stage context, lane) -> the unbranched stage's segment time, median over every time it was
-    timed (alone, and alternately with each branched candidate): the stage's reference level."""
-    vals: dict[tuple[str, str], list[float]] = {}
-    for r in store.rows():
-        if r.dtype == dtype and (r.kind == "ref" or (r.kind == "branch" and r.features.get("n_branches") == 1)):
-            vals.setdefault((_ctx_key(r.context), r.lane), []).append(r.stat(stat))
-    return {k: statistics.median(v) for k, v in vals.items()}
-
-
-def load_factor(rows: list[Measurement], anchor: dict[tuple[str, str], float], stat: str) -> float:
-    """anchor / the reference timed alongside this candidate: scales the candidate's times to the
-    stage's reference level, cancelling load that drifted between measurements (1 without a reference)."""
-    ref = next((r for r in rows if r.kind == "ref"), None)
-    a = anchor.get((_ctx_key(ref.context), ref.lane)) if ref else None
-    return a / ref.stat(stat) if a and ref.stat(stat) > 0 else 1.0
 
 
 def scaled(m: StageMeasurement, f: float) -> StageMeasurement:
@@ -108,12 +86,6 @@ class StageResult:
         return self.chosen_eval.meas.total_us if self.chosen is not None else self.ref_us
 
 
-def branch_group(lane: LaneSetup, block_type: str, dtype: str) -> str:
-    return f"c{'-'.join(map(str, lane.cores))}|t{lane.threads}|{lane.delegate}|{block_type}|{dtype}"
-
-
-def sync_group(lane: LaneSetup, n_branches: int, dtype: str) -> str:
-    return f"sync{n_branches}|c{'-'.join(map(str, lane.cores))}|{dtype}"
 
 
 class StageSearch:
@@ -125,51 +97,15 @@ class StageSearch:
         self.by_cores = {l.cores: l for l in lanes.values()}
 
     # -- predictor ----------------------------------------------------------------------------
-    def _samples_by_key(self, store: MeasurementStore, stat: str) -> dict[str, tuple[list[Sample], list[Sample],
-                                                                                   float | None]]:
-        """Per candidate: (branch samples, sync samples, measured stage total), load-normalised."""
-        out = {}
-        anchor = anchors(store, stat, self.m.dtype)
-        for key in store.keys():
-            rows = store.get(key)
-            f = load_factor(rows, anchor, stat)
-            comp, sync, total = [], [], None
-            for r in rows:
-                if r.dtype != self.m.dtype:
-                    continue
-                lane = LaneSetup(r.lane, r.cores, r.threads, "xnnpack")
-                if r.kind == "branch":
-                    comp.append(Sample(branch_group(lane, r.features.get("block_type", ""), r.dtype), r.features,
-                                       r.stat(stat) * f))
-                elif r.kind == "sync":
-                    sync.append(Sample(sync_group(lane, int(r.features.get("n_branches", 1)), r.dtype), r.features,
-                                       r.stat(stat) * f))
-                elif r.kind == "stage":
-                    total = r.stat(stat) * f
-            out[key] = (comp, sync, total)
-        return out
-
     def _samples(self, store: MeasurementStore, stat: str) -> tuple[list[Sample], list[Sample]]:
         """Predictor samples from every stored measurement of this dtype, load-normalised."""
-        per = self._samples_by_key(store, stat).values()
+        per = stored_samples(store, stat, self.m.dtype).values()
         return [s for c, _, _ in per for s in c], [s for _, y, _ in per for s in y]
 
-    def stage_holdout_errors(self) -> list[float]:
-        """Leave one candidate out: each stored branched candidate's stage latency predicted (slowest
-        branch + sync) by predictors fitted on all the other candidates; relative errors."""
-        per = self._samples_by_key(self.m.store, self.m.stat)
-        errs = []
-        for key, (comp, sync, total) in per.items():
-            if total is None or len(comp) < 2 or not sync:
-                continue
-            others = [v for k, v in per.items() if k != key]
-            pc = LatencyPredictor(ladder=COMPUTE_LADDER).fit([s for c, _, _ in others for s in c])
-            ps = LatencyPredictor(ladder=SYNC_LADDER, relative=False).fit([s for _, y, _ in others for s in y])
-            if not all(pc.has(s.group) for s in comp) or not ps.has(sync[0].group):
-                continue
-            pred = max(pc.predict(s.group, s.features) for s in comp) + ps.predict(sync[0].group, sync[0].features)
-            errs.append(pred / total - 1.0)
-        return errs
+    def stage_holdout_errors(self, folds: int = 0) -> list[float]:
+        """Stage latency (slowest branch + sync) of each stored candidate predicted by predictors fitted
+        on the other candidates (leave one out, or k folds); relative errors."""
+        return stage_holdout_errors(stored_samples(self.m.store, self.m.stat, self.m.dtype), folds)
 
     def normalise(self, ctx: StageContext, res: StageResult, evs: list[Evaluated]) -> None:
         """Re-applies the current load factors and the stage's reference levels (they sharpen as the
@@ -185,7 +121,7 @@ class StageSearch:
 
     def fit(self) -> tuple[LatencyPredictor, LatencyPredictor]:
         comp, sync = self._samples(self.m.store, self.m.stat)
-        return LatencyPredictor(ladder=COMPUTE_LADDER).fit(comp), LatencyPredictor(ladder=SYNC_LADDER, relative=False).fit(sync)
+        return LatencyPredictor(ladder=COMPUTE_LADDER, residual=True).fit(comp), LatencyPredictor(ladder=SYNC_LADDER, relative=False).fit(sync)
 
     def predict(self, ctx: StageContext, cand: StageCandidate, comp: LatencyPredictor, sync: LatencyPredictor,
                 refs: dict[str, Evaluated]) -> tuple[dict[str, float], float]:
