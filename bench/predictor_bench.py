@@ -2,6 +2,7 @@
 candidates of a device's measurement store?
 
     .venv/bin/python bench/predictor_bench.py --store work/search_store --device host [--folds 10]
+    .venv/bin/python bench/predictor_bench.py --store work/predictor_store --measure 120   # gather first
 
 Reads every stored measurement (what `python -m branching.search` measured on that device, across
 searches), builds the same predictor samples the search fits on (branch latency per lane, and the
@@ -12,6 +13,10 @@ measurements predicted within +-10% (issue target >= 90%) and +-20%, for
   - with and without the load normalisation (each candidate scaled by the reference timed with it),
 next to the noise floor: each repeated measurement of one module predicted by the median of its other
 repeats. No predictor beats the device's own repeatability. Writes bench/results/predictor.csv.
+
+`--measure N` first adds N candidates drawn at random (seeded) from the search space of --base's
+stages to the store, measured on the host's lanes exactly as the search measures them (same keys: a
+later search reuses them), so the held-out set is not only what the search chose to measure.
 """
 from __future__ import annotations
 
@@ -53,6 +58,39 @@ def evaluate(store, dtype: str, folds: int, seed: int) -> list[dict]:
     return rows
 
 
+def gather(base_path: str, store, n: int, seed: int, warmup: int, runs: int) -> int:
+    """Measures n random candidates of the base network's stages into `store`; returns how many were new."""
+    import numpy as np
+
+    from android_runtime.devices import get_device
+    from branching import spec_from_config
+    from branching.search.lanes import host_lanes
+    from branching.search.loop import stage_contexts_base
+    from branching.search.measure import StageMeasurer
+    from branching.search.space import Constraints, SpaceOptions, StageContext, enumerate_candidates, unbranched
+    from configs import load_config
+
+    cfg = load_config(base_path, get_device("host").available_cores())
+    spec = spec_from_config(cfg)
+    lanes = host_lanes(["C", "C"], get_device("host").available_cores())
+    m = StageMeasurer(store, lanes, next(iter(lanes)), cfg.DEPLOY.DTYPE, store.dir / "tflite", warmup, runs, "min")
+    pool = []
+    for i, ((w_in, hw), st) in enumerate(zip(stage_contexts_base(spec, cfg.im_size), spec.stages)):
+        (b,) = st.branches.values()
+        ctx = StageContext(i, b, w_in, hw, spec.block_type, spec.se_r)
+        for lane in lanes:
+            pool.append((ctx, unbranched(ctx, lane)))
+        cands, _ = enumerate_candidates(ctx, list(lanes), SpaceOptions(depth_deltas=(-1, 0, 1)), Constraints())
+        pool.extend((ctx, c) for c in cands)
+    pick = np.random.default_rng(seed).permutation(len(pool))[:n]
+    before = m.measured
+    for k, j in enumerate(sorted(pick)):
+        ctx, c = pool[j]
+        m.measure(ctx, c)
+        print(f"  [{k + 1}/{len(pick)}] stage {ctx.index + 1} {c.label}", flush=True)
+    return m.measured - before
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", default="work/search_store", help="measurement store folder (default work/search_store)")
@@ -61,12 +99,21 @@ def main(argv=None) -> int:
     ap.add_argument("--folds", type=int, default=10, help="k of the k-fold cross-validation (default 10)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--csv", default="bench/results/predictor.csv")
+    ap.add_argument("--measure", type=int, default=0, help="first measure N random candidates into the store")
+    ap.add_argument("--base", default="configs/host/R-18-C.yaml", help="base config whose stages --measure samples")
+    ap.add_argument("--runs", type=int, default=21, help="timed runs per --measure candidate (the search's default)")
     a = ap.parse_args(argv)
 
     from profiling.store import MeasurementStore
 
     path = Path(a.store)
     store = MeasurementStore(path, a.device)
+    if a.measure:
+        if a.device != "host":
+            print(f"error: --measure measures on the host only; --device {a.device} given", file=sys.stderr)
+            return 2
+        print(f"measuring {a.measure} random candidates of {a.base} into {store.path}")
+        print(f"{gather(a.base, store, a.measure, a.seed, 3, a.runs)} new measurements")
     if not store.path.exists() or not len(store):
         print(f"error: --store {a.store} --device {a.device}: no measurements in {store.path}; run "
               f"`python -m branching.search --store {a.store} ...` first", file=sys.stderr)
