@@ -1,7 +1,9 @@
 """Measurement store: every latency measurement of a candidate, one CSV per device.
 
 `<store_dir>/<device>.csv` holds one row per timed part of a candidate (a branch on its lane,
-the sync overhead, the whole stage, a whole model). Rows are keyed by a content hash of what
+the sync overhead, the whole stage, a whole model). `<device>` names one physical device:
+`host` for this machine, `adb_<model>_<serial>` for a device over adb (device_store_name), so
+measurements of different devices never mix. Rows are keyed by a content hash of what
 was measured (`content_key`), never by file name, so the branch search, a later search on the
 same device and the fusion search reuse each other's measurements, and an interrupted search
 resumes from what it already stored. Rows of one candidate are appended in one write; a line
@@ -48,6 +50,15 @@ class Measurement:
         """The latency statistic `name` ("min" or "median" or "p90") in microseconds."""
         mean = self.median_us if self.mean_us is None else self.mean_us
         return {"min": self.min_us, "median": self.median_us, "mean": mean, "p90": self.p90_us}[name]
+
+
+def device_store_name(*parts: str) -> str:
+    """A store name from parts identifying a device, e.g. ("adb", "Pixel 6", "1A2B") -> "adb_Pixel-6_1A2B".
+
+    Characters a file name should not carry become "-"; parts are joined with "_".
+    """
+    clean = [re.sub(r"[^A-Za-z0-9.-]+", "-", p).strip("-.") or "unknown" for p in parts]
+    return "_".join(clean)
 
 
 def content_key(obj: Any) -> str:

@@ -2,10 +2,13 @@
 
     python -m branching.search --base configs/host/R-18-C.yaml --device host --lanes C,C --out DIR \
         [--budget 10m] [--epochs 3]
+    python -m branching.search --base configs/host/R-18-C.yaml --device adb --serial SERIAL \
+        --device_python python3 --lanes C,C --out DIR      # a Linux device with Python over adb
 
 Writes DIR/<name>.yaml (runnable: python run_pipeline.py --configs DIR/<name>.yaml),
 DIR/stage_candidates.csv, DIR/predicted_vs_measured.svg, DIR/weights/ and DIR/summary.json.
-Measurements go to --store/<device>.csv and are reused by later (or resumed) searches.
+Measurements go to --store/<device>.csv (host, or adb_<model>_<serial>) and are reused by later
+(or resumed) searches on the same device.
 """
 from __future__ import annotations
 
@@ -26,9 +29,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m branching.search", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--base", required=True, help="single-branch base config (.yaml), e.g. configs/host/R-18-C.yaml")
-    ap.add_argument("--device", default="host", help="where candidates are measured: host (this machine's cores)")
+    ap.add_argument("--device", default="host", choices=["host", "adb"],
+                    help="where candidates are measured: host (this machine's cores) or adb (a Linux device with "
+                         "Python over adb, e.g. the loopback device; see --serial)")
+    ap.add_argument("--serial", default="", help="adb serial; IP:PORT is adb connect-ed first (default: the only device)")
+    ap.add_argument("--adb_host", default="127.0.0.1", help="adb server HOST[:PORT] (default 127.0.0.1:5037)")
+    ap.add_argument("--device_python", default="python3", help="Python on the device for the plan runner (python3)")
+    ap.add_argument("--android_runtime", default="", help="not supported by the search (benchmark_model cannot "
+                                                          "time the sync at a merge); kept to say so clearly")
+    ap.add_argument("--lock_timeout", type=float, default=60.0, help="seconds to wait for another run holding "
+                                                                   "the device (default 60)")
     ap.add_argument("--lanes", default="C,C", help="one processor letter per lane: C (CPU), G (GPU), D (DSP); "
-                                                  "host: up to one C per core (default C,C)")
+                                                  "host: up to one C per core; adb: C lanes on the device's CPU "
+                                                  "clusters, G/D if its runtime loads their delegate (default C,C)")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--budget", type=parse_budget, default=600.0, help="time for the latency search (default 10m)")
     ap.add_argument("--epochs", type=int, default=3, help="Fashion-MNIST epochs for base and branched (default 3)")
@@ -61,6 +74,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def options(a: argparse.Namespace):
     from . import Constraints, LoopOptions, SearchOptions, SpaceOptions, TrainOptions
+    from .remote import AdbOptions
 
     try:
         deltas = tuple(int(x) for x in a.depth_deltas.split(",") if x.strip())
@@ -68,7 +82,9 @@ def options(a: argparse.Namespace):
         from configs import UserError
         raise UserError(f"--depth-deltas = {a.depth_deltas!r}: integers separated by commas, e.g. -1,0") from None
     return SearchOptions(
-        lanes=a.lanes, device=a.device, store_dir=a.store, dtype=a.dtype, im_size=a.im_size, warmup=a.warmup,
+        lanes=a.lanes, device=a.device, store_dir=a.store,
+        adb=AdbOptions(serial=a.serial, adb_host=a.adb_host, device_python=a.device_python,
+                       android_runtime=a.android_runtime, lock_timeout_s=a.lock_timeout), dtype=a.dtype, im_size=a.im_size, warmup=a.warmup,
         runs=a.runs, stat=a.stat, verify_rounds=a.verify_rounds, train=not a.no_train,
         constraints=Constraints(alpha=a.alpha, beta=a.beta, gamma=a.gamma, max_flops=a.max_flops, min_gain=a.min_gain),
         space=SpaceOptions(depth_deltas=deltas, width_steps=a.width_steps),

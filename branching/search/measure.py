@@ -4,17 +4,22 @@ Each branch of a candidate is built as a small torch module (branching.anynet.Br
 weights: latency does not depend on their values), converted with converter.tflite.export_tflite
 and cached by content hash; the branches then run concurrently on their lanes, followed by the
 concat on the merge lane, as a small partition plan executed by android_runtime's PlanRunner
-(one pinned thread per lane, the same SegmentExecutor), so lane contention is real. Every
+(one pinned thread per lane, the same SegmentExecutor), so lane contention is real. Where the
+plans run is the measurer's stage runner: `HostStageRunner` in this process, or
+`branching.search.remote.AdbStageRunner` on a Linux device with Python over adb; both run
+`stage_driver.time_alternately` and return its JSON, which `parse_stage_run` (pure) reads. Every
 measurement goes to the device's MeasurementStore first and is read back from it when the
 same candidate is asked for again.
 """
 from __future__ import annotations
 
+import json
+import math
 import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 from profiling.store import Measurement, MeasurementStore, content_key
 
@@ -47,6 +52,90 @@ def runtime_version() -> str:
     return f"ai-edge-litert={version('ai-edge-litert')}"
 
 
+class StageRunner(Protocol):
+    """Where stage plans are timed (host lanes, or a device over adb)."""
+
+    name: str  # what the store rows' context records as the device
+
+    def runtime_version(self) -> str:
+        """The LiteRT runtime the plans run on (part of every candidate key)."""
+
+    def time_plans(self, plans: list, plan_dir: Path, warmup: int, runs: int) -> str | dict:
+        """Times the plans alternately (stage_driver.time_alternately); returns its JSON (text or parsed)."""
+
+
+class HostStageRunner:
+    """Times stage plans in this process, lane threads pinned to this machine's cores."""
+
+    name = "host"
+
+    def runtime_version(self) -> str:
+        return runtime_version()
+
+    def time_plans(self, plans: list, plan_dir: Path, warmup: int, runs: int) -> dict:
+        from .stage_driver import time_alternately
+
+        return time_alternately(plans, plan_dir, warmup, runs, pin=True)
+
+
+@dataclass(frozen=True)
+class PlanTimes:
+    name: str  # the plan's name
+    total_us: list[float]  # end to end, per timed run
+    segment_us: dict[str, list[float]]  # segment name -> its duration per timed run
+
+
+class StageRunError(RuntimeError):
+    """A stage driver's output that cannot be read as timings (quotes what it saw)."""
+
+
+def parse_stage_run(raw: str | dict, plan_segments: dict[str, list[str]]) -> list[PlanTimes]:
+    """Per-plan timings from stage_driver's JSON, in the order of `plan_segments`.
+
+    Args:
+        raw: the JSON text pulled from the device, or the dict time_alternately returned.
+        plan_segments: plan name -> the segment names it must hold timings for.
+
+    Raises:
+        StageRunError: not JSON, other plans, a missing segment, run counts that disagree, or a
+            time that is not a finite non-negative number; the message quotes the start of the output.
+    """
+    text = raw if isinstance(raw, str) else json.dumps(raw)
+
+    def fail(why: str) -> StageRunError:
+        head = text[:300] + ("..." if len(text) > 300 else "")
+        return StageRunError(f"stage timings: {why}; the driver's output began: {head or '(empty)'}")
+
+    try:
+        d = json.loads(text) if isinstance(raw, str) else raw
+    except json.JSONDecodeError as e:
+        raise fail(f"not JSON ({e})") from None
+    plans = d.get("plans") if isinstance(d, dict) else None
+    if not isinstance(plans, list) or [p.get("name") if isinstance(p, dict) else None for p in plans] != list(plan_segments):
+        raise fail(f"expected plans {list(plan_segments)}")
+    out = []
+    for p, (name, segs) in zip(plans, plan_segments.items()):
+        total = p.get("latency_us")
+        if not isinstance(total, list) or not total:
+            raise fail(f"plan {name}: no timed runs")
+        per: dict[str, list[float]] = {}
+        for s in segs:
+            spans = (p.get("segments") or {}).get(s)
+            if not isinstance(spans, list) or len(spans) != len(total):
+                raise fail(f"plan {name}: segment {s!r} has {len(spans) if isinstance(spans, list) else 'no'} "
+                           f"timings for {len(total)} runs")
+            try:
+                per[s] = [float(e) - float(b) for b, e in spans]
+            except (TypeError, ValueError):
+                raise fail(f"plan {name}: segment {s!r}: (start, end) pairs expected") from None
+        values = [float(t) if isinstance(t, (int, float)) else math.nan for t in total]
+        if any(not math.isfinite(v) or v <= 0 for v in values) or any(
+                not math.isfinite(v) or v < 0 for v in (x for xs in per.values() for x in xs)):
+            raise fail(f"plan {name}: a latency that is not a positive finite number")
+        out.append(PlanTimes(name, values, per))
+    return out
+
+
 class StageMeasurer:
     """Converts, runs and stores stage candidates.
 
@@ -59,12 +148,14 @@ class StageMeasurer:
         warmup, runs: untimed and timed runs per measurement.
         stat: "mean", "median" or "min": the statistic a measurement reports.
         log: progress callback.
+        runner: where the plans are timed (default: this process, HostStageRunner).
     """
 
     def __init__(self, store: MeasurementStore, lanes: dict[str, LaneSetup], merge_lane: str, dtype: str,
                  cache_dir: str | Path, warmup: int = 3, runs: int = 21, stat: str = "mean",
-                 log: Callable[[str], None] = lambda m: None):
+                 log: Callable[[str], None] = lambda m: None, runner: StageRunner | None = None):
         self.store, self.lanes, self.merge_lane, self.dtype = store, lanes, merge_lane, dtype
+        self.runner: StageRunner = runner or HostStageRunner()
         self.cache_dir = Path(cache_dir)
         self.warmup, self.runs, self.stat, self.log = warmup, runs, stat, log
         self.measured = 0  # candidates timed by this measurer
@@ -79,7 +170,7 @@ class StageMeasurer:
         return content_key({"v": MEASURE_VERSION, "ctx": ctx.describe(), "dtype": self.dtype,
                             "branches": [[b.lane, b.depth, b.width] for b in cand.branches], "lanes": lanes,
                             "merge": [list(merge.cores), merge.threads, merge.delegate] if cand.branched else None,
-                            "runtime": runtime_version(), "runs": self.runs})
+                            "runtime": self.runner.runtime_version(), "runs": self.runs})
 
     # -- measuring ----------------------------------------------------------------------------
     def measure(self, ctx: StageContext, cand: StageCandidate) -> StageMeasurement:
@@ -131,8 +222,6 @@ class StageMeasurer:
 
     def _plan(self, ctx: StageContext, cand: StageCandidate, tag: str):
         """A partition plan of one stage candidate: a segment per branch on its lane, then the concat."""
-        import math
-
         from converter.build import sha256_file
         from converter.plan import LaneSpec, Plan, Segment, TensorSpec
 
@@ -157,13 +246,6 @@ class StageMeasurer:
                     lanes=lanes, segments=segs, sync_points=[])
 
     def _run(self, key: str, ctx: StageContext, cand: StageCandidate) -> list[Measurement]:
-        import contextlib
-        import math
-
-        import numpy as np
-
-        from android_runtime.runner import PlanRunner
-
         from .space import unbranched
 
         hw_out = math.ceil(ctx.hw_in / ctx.base.stride)
@@ -171,26 +253,15 @@ class StageMeasurer:
         # A branched candidate is timed run by run alternately with the unbranched stage on the main
         # lane, so the two see the same load: their ratio survives drift that absolute times do not.
         ref = unbranched(ctx, cand.branches[0].lane) if cand.branched else None
-        x = np.random.default_rng(0).standard_normal(plan.input.shape).astype(np.float32)
-        with contextlib.ExitStack() as stack:
-            rc = stack.enter_context(PlanRunner(plan, self.cache_dir, pin=True))
-            rr = stack.enter_context(PlanRunner(self._plan(ctx, ref, "ref"), self.cache_dir, pin=True)) if ref else None
-            for _ in range(self.warmup):
-                rc.run(x)
-                if rr:
-                    rr.run(x)
-            recs, ref_recs = [], []
-            for _ in range(self.runs):
-                recs.append(rc.run(x)[1])
-                if rr:
-                    ref_recs.append(rr.run(x)[1])
-        total = [rec.latency_us for rec in recs]
-        per = {b.lane: [rec.segments[f"b.{b.lane}"][1] - rec.segments[f"b.{b.lane}"][0] for rec in recs]
-               for b in cand.branches}
+        plans = [plan] + ([self._plan(ctx, ref, "ref")] if ref else [])
+        raw = self.runner.time_plans(plans, self.cache_dir, self.warmup, self.runs)
+        times = parse_stage_run(raw, {p.name: [s.name for s in p.segments] for p in plans})
+        total = times[0].total_us
+        per = {b.lane: times[0].segment_us[f"b.{b.lane}"] for b in cand.branches}
         sync = [t - max(per[b.lane][i] for b in cand.branches) for i, t in enumerate(total)]
         now = time.time()
-        ctx_info = {"runtime": runtime_version(), "stage": ctx.describe(), "candidate": cand.label,
-                    "warmup": self.warmup}
+        ctx_info = {"runtime": self.runner.runtime_version(), "stage": ctx.describe(), "candidate": cand.label,
+                    "warmup": self.warmup, "device": self.runner.name}
         contended = len(cand.branches) > 1
 
         def row(kind: str, part: str, lane: str, xs: list[float], features: dict) -> Measurement:
@@ -218,6 +289,5 @@ class StageMeasurer:
                                                       "label": cand.label}))
         if ref is not None:
             lane = ref.branches[0].lane
-            seg = [r.segments[f"b.{lane}"][1] - r.segments[f"b.{lane}"][0] for r in ref_recs]
-            rows.append(row("ref", lane, lane, seg, {"flops": ref.flops, "label": ref.label}))
+            rows.append(row("ref", lane, lane, times[1].segment_us[f"b.{lane}"], {"flops": ref.flops, "label": ref.label}))
         return rows

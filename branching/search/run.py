@@ -19,9 +19,10 @@ from configs import PipelineConfig, UserError, load_config
 from profiling.predictor import holdout_errors, repeat_errors, share_within
 from profiling.store import MeasurementStore
 
-from .lanes import parse_lanes, resolve_lanes
+from .lanes import parse_lanes
 from .loop import LoopOptions, StageResult, StageSearch, search_stages
 from .measure import StageMeasurer
+from .remote import AdbOptions, SearchTarget, open_target
 from .space import Constraints, SpaceOptions
 from .train import TrainOptions
 
@@ -31,8 +32,9 @@ class SearchOptions:
     """Everything a search needs besides the base config (all of it recorded in summary.json)."""
 
     lanes: str = "C,C"  # processor letters, one lane each (C = CPU, G = GPU, D = DSP)
-    device: str = "host"  # where candidates are measured
-    store_dir: str = "work/search_store"  # measurement store (<device>.csv) and converted candidates
+    device: str = "host"  # where candidates are measured: host, or adb (a Linux device with Python)
+    adb: AdbOptions = field(default_factory=AdbOptions)  # serial, adb server, device Python (device adb)
+    store_dir: str = "work/search_store"  # measurement store (<device identity>.csv) and converted candidates
     dtype: str = ""  # fp32 | fp16 | int8; "" = the base config's DEPLOY.DTYPE
     im_size: int = 0  # deployment input size; 0 = the base config's
     warmup: int = 3  # untimed runs per candidate measurement
@@ -74,7 +76,6 @@ def search(base_path: str | os.PathLike, out_dir: str | os.PathLike, opt: Search
     t_start = time.perf_counter()
     load_start = os.getloadavg()
     letters = parse_lanes(opt.lanes)
-    lanes = resolve_lanes(opt.device, letters)
     bad = opt.constraints.check()
     if bad:
         raise UserError("constraints: " + "; ".join(bad))
@@ -85,6 +86,10 @@ def search(base_path: str | os.PathLike, out_dir: str | os.PathLike, opt: Search
     if opt.dtype or opt.im_size:
         base = dataclasses.replace(base, DEPLOY=dataclasses.replace(
             base.DEPLOY, DTYPE=opt.dtype or base.DEPLOY.DTYPE, IM_SIZE=opt.im_size or base.DEPLOY.IM_SIZE))
+    target = open_target(opt.device, letters, opt.adb, log)
+    lanes = target.lanes
+    if target.device != "host":
+        base = _on_main_lane(base, target)
     if opt.train:
         from .train import check_dataset
 
@@ -94,24 +99,25 @@ def search(base_path: str | os.PathLike, out_dir: str | os.PathLike, opt: Search
     spec = spec_from_config(base)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    store = MeasurementStore(opt.store_dir, opt.device)
-    log(f"search {base.name} on {opt.device} lanes {opt.lanes} ({', '.join(f'{n}: cores {list(l.cores)}' for n, l in lanes.items())}); "
+    store = MeasurementStore(opt.store_dir, target.store_name)
+    log(f"search {base.name} on {target.info.get('device', opt.device)} lanes {opt.lanes} ({', '.join(f'{n}: cores {list(l.cores)}' for n, l in lanes.items())}); "
         f"store {store.path} ({len(store)} rows); budget {opt.loop.budget_s:.0f} s")
     names = list(lanes)
     measurer = StageMeasurer(store, lanes, names[0], base.DEPLOY.DTYPE, Path(opt.store_dir) / "tflite",
-                             opt.warmup, opt.runs, opt.stat, log)
+                             opt.warmup, opt.runs, opt.stat, log, runner=target.runner)
     ss = StageSearch(measurer, lanes, opt.constraints, opt.space, opt.loop, log)
-    results = search_stages(spec, base.im_size, ss, opt.loop.budget_s)
+    with target.session():
+        results = search_stages(spec, base.im_size, ss, opt.loop.budget_s)
     search_s = time.perf_counter() - t_start
 
     from .emit import branched_config_dict, candidate_rows, write_csv, write_svg, write_yaml
-    from .network import compare_networks, load_written, network_flops
+    from .network import network_flops
 
     name = branched_name(base.name, letters)
     d = branched_config_dict(base, results, lanes, base.DEPLOY.DTYPE, base.im_size)
     cfg_path = write_yaml(d, out / f"{name}.yaml", f"{name}: searched from {base.path} by branching.search on "
-                          f"{opt.device}, lanes {opt.lanes}\nrun: python run_pipeline.py --configs {out / (name + '.yaml')}")
-    branched = load_written(cfg_path)  # the pipeline's own validation
+                          f"{target.info.get('device', opt.device)}, lanes {opt.lanes}\nrun: python run_pipeline.py --configs {out / (name + '.yaml')}")
+    branched = load_config(cfg_path, target.cores)  # the pipeline's own validation, with the device's cores
     spec_from_config(branched)
     (bp, bf), (np_, nf) = network_flops(base), network_flops(branched)
     pred_net = sum(r.latency_us for r in results)
@@ -120,7 +126,8 @@ def search(base_path: str | os.PathLike, out_dir: str | os.PathLike, opt: Search
         log(f"note: no stage was measurably faster branched on {opt.device} now (min gain "
             f"{opt.constraints.min_gain:.0%}); the written config keeps every stage on one lane")
     summary: dict[str, Any] = {
-        "base": str(base_path), "config": str(cfg_path), "device": opt.device, "lanes": opt.lanes,
+        "base": str(base_path), "config": str(cfg_path), "device": opt.device, "device_info": target.info,
+        "store": str(store.path), "lanes": opt.lanes,
         "lane_setup": {n: dataclasses.asdict(l) for n, l in lanes.items()}, "dtype": base.DEPLOY.DTYPE,
         "im_size": base.im_size, "options": _jsonable(dataclasses.asdict(opt)),
         "stages": [_stage_summary(r) for r in results],
@@ -137,8 +144,9 @@ def search(base_path: str | os.PathLike, out_dir: str | os.PathLike, opt: Search
     write_svg(pts, out / "predicted_vs_measured.svg", f"{name}: latency predicted before measuring vs measured")
     if opt.verify_rounds > 0:
         log(f"timing base and branched networks side by side ({opt.verify_rounds} interleaved rounds)")
-        t = compare_networks({"base": base, "branched": branched}, out / "work", opt.verify_rounds, opt.warmup,
-                             opt.runs, log)
+        with target.session():
+            t = target.compare_networks({"base": base, "branched": branched}, out / "work", opt.verify_rounds,
+                                        opt.warmup, opt.runs, log)
         summary["network"] = {k: dataclasses.asdict(v) for k, v in t.items()}
         summary["network"]["ratio_min"] = t["branched"].min_us / t["base"].min_us
         summary["network"]["ratio_median"] = t["branched"].median_us / t["base"].median_us
@@ -172,6 +180,18 @@ def search(base_path: str | os.PathLike, out_dir: str | os.PathLike, opt: Search
     return summary
 
 
+def _on_main_lane(base: PipelineConfig, target: SearchTarget) -> PipelineConfig:
+    """The base network with every processor on the search's main lane of the device (its own lanes
+    name this machine's cores), so base and searched networks are compared on the same cores."""
+    from configs import processors_of
+    from configs.schema import LaneCfg
+
+    name, main = next(iter(target.lanes.items()))
+    lane = LaneCfg(CORES=list(main.cores), THREADS=main.threads, DELEGATE=main.delegate)
+    return dataclasses.replace(base, DEPLOY=dataclasses.replace(
+        base.DEPLOY, LANES={name: lane}, PLACEMENT={p: name for p in processors_of(base.ANYNET)}))
+
+
 def _jsonable(x: Any) -> Any:
     return json.loads(json.dumps(x, default=str))
 
@@ -190,6 +210,7 @@ def _measurement_summary(results: list[StageResult], m: StageMeasurer) -> dict[s
     return {"ranked": ranked, "enumerated": sum(r.report.enumerated for r in results),
             "measured_candidates": evaluated, "references": sum(len(r.refs) for r in results),
             "timed_now": m.measured, "reused_from_store": m.reused, "measure_seconds": m.seconds,
+            "device_pushes": m.runner.pushes.since(0) if hasattr(m.runner, "pushes") else None,
             "share_measured": evaluated / ranked if ranked else None}
 
 
