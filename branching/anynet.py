@@ -1,7 +1,8 @@
 """The multi-branch AnyNet in PyTorch: stem, stages of named parallel branches, head.
 
 Module paths are stable and meaningful (`stages.2.branches.br_gpu.blocks.0`), so converted
-TFLite tensor names map back to stages and branches.
+TFLite tensor names map back to stages and branches. Between a stage whose merge is skipped
+(StageSpec.merge False) and the next, the features travel as a dict branch name -> tensor.
 """
 from __future__ import annotations
 
@@ -55,16 +56,30 @@ def branch_key(name: str) -> str:
     return f"br_{name}"
 
 
-class Stage(nn.Module):
-    def __init__(self, spec: StageSpec, w_in: int, block_type: str, se_r: float):
-        super().__init__()
-        # Keys carry a prefix: 'cpu' itself would clash with nn.Module.cpu().
-        self.branches = nn.ModuleDict({branch_key(name): Branch(b, w_in, block_type, se_r)
-                                       for name, b in spec.branches.items()})
-        self.merge = Merge()
+Features = torch.Tensor | dict[str, torch.Tensor]  # one tensor, or per branch after a skipped merge
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.merge(*[b(x) for b in self.branches.values()])
+
+class Stage(nn.Module):
+    """Named branches and their sync point.
+
+    Args:
+        spec: the stage.
+        w_in: input channels of each branch, by branch name (see NetworkSpec.in_widths).
+    """
+
+    def __init__(self, spec: StageSpec, w_in: dict[str, int], block_type: str, se_r: float):
+        super().__init__()
+        self.names = list(spec.branches)
+        self.merges = spec.merge
+        # Keys carry a prefix: 'cpu' itself would clash with nn.Module.cpu().
+        self.branches = nn.ModuleDict({branch_key(name): Branch(b, w_in[name], block_type, se_r)
+                                       for name, b in spec.branches.items()})
+        self.merge = Merge()  # kept when skipped (no weights) so module paths do not depend on MERGES
+
+    def forward(self, x: Features) -> Features:
+        """x: one tensor every branch reads, or a dict giving each branch its own input."""
+        outs = [b(x[n] if isinstance(x, dict) else x) for n, b in zip(self.names, self.branches.values())]
+        return self.merge(*outs) if self.merges else dict(zip(self.names, outs))
 
 
 class BranchedAnyNet(nn.Module):
@@ -74,12 +89,9 @@ class BranchedAnyNet(nn.Module):
         super().__init__()
         self.spec = spec
         self.stem = STEMS.get(spec.stem_type)(spec.in_channels, spec.stem_w, spec.stem_k, act=spec.activation)
-        stages = []
-        w = spec.stem_w
-        for s in spec.stages:
-            stages.append(Stage(s, w, spec.block_type, spec.se_r))
-            w = s.out_width
-        self.stages = nn.ModuleList(stages)
+        self.stages = nn.ModuleList([Stage(s, spec.in_widths(i), spec.block_type, spec.se_r)
+                                     for i, s in enumerate(spec.stages)])
+        w = spec.stages[-1].out_width if spec.stages else spec.stem_w  # the last stage always merges
         self.head = Head(w, spec.head_w, spec.num_classes, spec.activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -35,6 +35,7 @@ class StageSpec:
     index: int  # 0-based stage number
     branches: dict[str, BranchSpec]  # branch name -> branch, in DEVICES order
     original_width: int  # nominal merged width (ORIGINAL_WIDTHS)
+    merge: bool = True  # False: no concat after this stage; branch b of the next stage reads branch b's output
 
     @property
     def branched(self) -> bool:
@@ -63,6 +64,21 @@ class NetworkSpec:
     in_channels: int = 3
     extra: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        for st, nxt in zip(self.stages, self.stages[1:] + [None]):
+            if st.merge:
+                continue
+            if nxt is None or not st.branched or list(nxt.branches) != list(st.branches):
+                raise ValueError(f"{self.name}: stage {st.index} skips its merge but the next stage "
+                                 f"{'(none: the head)' if nxt is None else list(nxt.branches)} does not have "
+                                 f"its branches {list(st.branches)}")
+
+    def in_widths(self, index: int) -> dict[str, int]:
+        """Input channels of each branch of stage `index`: the stem's width, the previous stage's merged
+        width, or (after a skipped merge) the same branch's output width in the previous stage."""
+        prev = self.stages[index - 1] if index else None
+        return {n: _in_width(prev, n, self.stem_w) for n in self.stages[index].branches}
+
     @property
     def processors(self) -> list[str]:
         out: list[str] = []
@@ -71,6 +87,12 @@ class NetworkSpec:
             if p not in out:
                 out.append(p)
         return out
+
+
+def _in_width(prev: StageSpec | None, branch: str, stem_w: int) -> int:
+    if prev is None:
+        return stem_w
+    return prev.out_width if prev.merge else prev.branches[branch].out_width
 
 
 def make_divisible(v: float, divisor: int = 8) -> int:
@@ -95,7 +117,9 @@ def spec_from_config(cfg: PipelineConfig) -> NetworkSpec:
 
     Widths follow the tensors, as NN-Stretch's Keras builder does at run time: a stage's
     merged width is the sum of its branch outputs (ORIGINAL_WIDTHS is the nominal width used
-    for MB_VER 1 projections, ORIGINAL_WIDTHS[i] // branches each).
+    for MB_VER 1 projections, ORIGINAL_WIDTHS[i] // branches each). After a skipped merge
+    (ANYNET.MERGES[i] false) a branch's input is its own output of stage i, and MB_VER 1's
+    conv-first width is computed from that width.
     """
     from . import blocks  # noqa: F401  (fills the registries; torch is imported lazily there)
     from .blocks import BLOCKS, STEMS
@@ -109,13 +133,15 @@ def spec_from_config(cfg: PipelineConfig) -> NetworkSpec:
         raise ConfigError(f, "MODEL.ACTIVATION_FUN", cfg.MODEL.ACTIVATION_FUN, "relu, silu or swish")
     stem_k = a.STEM_K or (7 if a.STEM_TYPE == "res_stem_in" else 3)
     stages: list[StageSpec] = []
-    prev_w = a.STEM_W
+    prev: StageSpec | None = None
     for i, depths in enumerate(a.DEPTHS):
         k = len(depths)
         o = a.ORIGINAL_WIDTHS[i]
+        merge = a.MERGES[i] if a.MERGES else True
         branches: dict[str, BranchSpec] = {}
         for j in range(k):
             proc = a.DEVICES[j]
+            w_in = _in_width(prev, proc, a.STEM_W)
             w = a.WIDTHS[i][j]
             bot_mul = float(_pick(a.BOT_MULS, i, j, 1.0))
             group_w = int(_pick(a.GROUP_WS, i, j, 0))
@@ -132,15 +158,14 @@ def spec_from_config(cfg: PipelineConfig) -> NetworkSpec:
                                       f"(WIDTHS[{i}][{j}]={w} x BOT_MULS={bot_mul}) into whole groups")
             conv_first = proj_out = 0
             if k > 1 and a.MB_VER == 1:
-                conv_first = make_divisible(w / o * prev_w, 8)
+                conv_first = make_divisible(w / o * w_in, 8)
                 proj_out = o // k if w != o // k else 0
             branches[proc] = BranchSpec(name=proc, processor=proc, depth=depths[j], width=w,
                                         stride=a.STRIDES[i][j], bot_mul=bot_mul, group_w=group_w, kernel=kernel,
                                         activation="silu" if act == "swish" else act,
                                         conv_first=conv_first, proj_out=proj_out)
-        stage = StageSpec(index=i, branches=branches, original_width=o)
-        stages.append(stage)
-        prev_w = stage.out_width
+        prev = StageSpec(index=i, branches=branches, original_width=o, merge=merge)
+        stages.append(prev)
     act = "silu" if cfg.MODEL.ACTIVATION_FUN == "swish" else cfg.MODEL.ACTIVATION_FUN
     return NetworkSpec(name=cfg.name, stem_type=a.STEM_TYPE, stem_w=a.STEM_W, stem_k=stem_k,
                        block_type=a.BLOCK_TYPE, stages=stages, head_w=a.HEAD_W, num_classes=cfg.MODEL.NUM_CLASSES,

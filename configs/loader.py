@@ -193,7 +193,36 @@ def _check_anynet(f: str, a: AnyNetCfg) -> AnyNetCfg:
     act = a.ACTIVATION_FUN
     if isinstance(act, list) and len(act) != n_dev:
         raise ConfigError(f, "ANYNET.ACTIVATION_FUN", act, f"one name, or one per DEVICES entry ({n_dev})")
+    _check_merges(f, a)
     return dataclasses.replace(a, ORIGINAL_WIDTHS=list(orig))
+
+
+def _check_merges(f: str, a: AnyNetCfg) -> None:
+    """ANYNET.MERGES: one bool per stage; a merge may be skipped only between two stages branched
+    over the same processors (branch j runs on DEVICES[j], so: the same number of branches)."""
+    merges, n_stages = a.MERGES, len(a.DEPTHS)
+    if not merges:
+        return
+    if len(merges) != n_stages:
+        raise ConfigError(f, "ANYNET.MERGES", merges,
+                          f"a list of {n_stages} true/false, one per stage (as DEPTHS); or leave it out (all merge)")
+    for i, m in enumerate(merges):
+        key = f"ANYNET.MERGES[{i}]"
+        if not isinstance(m, bool):
+            raise ConfigError(f, key, m, "true (concatenate the stage's branches) or false (skip the merge)")
+        if m:
+            continue
+        k = len(a.DEPTHS[i])
+        if i == n_stages - 1:
+            raise ConfigError(f, key, m, "true: the last stage must merge (the head reads one tensor)")
+        if k == 1:
+            raise ConfigError(f, key, m, f"true: stage {i} is unbranched (DEPTHS[{i}] has one branch), "
+                                         "there is no merge to skip")
+        k_next = len(a.DEPTHS[i + 1])
+        if k_next != k:
+            raise ConfigError(f, key, m, f"true: a merge may be skipped only when the next stage has the same branch "
+                                         f"processors; stage {i} runs on {a.DEVICES[:k]}, stage {i + 1} on "
+                                         f"{a.DEVICES[:k_next]}")
 
 
 def processors_of(a: AnyNetCfg) -> list[str]:
@@ -267,5 +296,7 @@ def config_to_dict(cfg: PipelineConfig) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for sec in ("MODEL", "ANYNET", "TRAIN", "TEST", "DEPLOY"):
         out[sec] = dataclasses.asdict(getattr(cfg, sec))
+    if not out["ANYNET"]["MERGES"]:
+        del out["ANYNET"]["MERGES"]  # the default (every stage merges): NN-Stretch's files have no such key
     out.update(cfg.extra)
     return out

@@ -39,6 +39,10 @@ class AnyNetCfg:
     MB_VER: int = 2  # 1: 1x1 conv before each branch + 1x1 projection to ORIGINAL_WIDTH/n; 2: plain concat
     MB_DOWNSAMPLE: bool = True  # every branch takes the stage input and downsamples itself (NN-Stretch default)
     ACTIVATION_FUN: Any = None  # None, one name, or one name per branch (NN-Stretch EN configs)
+    # [stage] sync point after each stage: True concatenates the branches (NN-Stretch); False skips the
+    # merge, so branch b of stage i+1 reads branch b of stage i directly (both stages branched over the
+    # same DEVICES; the last stage always merges). Empty = every stage merges.
+    MERGES: list[bool] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

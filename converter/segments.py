@@ -1,9 +1,11 @@
 """Cuts a BranchedAnyNet into per-lane segments: stem, each (stage, branch), merges, head.
 
-Units are the model's parts in execution order. Consecutive units on the same lane that form
-a chain (one feeds only the next) are fused into one segment, so a single-processor config is
-one segment and a branched stage costs one segment per branch (plus its merge, unless the merge
-is folded into the next stage's branches).
+Units are the model's parts in execution order. Units on the same lane that form a chain (one
+feeds only the next) are fused into one segment, so a single-processor config is one segment and
+a branched stage costs one segment per branch (plus its merge, unless the merge is folded into
+the next stage's branches). A skipped merge (ANYNET.MERGES) has no unit: branch b of the next
+stage reads branch b's output and joins its segment, so consecutive branched stages without a
+merge cost one segment per lane.
 """
 from __future__ import annotations
 
@@ -50,27 +52,43 @@ class SegmentDraft:
 def units_of(spec: NetworkSpec) -> list[Unit]:
     """The network's units in execution order, with the tensors they read and write."""
     units = [Unit("stem", "stem", spec.stem_processor, ("input",), "stem.out")]
-    prev = "stem.out"
+    prev: str | dict[str, str] = "stem.out"  # what the next stage reads: one tensor, or one per branch
     for st in spec.stages:
         i = st.index + 1  # stages are numbered from 1 in names, as NN-Stretch's s1..s4
         if not st.branched:
             (b,) = st.branches.values()
-            units.append(Unit(f"s{i}", "stage", b.processor, (prev,), f"s{i}.out", st.index, b.name))
+            units.append(Unit(f"s{i}", "stage", b.processor, (_read(prev, b.name),), f"s{i}.out", st.index, b.name))
+            prev = f"s{i}.out"
+            continue
+        outs = {}
+        for b in st.branches.values():
+            outs[b.name] = f"s{i}.{b.name}.out"
+            units.append(Unit(f"s{i}.{b.name}", "branch", b.processor, (_read(prev, b.name),), outs[b.name],
+                              st.index, b.name))
+        if st.merge:
+            units.append(Unit(f"s{i}.merge", "merge", spec.merge_processor, tuple(outs.values()), f"s{i}.out",
+                              st.index))
+            prev = f"s{i}.out"
         else:
-            outs = []
-            for b in st.branches.values():
-                out = f"s{i}.{b.name}.out"
-                units.append(Unit(f"s{i}.{b.name}", "branch", b.processor, (prev,), out, st.index, b.name))
-                outs.append(out)
-            units.append(Unit(f"s{i}.merge", "merge", spec.merge_processor, tuple(outs), f"s{i}.out", st.index))
-        prev = f"s{i}.out"
-    units.append(Unit("head", "head", spec.head_processor, (prev,), "logits"))
+            prev = outs
+    units.append(Unit("head", "head", spec.head_processor, (_read(prev, None),), "logits"))
     return units
 
 
+def _read(prev: str | dict[str, str], branch: str | None) -> str:
+    if isinstance(prev, str):
+        return prev
+    if branch not in prev:  # NetworkSpec rejects such networks; this guards hand-made specs
+        raise ValueError(f"after a skipped merge, {'the head' if branch is None else f'branch {branch}'} has no "
+                         f"input among the previous stage's branches {list(prev)}")
+    return prev[branch]
+
+
 def draft_segments(spec: NetworkSpec, placement: dict[str, str], fold_merges: bool = True) -> list[SegmentDraft]:
-    """Groups units into segments: a unit joins the previous segment when it runs on the same
-    lane, reads only that segment's output, and nothing else reads that output.
+    """Groups units into segments: a unit joins an existing segment when it runs on the same lane,
+    reads only that segment's output, and nothing else reads that output (so after a skipped
+    merge, s1.cpu and s2.cpu are one segment: one invocation, no hand-over). Segments stay in a
+    valid sequential order: a unit joins a segment whose output was its only input.
 
     With fold_merges, a merge whose output feeds the branches of the next stage is not a segment
     of its own: each of those branch segments starts by concatenating the merged inputs itself.
@@ -85,20 +103,26 @@ def draft_segments(spec: NetworkSpec, placement: dict[str, str], fold_merges: bo
     folded: dict[str, Unit] = {}  # merged tensor -> merge unit copied into each consumer
     drafts: list[list[Unit]] = []
     lanes: list[str] = []
+    producer: dict[str, int] = {}  # a draft's current output -> its index in drafts
     for u in units:
         lane = placement[u.processor]
         cons = readers.get(u.output, [])
         if fold_merges and u.kind == "merge" and len(cons) > 1 and all(c.kind == "branch" for c in cons):
             folded[u.output] = u
             continue
+        src = producer.get(u.inputs[0]) if len(u.inputs) == 1 else None
         if len(u.inputs) == 1 and u.inputs[0] in folded:
             drafts.append([folded[u.inputs[0]], u])
             lanes.append(lane)
-        elif drafts and lanes[-1] == lane and u.inputs == (drafts[-1][-1].output,) and len(readers[u.inputs[0]]) == 1:
-            drafts[-1].append(u)
+        elif src is not None and lanes[src] == lane and len(readers[u.inputs[0]]) == 1:
+            del producer[u.inputs[0]]
+            drafts[src].append(u)
+            producer[u.output] = src
+            continue
         else:
             drafts.append([u])
             lanes.append(lane)
+        producer[u.output] = len(drafts) - 1
     return [SegmentDraft(tuple(d), lane) for d, lane in zip(drafts, lanes)]
 
 
