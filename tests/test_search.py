@@ -341,10 +341,32 @@ def test_tiny_search_end_to_end(tiny_base: Path, tmp_path: Path):
     assert 0 <= s["accuracy"]["base_acc"] <= 1 and 0 <= s["accuracy"]["branched_acc"] <= 1
     assert Path(s["accuracy"]["branched_weights"]).is_file()
     assert s["network"]["base"]["min_us"] > 0 and s["measurements"]["timed_now"] > 0
+    # Both stages are branched on the same lanes: the merge between them was timed kept and skipped, and
+    # (min gain -50%: any result is accepted) skipped in the written config.
+    (dec,) = s["skip_merge"]["decisions"]
+    assert dec["after_stage"] == 1 and dec["merged_us"] > 0 and dec["skipped_us"] > 0 and not dec["reused"]
+    assert dec["skipped"] and cfg.ANYNET.MERGES == [False, True] and s["skip_merge"]["merges"] == [False, True]
+    assert 0 < dec["flops_ratio"] < 1  # stage 2's branches read one branch's output, not the concat
     # The config runs through the pipeline as is.
     assert run_pipeline.main(["--configs", str(cfg_path), "--workdir", str(tmp_path / "pipe"), "--runs", "3"]) == 0
     # A second search on the same device reuses every stored measurement.
     assert main(common + ["--out", str(tmp_path / "out2"), "--no-train", "--verify-rounds", "0"]) == 0
     s2 = json.loads((tmp_path / "out2" / "summary.json").read_text())
     assert s2["measurements"]["timed_now"] == 0 and s2["measurements"]["reused_from_store"] > 0
+    assert [d["reused"] for d in s2["skip_merge"]["decisions"]] == [True]
     assert math.isfinite(s2["flops"]["ratio"])
+
+
+def test_merge_candidates_need_consecutive_branched_stages_on_the_same_lanes():
+    from types import SimpleNamespace as NS
+
+    from branching.search.merges import skippable, with_merges
+
+    def res(*lanes):
+        return NS(chosen=NS(branches=[NS(lane=l) for l in lanes]) if lanes else None)
+
+    assert skippable([res("cpu0", "cpu1"), res("cpu0", "cpu1"), res(), res("cpu0", "cpu1")]) == [0]
+    assert skippable([res("cpu0", "cpu1"), res("cpu1", "cpu0")]) == []
+    d = {"ANYNET": {"DEPTHS": [[1, 1], [1, 1]]}}
+    assert "MERGES" not in with_merges(d, [True, True])["ANYNET"]
+    assert with_merges(d, [False, True])["ANYNET"]["MERGES"] == [False, True] and "MERGES" not in d["ANYNET"]
