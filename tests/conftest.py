@@ -35,6 +35,37 @@ def tiny_config(tmp_path: Path) -> Path:
     return p
 
 
+TINY_SEARCH_BASE = """\
+MODEL: {TYPE: mbanynet, NUM_CLASSES: 10}
+ANYNET:
+  STEM_TYPE: simple_stem_in
+  STEM_W: 16
+  BLOCK_TYPE: res_basic_block
+  DEPTHS: [[1], [1]]
+  WIDTHS: [[32], [64]]
+  STRIDES: [[2], [2]]
+  BOT_MULS: [1, 1]
+  DEVICES: [cpu0]
+  STEM_DEVICE: cpu0
+  MERGE_DEVICE: cpu0
+  HEAD_DEVICE: cpu0
+TRAIN: {IM_SIZE: 64}
+DEPLOY:
+  WARMUP: 2
+  RUNS: 5
+  LANES:
+    cpu0: {CORES: [0], THREADS: 1, DELEGATE: xnnpack}
+"""
+
+
+@pytest.fixture
+def tiny_base(tmp_path: Path) -> Path:
+    """A tiny single-branch (unbranched) config: what a branch search starts from."""
+    p = tmp_path / "TINY-C.yaml"
+    p.write_text(TINY_SEARCH_BASE)
+    return p
+
+
 @pytest.fixture
 def one_torch_thread():
     """torch on one thread for the test (training on 2 shared cores is faster that way)."""

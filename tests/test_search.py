@@ -17,34 +17,6 @@ from configs import UserError
 from profiling.predictor import LatencyPredictor, Sample, fit_group, holdout_errors, share_within
 from profiling.store import Measurement, MeasurementStore, content_key
 
-TINY_BASE = """\
-MODEL: {TYPE: mbanynet, NUM_CLASSES: 10}
-ANYNET:
-  STEM_TYPE: simple_stem_in
-  STEM_W: 16
-  BLOCK_TYPE: res_basic_block
-  DEPTHS: [[1], [1]]
-  WIDTHS: [[32], [64]]
-  STRIDES: [[2], [2]]
-  BOT_MULS: [1, 1]
-  DEVICES: [cpu0]
-  STEM_DEVICE: cpu0
-  MERGE_DEVICE: cpu0
-  HEAD_DEVICE: cpu0
-TRAIN: {IM_SIZE: 64}
-DEPLOY:
-  WARMUP: 2
-  RUNS: 5
-  LANES:
-    cpu0: {CORES: [0], THREADS: 1, DELEGATE: xnnpack}
-"""
-
-
-@pytest.fixture
-def tiny_base(tmp_path: Path) -> Path:
-    p = tmp_path / "TINY-C.yaml"
-    p.write_text(TINY_BASE)
-    return p
 
 
 def _branch(width=64, depth=2, stride=2, bot_mul=1.0, group_w=0) -> BranchSpec:

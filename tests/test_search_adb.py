@@ -26,27 +26,6 @@ PHONE = CpuTopology((CpuCluster("prime", (7,), 2_800_000), CpuCluster("big", (4,
                      CpuCluster("little", (0, 1, 2, 3), 1_800_000)))
 TWO_CORES = CpuTopology((CpuCluster("all", (0, 1), 2_000_000),))
 
-TINY_BASE = """\
-MODEL: {TYPE: mbanynet, NUM_CLASSES: 10}
-ANYNET:
-  STEM_TYPE: simple_stem_in
-  STEM_W: 16
-  BLOCK_TYPE: res_basic_block
-  DEPTHS: [[1], [1]]
-  WIDTHS: [[32], [64]]
-  STRIDES: [[2], [2]]
-  BOT_MULS: [1, 1]
-  DEVICES: [cpu0]
-  STEM_DEVICE: cpu0
-  MERGE_DEVICE: cpu0
-  HEAD_DEVICE: cpu0
-TRAIN: {IM_SIZE: 64}
-DEPLOY:
-  WARMUP: 2
-  RUNS: 5
-  LANES:
-    cpu0: {CORES: [0], THREADS: 1, DELEGATE: xnnpack}
-"""
 
 
 # -- lanes from the device's clusters (pure) ---------------------------------------------------
@@ -126,11 +105,10 @@ def test_store_files_carry_the_device_identity(tmp_path: Path):
     assert paths == {"host.csv", "adb_Pixel-6_R5CX.csv"}
 
 
-def test_android_runtime_is_refused_before_any_device_is_touched(tmp_path: Path, capsys):
+def test_android_runtime_is_refused_before_any_device_is_touched(tiny_base: Path, tmp_path: Path, capsys):
     from branching.search.__main__ import main
 
-    base = tmp_path / "TINY-C.yaml"
-    base.write_text(TINY_BASE)
+    base = tiny_base
     assert main(["--base", str(base), "--out", str(tmp_path / "o"), "--store", str(tmp_path / "s"), "--no-train",
                  "--device", "adb", "--serial", "nowhere:1", "--android_runtime", "android_bin"]) == 2
     err = capsys.readouterr().err
@@ -164,12 +142,11 @@ def _adb(server, serial: str, python: str = VENV_PY) -> list[str]:
 
 
 @pytest.mark.device
-def test_lanes_and_python_the_loopback_device_lacks(server, phone, tmp_path: Path, capsys):
+def test_lanes_and_python_the_loopback_device_lacks(server, phone, tiny_base: Path, tmp_path: Path, capsys):
     from branching.search.__main__ import main
 
     serial, _ = phone
-    base = tmp_path / "TINY-C.yaml"
-    base.write_text(TINY_BASE)
+    base = tiny_base
     common = ["--base", str(base), "--out", str(tmp_path / "o"), "--store", str(tmp_path / "s"), "--no-train"]
     assert main(common + _adb(server, serial) + ["--lanes", "C,G"]) == 2
     err = capsys.readouterr().err
@@ -182,14 +159,13 @@ def test_lanes_and_python_the_loopback_device_lacks(server, phone, tmp_path: Pat
 
 @pytest.mark.device
 @pytest.mark.slow
-def test_tiny_search_on_the_loopback_device(server, phone, tmp_path: Path):
+def test_tiny_search_on_the_loopback_device(server, phone, tiny_base: Path, tmp_path: Path):
     """Measured on the device, stored per device, a second search times nothing; the config loads."""
     from branching.search.__main__ import main
     from configs import load_config
 
     serial, root = phone
-    base = tmp_path / "TINY-C.yaml"
-    base.write_text(TINY_BASE)
+    base = tiny_base
     out, store = tmp_path / "out", tmp_path / "store"
     common = ["--base", str(base), "--store", str(store), "--budget", "40s", "--width-steps", "4",
               "--depth-deltas", "0", "--per-round", "2", "--max-rounds", "2", "--runs", "5", "--warmup", "1",
