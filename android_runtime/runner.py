@@ -50,16 +50,19 @@ class SegmentExecutor:
         self.name = seg.name
         self.it = Interpreter(**kwargs)
         self.it.allocate_tensors()
-        # Output order of the .tflite follows the signature's output_0.. names; map by signature, never by name.
+        # Map outputs by signature, never by tensor name: a model converted from a dict names its
+        # signature outputs by the plan's tensor names (fusion: one per task); otherwise the order
+        # follows the signature's output_0.. names.
         sig = self.it.get_signature_runner()
         in_names = list(self.it.get_signature_list()["serving_default"]["inputs"])
         out_names = list(self.it.get_signature_list()["serving_default"]["outputs"])
         in_det = sig.get_input_details()
         out_det = sig.get_output_details()
         self.inputs = [in_det[n] for n in in_names]
-        self.outputs = [out_det[n] for n in sorted(out_names, key=_output_pos)]
         self.in_names = [t.name for t in seg.inputs]
         self.out_names = [t.name for t in seg.outputs]
+        by_name = set(self.out_names) <= set(out_names)
+        self.outputs = [out_det[n] for n in (self.out_names if by_name else sorted(out_names, key=_output_pos))]
         # Float outputs are handed on as views of the interpreter's own buffer: no per-run allocation.
         # A fresh multi-MB array per segment costs an mmap/munmap, whose TLB shoot-downs between cores
         # (costly in VMs) made two concurrent lanes several times slower at every segment boundary.
@@ -176,27 +179,45 @@ class PlanRunner:
 
     def run(self, x: np.ndarray) -> tuple[np.ndarray, RunRecord]:
         """One inference: returns (a copy of) the output and its timing record."""
+        record = self._run(x)
+        return np.array(self._tensors[self.plan.output.name], copy=True), record
+
+    def run_outputs(self, x: np.ndarray) -> tuple[dict[str, np.ndarray], RunRecord]:
+        """One inference: (copies of) every result tensor by name (one per task of a fusion plan)."""
+        record = self._run(x)
+        return {n: np.array(self._tensors[n], copy=True) for n in result_names(self.plan)}, record
+
+    def _run(self, x: np.ndarray) -> RunRecord:
         self._tensors = {self.plan.input.name: x}  # also drops the previous run's buffer views
         self._ready = {t.name: threading.Event() for s in self.plan.segments for t in s.outputs}
         self._ready[self.plan.input.name] = threading.Event()
         self._ready[self.plan.input.name].set()
         self._record = RunRecord(latency_us=0.0)
-        out_ready = self._ready[self.plan.output.name]
+        results = [self._ready[n] for n in result_names(self.plan)]
         self._t0 = time.perf_counter_ns()
         for e in self._go.values():
             e.set()
-        out_ready.wait()
+        for ev in results:
+            ev.wait()
         t1 = time.perf_counter_ns()
         self._raise_errors()
         self._record.latency_us = (t1 - self._t0) / 1e3
-        # Every segment is an ancestor of the output and records itself before publishing,
+        # Every segment is an ancestor of a result tensor and records itself before publishing,
         # so the record is complete here.
-        return np.array(self._tensors[self.plan.output.name], copy=True), self._record
+        return self._record
 
     def benchmark(self, x: np.ndarray, warmup: int, runs: int) -> list[RunRecord]:
         for _ in range(warmup):
             self.run(x)
         return [self.run(x)[1] for _ in range(runs)]
+
+
+def result_names(plan: Plan) -> list[str]:
+    """The plan's results: its output and every tensor no segment consumes (a multi-task plan has
+    one per task, e.g. task networks run one after another). A run ends when all are ready."""
+    consumed = {t.name for s in plan.segments for t in s.inputs}
+    names = [t.name for s in plan.segments for t in s.outputs if t.name not in consumed]
+    return names if plan.output.name in names else [*names, plan.output.name]
 
 
 def synthetic_input(plan: Plan, seed: int = 0) -> np.ndarray:
