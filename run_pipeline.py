@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """nnsplice: build, convert, run and measure (multi-branch) networks from NN-Stretch-style configs.
 
+Fusion configs (a top-level FUSION section, configs/fusion) deploy fused multi-task networks through
+the same path; a folder may mix both kinds.
+
     python run_pipeline.py --configs configs/host              # this machine's cores (default device)
     python run_pipeline.py --configs configs/host --dry-run    # params and FLOPs only
     python run_pipeline.py --configs configs/host --serial 127.0.0.1:6520 --device_python python3   # Linux device
@@ -74,33 +77,31 @@ def main(argv=None) -> int:
 
 
 def _run_all(args, files, cores, opt, out_csv, device) -> int:
-    from configs import DeviceError, UserError, load_config
+    from configs import DeviceError, UserError
     from profiling import experiment, results
 
     workdir = opt.workdir
     rows = [] if args.dry_run else results.read_results(out_csv)
     bad = failed = 0
     if args.dry_run:
-        print(f"{'config':<16} {'stages':>6} {'branches':<14} {'lanes':<34} {'params(M)':>9} {'FLOPs(G)':>8}")
+        print(f"{'config':<16} {'stages':>6} {'branches/tasks':<14} {'lanes':<34} {'params(M)':>9} {'FLOPs(G)':>8}")
     for n, f in enumerate(files, 1):
         key = str(f)
         try:
-            cfg = load_config(f, cores)
+            cfg = experiment.load_any(f, cores)  # NN-Stretch or fusion config (top-level FUSION section)
             if args.dry_run:
-                r = experiment.static_row(experiment.apply_overrides(cfg, opt), key)
-                br = "x".join(str(len(d)) for d in cfg.ANYNET.DEPTHS)
-                lanes = experiment.lanes_label(cfg)
-                print(f"{cfg.name:<16} {cfg.n_stages:>6} {br:<14} {lanes:<34} {r['params'] / 1e6:>9.2f} "
-                      f"{r['flops'] / 1e9:>8.3f}")
+                print(experiment.dry_run_line(cfg, opt, key))
                 continue
             if results.measured(rows, key) and not args.force:
                 print(f"[{n}/{len(files)}] {cfg.name}: already in {out_csv}, skipped (--force re-measures)")
                 continue
             print(f"[{n}/{len(files)}] {cfg.name}: building, converting, running on {device.label()}", flush=True)
             experiment.save_resolved(experiment.apply_overrides(cfg, opt), out_csv.parent / "resolved")
-            row = experiment.run_config(cfg, key, opt, log=lambda m: print(m, flush=True), device=device)
+            row = experiment.run_any(cfg, key, opt, log=lambda m: print(m, flush=True), device=device)
             print(f"  latency {row['latency']} us (min of {row['runs']}), median {row['median_us']} us, "
                   f"max |diff| vs PyTorch {row['max_abs_diff']}", flush=True)
+            if row.get("task_accuracy"):
+                print(f"  accuracy {row['task_accuracy']} (original {row['task_acc_orig']})", flush=True)
         except DeviceError as e:  # the device failed this run (lost, timed out): a failure row, go on
             failed += 1
             print(f"error: {f}: {e}", file=sys.stderr)

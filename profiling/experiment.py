@@ -118,13 +118,10 @@ def run_config(cfg: PipelineConfig, cfg_key: str, opt: RunOptions, log: Callable
         device: a device from ``get_device`` to reuse across configs (default: a new one
             from ``opt.device``/``opt.device_kwargs``).
     """
-    import json
-
     from android_runtime.devices import get_device
     from converter.build import convert_config
     from converter.verify import verify_plan
 
-    from .stats import LatencyStats, latency_stats
 
     device = device or get_device(opt.device, **opt.device_kwargs)
     if hasattr(device, "adjust_config"):
@@ -145,25 +142,108 @@ def run_config(cfg: PipelineConfig, cfg_key: str, opt: RunOptions, log: Callable
         f"{'cached' if conv.cache_hit else 'converted'})")
     ver = verify_plan(conv.plan, conv.plan_path.parent, model, samples=opt.verify_samples)
     raw = device.run_plan(conv.plan_path, cfg.DEPLOY.WARMUP, cfg.DEPLOY.RUNS, x=x, log=log)
+    row.update(_run_fields(raw, cfg, opt, device, log))
+    row.update({"max_abs_diff": f"{ver.max_abs_diff:.3g}", "top1_agreement": ver.top1_agreement,
+                "plan": str(conv.plan_path), "error": ""})
+    return row
+
+
+def _run_fields(raw: dict, cfg, opt: RunOptions, device, log: Callable[[str], None]) -> dict:
+    """Saves the runner's raw output to <workdir>/runs/ and returns the row's latency and energy fields."""
+    import json
+
+    from .stats import LatencyStats, latency_stats
+
     run_dir = Path(opt.workdir) / "runs"
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / f"{cfg.name}_{cfg.DEPLOY.DTYPE}_{opt.device}.json").write_text(json.dumps(raw))
     # Composed runs (Android) carry a summary instead of per-run latencies.
     st = latency_stats(raw["latency_us"]) if raw.get("latency_us") else LatencyStats(**raw["latency_summary"])
-    energy = raw.get("energy_uj")
     for w in raw.get("energy", {}).get("warnings", []) + raw.get("warnings", []):
         log(f"  note: {w}")
     r1 = lambda v: None if v is None else round(v, 1)  # noqa: E731
-    row.update({"latency": round(st.min_us, 1), "energy": energy, "status": "ok",
-                "device": device.label() if hasattr(device, "label") else opt.device,
-                "latency_method": raw.get("latency_method", device.latency_method),
-                "energy_method": raw.get("energy_method", device.energy_method),
-                # fuel-gauge readings with USB power attached are not trustworthy; empty when unknown
-                "usb_powered": raw.get("energy", {}).get("usb_powered"),
-                "median_us": r1(st.median_us), "p90_us": r1(st.p90_us), "mean_us": r1(st.mean_us),
-                "std_us": r1(st.std_us), "runs": st.runs, "max_abs_diff": f"{ver.max_abs_diff:.3g}",
-                "top1_agreement": ver.top1_agreement, "plan": str(conv.plan_path), "error": ""})
-    return row
+    return {"latency": round(st.min_us, 1), "energy": raw.get("energy_uj"), "status": "ok",
+            "device": device.label() if hasattr(device, "label") else opt.device,
+            "latency_method": raw.get("latency_method", device.latency_method),
+            "energy_method": raw.get("energy_method", device.energy_method),
+            # fuel-gauge readings with USB power attached are not trustworthy; empty when unknown
+            "usb_powered": raw.get("energy", {}).get("usb_powered"),
+            "median_us": r1(st.median_us), "p90_us": r1(st.p90_us), "mean_us": r1(st.mean_us),
+            "std_us": r1(st.std_us), "runs": st.runs}
+
+
+def load_any(path, cores: list[int]):
+    """A config file of either kind: a FusionConfig (top-level FUSION section) or an NN-Stretch PipelineConfig."""
+    from configs import load_config
+    from configs.fusion_config import is_fusion_config, load_fusion_config
+
+    return load_fusion_config(path, cores) if is_fusion_config(path) else load_config(path, cores)
+
+
+def is_fusion(cfg) -> bool:
+    return hasattr(cfg, "FUSION")
+
+
+def dry_run_line(cfg, opt: RunOptions, cfg_key: str) -> str:
+    """One row of the --dry-run table (config, stages, branches or tasks, lanes, params(M), FLOPs(G))."""
+    if is_fusion(cfg):
+        from fusion.deploy import build_deployment
+
+        dep = build_deployment(apply_overrides(cfg, opt), weights=False)
+        lane = next(iter(cfg.DEPLOY.LANES))
+        stages, br, lanes = "-", f"{len(cfg.tasks)} {cfg.FUSION.MODE}", f"{lane}[{len(dep.nets)} .tflite]"
+        params, flops = dep.params, dep.flops
+    else:
+        r = static_row(apply_overrides(cfg, opt), cfg_key)
+        stages, br, lanes = cfg.n_stages, "x".join(str(len(d)) for d in cfg.ANYNET.DEPTHS), lanes_label(cfg)
+        params, flops = r["params"], r["flops"]
+    return f"{cfg.name:<16} {stages:>6} {br:<14} {lanes:<34} {params / 1e6:>9.2f} {flops / 1e9:>8.3f}"
+
+
+def run_any(cfg, cfg_key: str, opt: RunOptions, log: Callable[[str], None] = print, device=None) -> dict:
+    """run_fusion_config or run_config, by the config's kind."""
+    return (run_fusion_config if is_fusion(cfg) else run_config)(cfg, cfg_key, opt, log=log, device=device)
+
+
+def _pairs(d: dict, fmt: str = "{}") -> str:
+    return ";".join(f"{k}={fmt.format(v)}" for k, v in d.items())
+
+
+def run_fusion_config(cfg, cfg_key: str, opt: RunOptions, log: Callable[[str], None] = print, device=None) -> dict:
+    """Runs one fusion config: build -> convert (multi-output .tflite) -> score on test sets -> time -> row.
+
+    Latency is end to end through the plan runner, as for NN-Stretch configs (MODE separate: the task
+    networks one after another); per-task accuracy is the converted model's on EVAL_SAMPLES test
+    images per task, next to the original task networks' on the same images.
+    """
+    from android_runtime.devices import get_device
+    from fusion import deploy
+
+    device = device or get_device(opt.device, **opt.device_kwargs)
+    cfg = apply_overrides(cfg, opt)
+    deploy.check_device(cfg, opt.device, device)
+    if opt.device == "host":
+        check_host_cores(cfg, device.available_cores())
+    if opt.input_image:
+        log("  note: --input_image is not used by fusion configs (timed on a test image of the first task)")
+    dep = deploy.build_deployment(cfg, log=log)
+    conv = deploy.convert_deployment(dep, opt.workdir, force=opt.force, log=log)
+    log(f"  plan {conv.plan_path} ({len(conv.plan.segments)} segments, {'cached' if conv.cache_hit else 'converted'})")
+    ev = deploy.evaluate_deployment(dep, conv)
+    raw = device.run_plan(conv.plan_path, cfg.DEPLOY.WARMUP, cfg.DEPLOY.RUNS, x=deploy.timing_input(dep), log=log)
+    drop = ev.drop
+    if any(d > cfg.FUSION.ACC_DROP for d in drop.values()):
+        log(f"  note: accuracy drop {_pairs(drop)} above FUSION.ACC_DROP = {cfg.FUSION.ACC_DROP} (acc_drop_ok False)")
+    lane = next(iter(cfg.DEPLOY.LANES))
+    return {"cfg": cfg_key, "name": cfg.name, **_run_fields(raw, cfg, opt, device, log),
+            "lanes": f"{lane}[{','.join(s.name for s in conv.plan.segments)}]", "shared_lanes": False,
+            "dtype": cfg.DEPLOY.DTYPE, "im_size": dep.input_shape[1], "params": dep.params, "flops": dep.flops,
+            "max_abs_diff": f"{ev.max_abs_diff:.3g}", "top1_agreement": round(ev.top1_agreement, 4),
+            "plan": str(conv.plan_path), "error": "", "fusion_mode": cfg.FUSION.MODE, "tasks": ";".join(cfg.tasks),
+            "task_accuracy": _pairs(ev.accuracy, "{:.4f}"), "task_acc_orig": _pairs(ev.original, "{:.4f}"),
+            "task_acc_drop": _pairs(drop, "{:.4f}"),
+            "acc_drop_ok": all(d <= cfg.FUSION.ACC_DROP for d in drop.values()),
+            "task_latency_us": _pairs(deploy.segment_latency_us(raw, conv.plan)), "eval_samples": _pairs(ev.samples)}
 
 
 def failure_row(cfg_key: str, status: str, error: str, device: str = "") -> dict:
@@ -174,10 +254,13 @@ def failure_row(cfg_key: str, status: str, error: str, device: str = "") -> dict
     return {"cfg": cfg_key, "name": Path(cfg_key).stem, "status": status, "error": error, "device": device}
 
 
-def save_resolved(cfg: PipelineConfig, out_dir: Path) -> Path:
+def save_resolved(cfg, out_dir: Path) -> Path:
+    """Writes the resolved config (either kind) to <out_dir>/<name>.yaml."""
     import yaml
+
+    from configs.fusion_config import fusion_config_to_dict
 
     out_dir.mkdir(parents=True, exist_ok=True)
     p = out_dir / f"{cfg.name}.yaml"
-    p.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    p.write_text(yaml.safe_dump(fusion_config_to_dict(cfg) if is_fusion(cfg) else config_to_dict(cfg), sort_keys=False))
     return p

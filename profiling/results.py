@@ -14,7 +14,10 @@ from pathlib import Path
 COLUMNS = ["cfg", "latency", "energy",
            "name", "status", "device", "latency_method", "energy_method", "usb_powered", "lanes", "shared_lanes", "dtype",
            "im_size", "params", "flops", "median_us", "p90_us", "mean_us", "std_us", "runs",
-           "max_abs_diff", "top1_agreement", "plan", "error"]
+           "max_abs_diff", "top1_agreement", "plan", "error",
+           # fusion configs only (configs/fusion): task=value pairs joined by ';', in the config's task order
+           "fusion_mode", "tasks", "task_accuracy", "task_acc_orig", "task_acc_drop", "acc_drop_ok",
+           "task_latency_us", "eval_samples"]
 
 
 def read_results(path: str | os.PathLike) -> list[dict]:
