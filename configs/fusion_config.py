@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .loader import DELEGATES, DTYPES, TARGETS, _section
+from .loader import DELEGATES, DTYPES, TARGETS, read_section
 from .schema import LaneCfg
 
 MODES = ("separate", "fused")
@@ -113,8 +113,8 @@ def load_fusion_config(path: str | os.PathLike, available_cores: list[int] | Non
         if key not in SECTIONS:
             raise ConfigError(f, key, "{...}" if isinstance(val, dict) else val,
                               f"unknown section of a fusion config; allowed: {', '.join(SECTIONS)}")
-    fu: FusionCfg = _section(f, "FUSION", FusionCfg, raw["FUSION"])
-    dep: FusionDeployCfg = _section(f, "DEPLOY", FusionDeployCfg, raw.get("DEPLOY") or {})
+    fu: FusionCfg = read_section(f, "FUSION", FusionCfg, raw["FUSION"])
+    dep: FusionDeployCfg = read_section(f, "DEPLOY", FusionDeployCfg, raw.get("DEPLOY") or {})
     if fu.BENCHMARK not in list_benchmarks():
         raise ConfigError(f, "FUSION.BENCHMARK", fu.BENCHMARK, f"one of {', '.join(list_benchmarks())}")
     bench_tasks = list(get_benchmark(fu.BENCHMARK).archs)
@@ -140,7 +140,7 @@ def load_fusion_config(path: str | os.PathLike, available_cores: list[int] | Non
         raise ConfigError(f, "FUSION.GRAPH", fu.GRAPH, "required when MODE is fused: a `python -m fusion.search "
                                                        "--out DIR` folder or its best.json")
     if zoo is None:
-        zoo = _section(f, "ZOO", ZooCfg, raw.get("ZOO") or {})
+        zoo = read_section(f, "ZOO", ZooCfg, raw.get("ZOO") or {})
         for key in ("EPOCHS", "BATCH_SIZE"):
             if getattr(zoo, key) < 1:
                 raise ConfigError(f, f"ZOO.{key}", getattr(zoo, key), "1 or more")

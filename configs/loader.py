@@ -65,7 +65,7 @@ def load_config(path: str | os.PathLike, available_cores: list[int] | None = Non
     extra: dict[str, Any] = {}
     for key, val in raw.items():
         if key in _SECTIONS:
-            sections[key] = _section(f, key, _SECTIONS[key], val)
+            sections[key] = read_section(f, key, _SECTIONS[key], val)
         elif key in RECORDED_SECTIONS:
             extra[key] = val
         else:
@@ -85,7 +85,8 @@ def load_config(path: str | os.PathLike, available_cores: list[int] | None = Non
                           DEPLOY=deploy, extra=extra)
 
 
-def _section(f: str, name: str, cls: type, val: Any) -> Any:
+def read_section(f: str, name: str, cls: type, val: Any) -> Any:
+    """Section `name` of config file `f` as dataclass `cls`: unknown keys and wrong types are ConfigErrors."""
     if not isinstance(val, dict):
         raise ConfigError(f, name, val, "a mapping of keys")
     fields = {fl.name: fl for fl in dataclasses.fields(cls)}
@@ -118,7 +119,7 @@ def _coerce(f: str, key: str, fl: dataclasses.Field, v: Any) -> Any:
     elif typ.startswith("dict[str, LaneCfg]"):
         if not isinstance(v, dict):
             raise ConfigError(f, key, v, "a mapping lane name -> {CORES, THREADS, DELEGATE}")
-        v = {str(lane): _section(f, f"{key}.{lane}", LaneCfg, spec) for lane, spec in v.items()}
+        v = {str(lane): read_section(f, f"{key}.{lane}", LaneCfg, spec) for lane, spec in v.items()}
     elif typ.startswith("dict"):
         if not isinstance(v, dict):
             raise ConfigError(f, key, v, "a mapping")

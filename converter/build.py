@@ -56,6 +56,20 @@ def cache_key(cfg: PipelineConfig, spec, model) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def cached_plan(out_dir: Path) -> Plan | None:
+    """The plan in an artifact folder when it and every segment file it names are intact, else None."""
+    plan_path = out_dir / "plan.json"
+    if not plan_path.exists():
+        return None
+    try:
+        plan = load_plan(plan_path)
+        if all(sha256_file(out_dir / s.file) == s.sha256 for s in plan.segments):
+            return plan
+    except (OSError, ValueError):
+        pass  # incomplete or corrupt artifacts: convert again
+    return None
+
+
 def _nhwc_shape(t) -> list[int]:
     s = list(t.shape)
     return [s[0], s[2], s[3], s[1]] if len(s) == 4 else s
@@ -84,13 +98,9 @@ def convert_config(cfg: PipelineConfig, workdir: str | os.PathLike, model=None, 
     dtype = cfg.DEPLOY.DTYPE
     out_dir = Path(workdir) / "artifacts" / f"{cfg.name}_{dtype}_{key[:12]}"
     plan_path = out_dir / "plan.json"
-    if plan_path.exists() and not force:
-        try:
-            plan = load_plan(plan_path)
-            if all(sha256_file(out_dir / s.file) == s.sha256 for s in plan.segments):
-                return Converted(plan, plan_path, True, model)
-        except (OSError, ValueError):
-            pass  # incomplete or corrupt artifacts: convert again
+    plan = None if force else cached_plan(out_dir)
+    if plan is not None:
+        return Converted(plan, plan_path, True, model)
     out_dir.mkdir(parents=True, exist_ok=True)
     drafts = draft_segments(spec, cfg.DEPLOY.PLACEMENT, fold_merges=cfg.DEPLOY.FOLD_MERGES)
     size = cfg.im_size

@@ -177,21 +177,17 @@ def convert_deployment(dep: Deployment, workdir: str | os.PathLike, force: bool 
     """Converts every segment network and writes plan.json into <workdir>/artifacts/<name>_<dtype>_<hash12>/."""
     import torch
 
-    from converter.build import sha256_file
-    from converter.plan import LaneSpec, Plan, Segment, TensorSpec, load_plan
+    from converter.build import cached_plan, sha256_file
+    from converter.plan import LaneSpec, Plan, Segment, TensorSpec
     from converter.tflite import converter_version, export_tflite
 
     cfg, dtype = dep.cfg, dep.cfg.DEPLOY.DTYPE
     key = _cache_key(dep)
     out_dir = Path(workdir) / "artifacts" / f"{cfg.name}_{dtype}_{key[:12]}"
     plan_path = out_dir / "plan.json"
-    if plan_path.exists() and not force:
-        try:
-            plan = load_plan(plan_path)
-            if all(sha256_file(out_dir / s.file) == s.sha256 for s in plan.segments):
-                return DeployedPlan(plan, plan_path, True)
-        except (OSError, ValueError):
-            pass  # incomplete or corrupt artifacts: convert again
+    cached = None if force else cached_plan(out_dir)
+    if cached is not None:
+        return DeployedPlan(cached, plan_path, True)
     out_dir.mkdir(parents=True, exist_ok=True)
     c, h, w = dep.input_shape
     example = torch.zeros(1, h, w, c)
