@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -88,6 +86,11 @@ def main(argv=None) -> int:
         ("stage-sum ratio searched/unbranched (search's own measurements)", stage_sum["ratio"], ""),
         ("whole network predicted from stages vs measured (relative error)", s_pred_err(s, t), ""),
         ("FLOPs ratio searched/base", s["flops"]["ratio"], "<= 1.00"),
+        ("merges skipped after stages (sync points the search removed)",
+         ",".join(map(str, s["skip_merge"]["skipped_after_stages"])) or "none", ""),
+        ("merge decisions: network with / without each merge (ms)",
+         "; ".join(f"s{d['after_stage']}: {d['merged_us'] / 1e3:.2f} / {d['skipped_us'] / 1e3:.2f}"
+                   for d in s["skip_merge"]["decisions"]) or "no consecutive branched stages", ""),
         ("params ratio searched/base", s["params"]["branched"] / s["params"]["base"], ""),
         ("base Fashion-MNIST test accuracy (%)", 100 * acc.get("base_acc", float("nan")), ""),
         ("searched Fashion-MNIST test accuracy (%)", 100 * acc.get("branched_acc", float("nan")), ""),
