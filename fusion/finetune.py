@@ -10,7 +10,7 @@ reach the original accuracy minus acc_drop is stopped early ("filtered-predictiv
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -39,6 +39,10 @@ class FinetuneConfig:
     min_curve_points: int = 2  # epochs before the learning-curve filter may stop a candidate
     curve_margin: float = 0.005  # slack under the target before stopping (validation accuracy is noisy)
     time_budget_s: float | None = None  # stop a single fine-tuning after this many seconds
+    warmup_epochs: int = 1  # first train only the parts whose input changed (moved blocks, adapters), the rest
+    #   frozen: a transplanted head starts random for its new features, and its gradients would otherwise
+    #   damage the shared prefix the other tasks rely on. 0 = no warm-up. Counted in the epochs run.
+    warmup_lr: float = 1e-2  # peak learning rate of the warm-up (only new or moved parts train)
 
 
 @dataclass
@@ -58,10 +62,12 @@ class Recovery:
     status: str  # "valid", "invalid" or "filtered-predictive"
     accuracy: dict[str, float]  # task -> test accuracy (empty when filtered)
     drop: dict[str, float]  # task -> original accuracy - fused accuracy (test; or val when filtered)
-    epochs: int  # fine-tuning epochs run
+    epochs: int  # fine-tuning epochs run (warm-up included)
     seconds: float  # wall time
     curve: dict[str, list[float]]  # task -> val accuracy after each epoch
     predicted: dict[str, float] = field(default_factory=dict)  # task -> extrapolated final val accuracy
+    warmup_epochs: int = 0  # of `epochs`, those that trained only the new or moved parts
+    planned_epochs: int = 0  # epochs a full fine-tuning of this candidate would run
 
 
 def load_fusion_data(bench: Benchmark, settings: DataSettings | None = None) -> FusionData:
@@ -120,9 +126,35 @@ class _Single:
         return self
 
 
+class _Frozen:
+    """Context: the named submodules of net neither train nor update BatchNorm statistics (kept in
+    eval mode even when the training loop calls net.train()); restored on exit."""
+
+    def __init__(self, net: Any, names: Sequence[str]):
+        self.mods = [net.get_submodule(n) for n in names]
+        self.saved: list[tuple[Any, bool]] = []
+
+    def __enter__(self) -> "_Frozen":
+        from torch import nn
+
+        for m in self.mods:
+            for p in m.parameters():
+                self.saved.append((p, p.requires_grad))
+                p.requires_grad_(False)
+            m.train = lambda mode=True, m=m: nn.Module.train(m, False)  # the loop's net.train() skips it
+            m.eval()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for m in self.mods:
+            del m.train
+        for p, flag in self.saved:
+            p.requires_grad_(flag)
+
+
 def recover(net: Any, teachers: Mapping[str, Any], data: FusionData, original_val: Mapping[str, float],
             original_test: Mapping[str, float], acc_drop: float, cfg: FinetuneConfig | None = None,
-            seed: int = 0) -> Recovery:
+            seed: int = 0, changed: Sequence[str] | None = None, fixed: Sequence[str] = ()) -> Recovery:
     """Fine-tunes `net` in place by distillation and checks it against the original accuracies.
 
     Args:
@@ -133,32 +165,55 @@ def recover(net: Any, teachers: Mapping[str, Any], data: FusionData, original_va
         original_test: task -> original network's test accuracy (validity check).
         acc_drop: largest allowed absolute accuracy drop of the worst task.
         cfg: fine-tuning settings.
+        changed: names of net's submodules whose input changed (fusion.search.module_names of
+            FusionGraph.changed_nodes); with cfg.warmup_epochs they train alone first. None or
+            empty: no warm-up.
+        fixed: names of submodules that never train (blocks that compute exactly what their
+            original network did, for one task only: training them on the pooled inputs of all
+            tasks can only move them away from the teacher).
     """
     from training.distill import distill
 
     cfg = cfg or FinetuneConfig()
     curve: dict[str, list[float]] = {t: [] for t in teachers}
     predicted: dict[str, float] = {}
+    warm = cfg.warmup_epochs if changed else 0
+    total = warm + cfg.epochs
 
-    def on_epoch(epoch: int, metrics: dict[str, Any]) -> bool:
+    def on_epoch(epoch: int, metrics: dict[str, Any], offset: int = 0) -> bool:
+        epoch += offset
         acc = task_accuracy(net, data.val)
         for t, a in acc.items():
             curve[t].append(a)
-        if not cfg.predictive or epoch >= cfg.epochs:
+        if not cfg.predictive or epoch >= total:
             return False
         stop = False
         for t in curve:
-            predicted[t] = extrapolate(curve[t], cfg.epochs)
-            stop |= cannot_reach(curve[t], original_val[t] - acc_drop, cfg.epochs, cfg.min_curve_points,
+            predicted[t] = extrapolate(curve[t], total)
+            stop |= cannot_reach(curve[t], original_val[t] - acc_drop, total, cfg.min_curve_points,
                                  cfg.curve_margin)
         return stop
 
-    res = distill(net, dict(teachers), {"train": data.train}, cfg.epochs, cfg.temperature, cfg.alpha, lr=cfg.lr,
-                  seed=seed, on_epoch=on_epoch, time_budget_s=cfg.time_budget_s)
-    if res.stopped == "callback":
+    epochs_run, seconds, stopped = 0, 0.0, "done"
+    if warm:
+        prefixes = tuple(f"{c}." for c in changed)
+        rest = [n for n, _ in net.named_children()]
+        rest = [f"{top}.{k}" for top in rest for k, _ in net.get_submodule(top).named_children()
+                if not f"{top}.{k}.".startswith(prefixes)]
+        with _Frozen(net, rest):
+            res = distill(net, dict(teachers), {"train": data.train}, warm, cfg.temperature, cfg.alpha,
+                          lr=cfg.warmup_lr, seed=seed, on_epoch=on_epoch, time_budget_s=cfg.time_budget_s)
+        epochs_run, seconds, stopped = res.epochs_run, res.seconds, res.stopped
+    if stopped == "done":
+        with _Frozen(net, fixed):
+            res = distill(net, dict(teachers), {"train": data.train}, cfg.epochs, cfg.temperature, cfg.alpha,
+                          lr=cfg.lr, seed=seed, on_epoch=lambda e, m: on_epoch(e, m, warm),
+                          time_budget_s=cfg.time_budget_s)
+        epochs_run, seconds, stopped = epochs_run + res.epochs_run, seconds + res.seconds, res.stopped
+    if stopped == "callback":
         drop = {t: round(original_val[t] - curve[t][-1], 4) for t in curve}
-        return Recovery("filtered-predictive", {}, drop, res.epochs_run, res.seconds, curve, predicted)
+        return Recovery("filtered-predictive", {}, drop, epochs_run, seconds, curve, predicted, warm, total)
     acc = task_accuracy(net, data.test)
     drop = {t: round(original_test[t] - acc[t], 4) for t in acc}
     status = "valid" if max(drop.values()) <= acc_drop + 1e-9 else "invalid"
-    return Recovery(status, acc, drop, res.epochs_run, res.seconds, curve, predicted)
+    return Recovery(status, acc, drop, epochs_run, seconds, curve, predicted, warm, total)

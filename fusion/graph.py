@@ -96,6 +96,28 @@ class FusionGraph:
                     out.append(n)
         return out
 
+    def cost_estimate(self) -> float:
+        """A rough multiply-accumulate count of the used nodes (parameters x spatial positions, the
+        geometric mean of input and output sizes). Only orders candidates before they are timed;
+        latencies the search compares are always measured."""
+        total = 0.0
+        for n in self.parent:
+            node = self.nodes[n]
+            hw_in = node.in_shape[1] * node.in_shape[2] if len(node.in_shape) == 3 else 1
+            hw_out = node.out_shape[1] * node.out_shape[2] if len(node.out_shape) == 3 else 1
+            total += node.params * (hw_in * hw_out) ** 0.5
+        return total
+
+    def changed_nodes(self) -> list[str]:
+        """Used nodes whose input is no longer what they were trained on: a node fed by another parent
+        than in its original network, and everything below it (in order, parents first)."""
+        out: list[str] = []
+        for n in self.order():
+            p = self.parent[n]
+            if p != self.nodes[n].prev or p in out:
+                out.append(n)
+        return out
+
     def adapters(self) -> dict[str, tuple[Shape, Shape]]:
         """Node id -> (parent's output shape, node's input shape) where they differ."""
         out = {}

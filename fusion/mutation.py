@@ -38,12 +38,61 @@ def candidate_mutations(graph: FusionGraph, relaxed: bool = True) -> list[Mutati
         for u in [INPUT, *used]:
             if u in below or u == graph.parent[v] or graph.nodes[u].is_head:
                 continue
+            exact = _exact(graph, u, v)
             src, dst = graph.nodes[u].out_shape, graph.nodes[v].in_shape
-            exact = src == dst
             if not exact and not (relaxed and adapter_allowed(src, dst, graph.max_scale)):
                 continue
             out.append(Mutation(v, u, "skip" if u in ancestors else "cross", not exact))
     return out
+
+
+def _exact(graph: FusionGraph, u: str, v: str) -> bool:
+    """v can run on u's output without an adapter (a head pools globally: only channels must match)."""
+    src, dst = graph.nodes[u].out_shape, graph.nodes[v].in_shape
+    if graph.nodes[v].is_head and len(src) == 3 and len(dst) == 3:
+        return src[0] == dst[0]
+    return src == dst
+
+
+def sharing_seeds(graph: FusionGraph, relaxed: bool = True) -> list[tuple[list[Mutation], FusionGraph]]:
+    """Aggressive-sharing starting points: fewest moved tasks first (a failed single move then rules
+    out, by the rule-based filter, every seed that includes it), cheapest first among equals (by
+    FusionGraph.cost_estimate).
+
+    For every donor task d and every way of giving each other task one of {its own network,
+    d's whole backbone with the task's own head ("head"), d's backbone but the last block with the
+    task's own last block and head ("tail")}, except all-own: the graph where those tasks run d's
+    prefix. Tails need an adapter when shapes differ (only with relaxed).
+    """
+    import itertools
+
+    out: dict[str, tuple[list[Mutation], FusionGraph]] = {}
+    for donor in graph.heads:
+        path = graph.path(donor)
+        if len(path) < 3:
+            continue
+        last, before = path[-2], path[-3]  # d's last backbone block, and the one before it
+        others = [t for t in graph.heads if t != donor]
+        for choice in itertools.product(("own", "head", "tail"), repeat=len(others)):
+            if all(c == "own" for c in choice):
+                continue
+            g, muts = graph, []
+            try:
+                for task, c in zip(others, choice):
+                    if c == "own":
+                        continue
+                    tp = g.path(task)
+                    v, u = (tp[-1], last) if c == "head" else (tp[-2], before)
+                    exact = _exact(g, u, v)
+                    if not exact and not relaxed:
+                        raise GraphError("needs an adapter")
+                    m = Mutation(v, u, "cross", not exact)
+                    g = apply_mutation(g, m)
+                    muts.append(m)
+            except GraphError:
+                continue
+            out.setdefault(g.canonical_hash(), (muts, g))
+    return sorted(out.values(), key=lambda mg: (len(mg[0]), mg[1].cost_estimate(), mg[1].canonical_hash()))
 
 
 def _ancestors(graph: FusionGraph, node: str) -> set[str]:

@@ -1,10 +1,18 @@
 """GMorph-style search for a fast multi-task network: simulated annealing over graph mutations.
 
-Each iteration mutates the current graph or one of an elite set of valid graphs, skips graphs
-already evaluated (canonical hash) and graphs whose sharing is a superset of one that failed
-(rule-based filter), measures the candidate's latency as a converted TFLite model on the target,
-then fine-tunes it by distillation with learning-curve early stopping (predictive filter).
-Every iteration is one JSON line in <out>/search.jsonl; a rerun with the same --out resumes.
+The search first tries aggressive-sharing seeds (fusion.mutation.sharing_seeds: other tasks
+running one donor's backbone with their own head or last block, cheapest first), then mutates
+the current graph or one of an elite set of valid graphs. Each candidate: skip graphs already
+evaluated (canonical hash) and graphs whose sharing is a superset of one that failed
+(rule-based filter, --no-rule turns it off); measure its latency as a converted TFLite model on
+the target; skip fine-tuning when the annealing would reject it on that latency even if it were
+accurate (a seed: when it is not faster than the best valid graph); else fine-tune it by
+distillation (a warm-up of the moved parts, then the shared ones), with learning-curve early
+stopping (predictive filter, --no-predictive turns it off) and a few more epochs for an
+invalid candidate that is close and would be a new best. Plain annealing = both filters off.
+The objective is the measured latency subject to every task's accuracy drop <= acc_drop.
+Every iteration is one JSON line in <out>/search.jsonl (with fine-tuning epochs spent, per
+candidate and in total); a rerun with the same --out resumes.
 
 CLI: python -m fusion.search --benchmark fashion3 --device host --acc-drop 0.01 --budget 20m --out DIR
 """
@@ -24,7 +32,7 @@ from configs.errors import UserError
 from .finetune import DataSettings, FinetuneConfig
 from .graph import FusionGraph
 from .measure import LatencyConfig, check_device
-from .searchlog import note, read_state, rule_filtered
+from .searchlog import finetune_accounting, note, read_state, rule_filtered
 from .tasks import get_benchmark
 from .zoo import ZooSettings
 
@@ -47,8 +55,14 @@ class SearchConfig:
     temperature: float = 0.05  # initial SA temperature, as a relative latency increase accepted with p=1/e
     cooling: float = 0.9  # temperature factor per iteration
     rule_filter: bool = True  # skip candidates whose sharing is a superset of a failed one
+    seeds: bool = True  # try fusion.mutation.sharing_seeds first (cheapest first)
+    skip_slow: bool = True  # no fine-tuning for a candidate the annealing would reject on its measured latency
+    rescue_epochs: int = 2  # extra epochs for an invalid candidate that would be a new best (0: none)
+    rescue_margin: float = 2.0  # ... when its worst accuracy drop is at most rescue_margin * acc_drop
     inherit: bool = True  # start fine-tuning from the parent candidate's fine-tuned weights (when it has them)
     measure_separate: bool = True  # also time each task network as its own .tflite (the separate deployment)
+    latency_store: str | None = None  # JSON-lines file of measured latencies by graph, reused across searches
+    #   (a latency depends on the graph, dtype, device and timing settings, not on the weights)
     seed: int = 0  # seed of mutations and fine-tuning
     cache_dir: str | None = None  # zoo cache (default ~/.cache/nnsplice/fusion)
     zoo: ZooSettings = field(default_factory=ZooSettings)  # settings the task networks were trained with
@@ -68,7 +82,25 @@ class SearchConfig:
             raise UserError(f"latency_stat {self.latency_stat!r}: allowed are min_us, median_us, mean_us, p90_us")
         if self.finetune.epochs < 1:
             raise UserError(f"--epochs {self.finetune.epochs}: must be >= 1")
+        if self.finetune.warmup_epochs < 0 or self.rescue_epochs < 0:
+            raise UserError(f"--warmup-epochs {self.finetune.warmup_epochs} / --rescue-epochs {self.rescue_epochs}: "
+                            f"must be >= 0")
         return self
+
+    def filters(self) -> dict[str, bool]:
+        """Which filters and search aids are on (recorded in the summary)."""
+        return {"rule": self.rule_filter, "predictive": self.finetune.predictive, "seeds": self.seeds,
+                "skip_slow": self.skip_slow, "rescue": self.rescue_epochs > 0}
+
+
+def module_names(g: FusionGraph, nodes: list[str], adapters: bool = False) -> list[str]:
+    """Names of the nodes' submodules in fusion.modules.FusedNet ("blocks.<task>__<block>"), and with
+    adapters=True also the adapters on their input edges ("adapters.<task>__<block>")."""
+    out = [f"blocks.{n.replace('.', '__')}" for n in nodes]
+    if adapters:
+        ad = g.adapters()
+        out += [f"adapters.{n.replace('.', '__')}" for n in nodes if n in ad]
+    return out
 
 
 def parse_budget(text: str) -> float:
@@ -105,14 +137,37 @@ class Search:
             self.orig_test = task_accuracy(self.models, self.data.test)
         self.log_path = self.out / LOG_NAME
         self.state = read_state(self.log_path, self.root.nodes, cfg.elite_size)
+        self._seeds: list | None = None
         (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2, default=str) + "\n")
 
     # --- one candidate ---------------------------------------------------------------------
     def _latency(self, net: Any, g: FusionGraph) -> dict[str, Any]:
+        """The graph's measured latency: from the latency store when this graph was timed there with the
+        same settings (marked reused), else converted and timed now (and added to the store)."""
         from .measure import measure
 
-        return measure(net, list(self.bench.archs), self.input_shape, self._tflite_path(g.canonical_hash()),
-                       self.cfg.device, self.cfg.latency)
+        key = json.dumps([self.bench.name, g.canonical_hash(), self.cfg.device, asdict(self.cfg.latency)])
+        store = Path(self.cfg.latency_store) if self.cfg.latency_store else None
+        if store is not None and store.is_file():
+            for line in store.read_text().splitlines():
+                rec = json.loads(line) if line.strip() else {}
+                if rec.get("key") == key and Path(rec["latency"]["path"]).is_file():
+                    return {**rec["latency"], "reused": True}
+        lat = measure(net, list(self.bench.archs), self.input_shape, self._tflite_path(g.canonical_hash()),
+                      self.cfg.device, self.cfg.latency)
+        if store is not None:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            with store.open("a") as f:
+                f.write(json.dumps({"key": key, "latency": lat}) + "\n")
+        return lat
+
+    def _export(self, net: Any, g: FusionGraph) -> Path:
+        """Converts the (fine-tuned) network to <out>/tflite/..._<hash>_... (the file its latency was
+        measured on, or, when the latency came from the store, a file of this search)."""
+        from .measure import export_multitask
+
+        return export_multitask(net, list(self.bench.archs), self.input_shape, self._tflite_path(g.canonical_hash()),
+                                self.cfg.latency.dtype)
 
     def _tflite_path(self, variant: str) -> Path:
         """<out>/tflite/<benchmark>_<variant>_<dtype>_<device>.tflite"""
@@ -125,6 +180,7 @@ class Search:
                "seconds": round(time.perf_counter() - t0, 2)}
         row.update(extra)
         row["search_s"] = round(self._spent(), 2)
+        row["epochs_total"] = sum(r.get("epochs", 0) for r in self.state.rows) + row.get("epochs", 0)
         return row
 
     def _write(self, row: dict[str, Any], g: FusionGraph) -> None:
@@ -142,7 +198,7 @@ class Search:
 
         net = build_fused(self.root, self.models)
         lat = self._latency(net, self.root)
-        separate = {}
+        separate, separate_paths = {}, {}
         if self.cfg.measure_separate:
             from .measure import measure
             from .modules import separate_net
@@ -150,38 +206,63 @@ class Search:
             for t, m in self.models.items():
                 r = measure(separate_net({t: m}), [t], self.input_shape, self._tflite_path(f"{t}_{self.zoo[t].arch}"),
                             self.cfg.device, self.cfg.latency)
-                separate[t] = r[self.cfg.latency_stat]
+                separate[t], separate_paths[t] = r[self.cfg.latency_stat], r["path"]
         row = self._row(self.root, "valid", "original", t0, accuracy=self.orig_test,
                         drop={t: 0.0 for t in self.orig_test}, latency_us=lat[self.cfg.latency_stat], latency=lat,
-                        accepted=True, original=True, val_accuracy=self.orig_val, separate_us=separate)
+                        accepted=True, original=True, val_accuracy=self.orig_val, separate_us=separate,
+                        separate_tflite=separate_paths, epochs=0)
         self._write(row, self.root)
 
-    def step(self, rng: np.random.Generator) -> bool:
-        """Evaluates one candidate; False when no unseen mutation is left."""
-        import torch
+    def _next_seed(self) -> tuple[str, FusionGraph] | None:
+        """The cheapest sharing seed not evaluated yet (None when seeds are off or all were tried)."""
+        if not self.cfg.seeds:
+            return None
+        if self._seeds is None:
+            from .mutation import sharing_seeds
 
-        from .finetune import recover
-        from .modules import build_fused, inherit
+            self._seeds = sharing_seeds(self.root, self.cfg.relaxed)
+        for muts, g in self._seeds:
+            if g.canonical_hash() not in self.state.seen:
+                return "seed: " + "; ".join(m.describe() for m in muts), g
+        return None
+
+    def _propose(self, rng: np.random.Generator) -> tuple[str, FusionGraph, FusionGraph, bool] | None:
+        """(description, graph, parent, is_seed) of the next candidate; None when nothing is left."""
         from .mutation import random_mutation
 
+        seed = self._next_seed()
+        if seed is not None:
+            return seed[0], seed[1], self.root, True
         st, cfg = self.state, self.cfg
         starts = [st.current] if st.current is not None else []
         if st.elite and rng.random() < cfg.elite_prob:
             starts.insert(0, st.elite[rng.integers(len(st.elite))][1])
         starts += [g for _, g in st.elite]
-        found = None
         for start in starts:
             found = random_mutation(start, rng, st.seen, cfg.relaxed, savings_bias=cfg.savings_bias)
             if found:
-                break
-        if found is None:
+                return found[0].describe(), found[1], start, False
+        return None
+
+    def step(self, rng: np.random.Generator) -> bool:
+        """Evaluates one candidate; False when no unseen candidate is left."""
+        import torch
+
+        from .modules import build_fused, inherit
+
+        st, cfg = self.state, self.cfg
+        proposal = self._propose(rng)
+        if proposal is None:
             return False
+        desc, g, start, is_seed = proposal
+        # drawn for every proposed mutation, filtered or not: runs with and without filters then make
+        # the same annealing decisions wherever the filters did not change an outcome
+        draw = None if is_seed else float(rng.random())
         parent_weights = self._weights_path(start)
-        m, g = found
         t0 = time.perf_counter()
         sig = g.sharing_signature()
         if cfg.rule_filter and rule_filtered(sig, st.failed):
-            self._write(self._row(g, "filtered-rule", m.describe(), t0), g)
+            self._write(self._row(g, "filtered-rule", desc, t0, parent=start.canonical_hash(), epochs=0), g)
             return True
         torch.manual_seed(cfg.seed)
         net = build_fused(g, self.models)
@@ -189,21 +270,49 @@ class Search:
         if cfg.inherit and parent_weights.is_file():
             inherited = inherit(net, torch.load(parent_weights, map_location="cpu", weights_only=True))
         lat = self._latency(net, g)
-        rec = recover(net, self.models, self.data, self.orig_val, self.orig_test, cfg.acc_drop, cfg.finetune,
-                      seed=cfg.seed)
         latency_us = float(lat[cfg.latency_stat])
-        accepted = False
-        if rec.status == "valid":
-            n_done = len(st.rows)
-            temp = cfg.temperature * cfg.cooling ** n_done
+        best_valid = st.elite[0][0] if st.elite else math.inf
+        if is_seed:  # a seed is worth fine-tuning only if it would be the new best
+            worth = latency_us < best_valid
+        else:  # simulated annealing's acceptance, decided on the measured latency before fine-tuning
+            temp = cfg.temperature * cfg.cooling ** len(st.rows)
             rel = (latency_us - st.current_latency) / st.current_latency
-            accepted = rel < 0 or (temp > 0 and rng.random() < math.exp(-rel / temp))
+            worth = rel < 0 or (temp > 0 and draw < math.exp(-rel / temp))
+        common = dict(latency_us=latency_us, latency=lat, parent=start.canonical_hash(), seed_graph=is_seed)
+        if cfg.skip_slow and not worth:
+            self._write(self._row(g, "skipped-latency", desc, t0, epochs=0, best_valid_us=best_valid, **common), g)
+            return True
+        changed = g.changed_nodes()
+        users = g.users()
+        fixed = [n for n in g.order() if n not in changed and len(users[n]) == 1]
+        rec = self._recover(net, module_names(g, changed, adapters=True), module_names(g, fixed))
+        rescued = 0
+        if (rec.status == "invalid" and cfg.rescue_epochs and latency_us < best_valid
+                and max(rec.drop.values()) <= cfg.rescue_margin * cfg.acc_drop):
+            more = self._recover(net, None, module_names(g, fixed),
+                                 replace(cfg.finetune, epochs=cfg.rescue_epochs, warmup_epochs=0, predictive=False,
+                                         lr=cfg.finetune.lr / 2))
+            rescued = more.epochs
+            more.curve = {t: rec.curve[t] + more.curve[t] for t in more.curve}
+            more.epochs, more.seconds = rec.epochs + more.epochs, rec.seconds + more.seconds
+            more.planned_epochs, more.warmup_epochs = rec.planned_epochs + rescued, rec.warmup_epochs
+            rec = more
+        accepted = rec.status == "valid" and worth
+        if rec.status == "valid":  # keep its fine-tuned weights, and make its .tflite the fine-tuned model
             torch.save(net.state_dict(), self._weights_path(g))
-        row = self._row(g, rec.status, m.describe(), t0, accuracy=rec.accuracy, drop=rec.drop, latency_us=latency_us,
-                        latency=lat, accepted=accepted, epochs=rec.epochs, finetune_s=round(rec.seconds, 1),
-                        curve=rec.curve, predicted=rec.predicted, parent=start.canonical_hash(), inherited=inherited)
+            lat["path"] = str(self._export(net, g))
+        row = self._row(g, rec.status, desc, t0, accuracy=rec.accuracy, drop=rec.drop, accepted=accepted,
+                        epochs=rec.epochs, planned_epochs=rec.planned_epochs, warmup_epochs=rec.warmup_epochs,
+                        rescue_epochs=rescued, finetune_s=round(rec.seconds, 1), curve=rec.curve,
+                        predicted=rec.predicted, inherited=inherited, **common)
         self._write(row, g)
         return True
+
+    def _recover(self, net: Any, changed: list[str] | None, fixed: list[str], ft: Any = None) -> Any:
+        from .finetune import recover
+
+        return recover(net, self.models, self.data, self.orig_val, self.orig_test, self.cfg.acc_drop,
+                       ft or self.cfg.finetune, seed=self.cfg.seed, changed=changed, fixed=fixed)
 
     def _weights_path(self, g: FusionGraph) -> Path:
         (self.out / "candidates").mkdir(exist_ok=True)
@@ -240,15 +349,20 @@ class Search:
         counts: dict[str, int] = {}
         for r in rows:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
+        separate = original.get("separate_us", {})
         out = {"benchmark": self.bench.name, "stopped": stop, "iterations": len(rows) - 1, "status_counts": counts,
-               "search_s": round(self._spent(), 1), "acc_drop": self.cfg.acc_drop,
+               "search_s": round(self._spent(), 1), "acc_drop": self.cfg.acc_drop, "filters": self.cfg.filters(),
+               "finetune": finetune_accounting(rows),
                "original": {"latency_us": original["latency_us"], "accuracy": original["accuracy"],
-                            "separate_us": original.get("separate_us", {}),
+                            "separate_us": separate,
                             "params": original["sharing"]["params"], "tflite": original["latency"]["path"]},
                "best": {"hash": best_row["hash"], "latency_us": best_lat, "accuracy": best_row["accuracy"],
                         "drop": best_row["drop"], "sharing": best_row["sharing"], "tflite": best_row["latency"]["path"],
-                        "graph": best_row["graph"]},
-               "speedup": original["latency_us"] / best_lat}
+                        "graph": best_row["graph"], "mutation": best_row["mutation"],
+                        "found_at": {"iteration": best_row["iteration"], "search_s": best_row["search_s"],
+                                     "epochs_total": best_row.get("epochs_total", 0)}},
+               "speedup": original["latency_us"] / best_lat,
+               "ratio_vs_separate": best_lat / sum(separate.values()) if separate else None}
         (self.out / "best.json").write_text(json.dumps(out, indent=2) + "\n")
         return out
 
@@ -280,7 +394,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default=None, help="zoo cache folder (default ~/.cache/nnsplice/fusion)")
     p.add_argument("--train-per-task", type=int, default=DataSettings.train_per_task)
     p.add_argument("--no-relaxed", action="store_true", help="only merge nodes of identical shapes")
-    p.add_argument("--no-predictive", action="store_true", help="fine-tune every candidate for all epochs")
+    p.add_argument("--no-predictive", action="store_true",
+                   help="no learning-curve filter: fine-tune every candidate for all epochs")
+    p.add_argument("--no-rule", action="store_true",
+                   help="no rule-based filter: also evaluate candidates that share more than a failed one "
+                        "(--no-rule --no-predictive = plain annealing)")
+    p.add_argument("--no-seeds", action="store_true", help="start from mutations only, no aggressive-sharing seeds")
+    p.add_argument("--warmup-epochs", type=int, default=FinetuneConfig.warmup_epochs,
+                   help="epochs training only the moved parts first (counted in the epochs run)")
+    p.add_argument("--rescue-epochs", type=int, default=SearchConfig.rescue_epochs,
+                   help="extra epochs for a nearly valid candidate that would be a new best (0: none)")
     p.add_argument("--latency-stat", default="median_us", help="statistic minimised: min_us, median_us, mean_us, p90_us")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for fine-tuning")
@@ -291,18 +414,25 @@ def main(argv: list[str] | None = None) -> int:
         cfg = SearchConfig(
             benchmark=a.benchmark, out=a.out, acc_drop=a.acc_drop, budget_s=parse_budget(a.budget),
             max_iterations=a.iterations, device=a.device, latency_stat=a.latency_stat, relaxed=not a.no_relaxed,
-            seed=a.seed, cache_dir=a.cache,
+            seed=a.seed, cache_dir=a.cache, rule_filter=not a.no_rule, seeds=not a.no_seeds,
+            rescue_epochs=a.rescue_epochs,
             zoo=ZooSettings(epochs=a.zoo_epochs, train_limit=a.zoo_train_limit or None),
             data=replace(DataSettings(), train_per_task=a.train_per_task),
-            finetune=replace(FinetuneConfig(), epochs=a.epochs, predictive=not a.no_predictive))
+            finetune=replace(FinetuneConfig(), epochs=a.epochs, predictive=not a.no_predictive,
+                             warmup_epochs=a.warmup_epochs))
         s = run_search(cfg)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     b = s["best"]
+    ft = s["finetune"]
     print(f"{s['iterations']} candidates in {s['search_s']:.0f} s ({s['stopped']}): {s['status_counts']}")
+    print(f"filters: {', '.join(k for k, on in s['filters'].items() if on) or 'none'}; fine-tuning: "
+          f"{ft['epochs_total']} epochs over {ft['candidates_evaluated']} candidates, {ft['stopped_by_curve']} "
+          f"stopped by the curve, {ft['skipped_by_rule']} skipped by the rule, {ft['skipped_by_latency']} on latency")
+    ratio = "" if s["ratio_vs_separate"] is None else f", {s['ratio_vs_separate']:.2f} of the separate networks' sum"
     print(f"original {s['original']['latency_us']:.1f} us -> best {b['latency_us']:.1f} us "
-          f"(x{s['speedup']:.2f}); accuracy drop {b['drop']}")
+          f"(x{s['speedup']:.2f}{ratio}); accuracy drop {b['drop']}")
     print(f"results: {Path(a.out) / 'best.json'}, log: {Path(a.out) / LOG_NAME}, model: {b['tflite']}")
     return 0
 

@@ -66,3 +66,17 @@ def rule_filtered(signature: frozenset, failed: list[frozenset]) -> bool:
     return any(signature >= f for f in failed)
 
 
+def finetune_accounting(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fine-tuning spent by a search, from its log rows: epochs in total and per candidate,
+    candidates fine-tuned, stopped early by the learning curve, skipped by the rule or on latency."""
+    tuned = [r for r in rows if r["status"] in ("valid", "invalid", "filtered-predictive") and not r.get("original")]
+    return {"epochs_total": sum(r.get("epochs", 0) for r in rows),
+            "epochs_per_candidate": {r["hash"]: r.get("epochs", 0) for r in tuned},
+            "planned_epochs_total": sum(r.get("planned_epochs", 0) for r in tuned),
+            "seconds_total": round(sum(r.get("finetune_s", 0.0) for r in tuned), 1),
+            "candidates_evaluated": len(tuned),
+            "stopped_by_curve": sum(r["status"] == "filtered-predictive" for r in rows),
+            "skipped_by_rule": sum(r["status"] == "filtered-rule" for r in rows),
+            "skipped_by_latency": sum(r["status"] == "skipped-latency" for r in rows),
+            "rescued": sum(1 for r in tuned if r.get("rescue_epochs")),
+            "valid": sum(r["status"] == "valid" and not r.get("original") for r in rows)}

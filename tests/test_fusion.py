@@ -306,7 +306,7 @@ def test_tiny_search_end_to_end_and_resume(tmp_path):
     assert len(rows) == 3 and rows[0]["original"] and s["iterations"] == 2
     assert len({r["hash"] for r in rows}) == 3  # no graph evaluated twice
     for r in rows:
-        assert r["status"] in ("valid", "invalid", "filtered-predictive", "filtered-rule")
+        assert r["status"] in ("valid", "invalid", "filtered-predictive", "filtered-rule", "skipped-latency")
         assert {"hash", "sharing", "seconds", "search_s", "mutation"} <= set(r)
         if r["status"] != "filtered-rule":
             assert r["latency_us"] > 0 and r["latency"]["path"].endswith("_fp32_host.tflite")
@@ -320,3 +320,195 @@ def test_tiny_search_end_to_end_and_resume(tmp_path):
     s2 = fusion.run_search(cfg.__class__(**{**cfg.__dict__, "max_iterations": 3}), log=lambda s: None)  # resume
     rows2 = (tmp_path / "run" / LOG_NAME).read_text().splitlines()
     assert len(rows2) == 4 and rows2[:3] == [json.dumps(r) for r in rows] and s2["iterations"] == 3
+
+
+# --- search bookkeeping: filters and epoch accounting (no training, no conversion) -------------
+class _FakeSearch:
+    """A fusion.search.Search on random task networks whose latency is the graph's cost estimate and
+    whose fine-tuning is scripted: each candidate gets the next (status, epochs) of `outcomes`."""
+
+    def __new__(cls, tmp_path, models, outcomes, **cfg_kw):
+        from fusion.finetune import Recovery
+        from fusion.search import SearchConfig, Search
+        from fusion.searchlog import SearchState
+
+        s = Search.__new__(Search)
+        s.cfg = SearchConfig("fashion3", str(tmp_path), measure_separate=False, **cfg_kw).validate()
+        s.say, s.out = (lambda m: None), tmp_path
+        s.bench = fusion.get_benchmark("fashion3")
+        s.models = models
+        s.root = graph_from_models(models, {t: SHAPE for t in models})
+        s.state, s._seeds = SearchState(), None
+        s.log_path = tmp_path / "search.jsonl"
+        s._t_start, s._base_s = 0.0, 0.0
+        s.calls = []
+        s._latency = lambda net, g: {"median_us": g.cost_estimate() / 1e5, "path": "x.tflite"}
+        s._export = lambda net, g: tmp_path / f"{g.canonical_hash()}.tflite"  # a valid candidate's fine-tuned model
+        script = list(outcomes)
+
+        def fake_recover(net, changed, fixed, ft=None):
+            status, epochs = script.pop(0)
+            s.calls.append((changed, fixed))
+            acc = {} if status == "filtered-predictive" else {t: 0.9 for t in models}
+            drop = {t: 0.0 if status == "valid" else 0.05 for t in models}
+            return Recovery(status, acc, drop, epochs, 1.0, {t: [0.9] * epochs for t in models}, {}, 1, 4)
+
+        s._recover = fake_recover
+        root_row = s._row(s.root, "valid", "original", 0.0, accuracy={t: 0.9 for t in models},
+                          drop={t: 0.0 for t in models}, latency_us=s.root.cost_estimate() / 1e5,
+                          latency={"path": "root.tflite"}, accepted=True, original=True, separate_us={},
+                          epochs=0)
+        s._write(root_row, s.root)
+        return s
+
+
+def _propose_fixed(search, graphs):
+    """Makes the search propose exactly these graphs, in order, as mutations of the root."""
+    todo = list(graphs)
+    search._propose = lambda rng: (f"test {len(todo)}", todo.pop(0), search.root, False)
+
+
+@pytest.mark.parametrize("rule", [True, False])
+def test_no_rule_evaluates_a_superset_of_a_failed_candidate(tmp_path, models, rule):
+    from fusion.searchlog import finetune_accounting
+    g1 = apply_mutation(graph_from_models(models, {t: SHAPE for t in models}),
+                        Mutation("fashion_rotation.b1", "fashion10.b1", "cross", False))
+    g3 = apply_mutation(g1, Mutation("fashion_rotation.b3", "fashion10.b2", "cross", False))  # shares more
+    assert g3.sharing_signature() > g1.sharing_signature()
+    s = _FakeSearch(tmp_path, models, [("invalid", 4), ("invalid", 4)], rule_filter=rule, skip_slow=False,
+                    seeds=False, rescue_epochs=0)
+    _propose_fixed(s, [g1, g3])
+    rng = np.random.default_rng(0)
+    assert s.step(rng) and s.step(rng)
+    rows = s.state.rows
+    assert rows[1]["status"] == "invalid"
+    assert rows[2]["status"] == ("filtered-rule" if rule else "invalid")
+    acc = finetune_accounting(rows)
+    assert acc["skipped_by_rule"] == (1 if rule else 0)
+    assert acc["candidates_evaluated"] == (1 if rule else 2) and acc["epochs_total"] == (4 if rule else 8)
+    assert s.cfg.filters()["rule"] is rule
+
+
+def test_epoch_accounting_and_latency_skip(tmp_path, models):
+    from fusion.mutation import sharing_seeds
+    from fusion.searchlog import finetune_accounting
+    s = _FakeSearch(tmp_path, models, [("filtered-predictive", 2), ("valid", 4), ("invalid", 3), ("valid", 4)],
+                    rescue_epochs=0)
+    seeds = sharing_seeds(s.root)
+    order = [(len(m), g.cost_estimate()) for m, g in seeds]
+    assert order == sorted(order) and order[0][0] == 1 and order[-1][0] == 2  # fewest moves, then cheapest
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        s.step(rng)
+    rows = s.state.rows[1:]
+    assert all(r["mutation"].startswith("seed: ") and r["seed_graph"] for r in rows)  # seeds first, cheapest first
+    assert [r["hash"] for r in rows] == [g.canonical_hash() for _, g in seeds[:4]]
+    assert [r["status"] for r in rows[:2]] == ["filtered-predictive", "valid"]
+    # once a seed is valid, a seed that is not faster is not fine-tuned (skipped on its measured latency)
+    for r in rows[2:]:
+        if r["latency_us"] >= rows[1]["latency_us"]:
+            assert r["status"] == "skipped-latency" and r["epochs"] == 0
+    epochs = [r["epochs"] for r in s.state.rows]
+    assert [r["epochs_total"] for r in s.state.rows] == list(np.cumsum(epochs))  # running total per row
+    acc = finetune_accounting(s.state.rows)
+    assert acc["epochs_total"] == sum(epochs) and acc["stopped_by_curve"] == 1
+    assert acc["candidates_evaluated"] == sum(r["status"] != "skipped-latency" for r in rows)
+    assert acc["skipped_by_latency"] == sum(r["status"] == "skipped-latency" for r in rows)
+    assert sum(acc["epochs_per_candidate"].values()) == acc["epochs_total"]
+    # the warm-up trains the moved head alone; blocks only one task uses, unchanged, never train
+    changed, fixed = s.calls[1]
+    g = FusionGraph.from_dict(rows[1]["graph"], s.root.nodes)
+    assert set(changed) >= {f"blocks.{n.replace('.', '__')}" for n in g.changed_nodes()}
+    assert not set(changed) & set(fixed)
+
+
+def test_search_cli_filter_flags(tmp_path, monkeypatch):
+    import fusion.search as fs
+    seen = {}
+
+    def fake_run(cfg, log=print):
+        seen["cfg"] = cfg
+        raise UserError("stop here")
+
+    monkeypatch.setattr(fs, "run_search", fake_run)
+    assert fs.main(["--benchmark", "fashion3", "--out", str(tmp_path), "--no-rule", "--no-predictive"]) == 2
+    cfg = seen["cfg"]
+    assert cfg.filters() == {"rule": False, "predictive": False, "seeds": True, "skip_slow": True, "rescue": True}
+    assert fs.main(["--benchmark", "fashion3", "--out", str(tmp_path)]) == 2
+    assert seen["cfg"].rule_filter and seen["cfg"].finetune.predictive
+
+
+def test_recover_warmup_and_fixed_blocks(models):
+    """Epochs count the warm-up; fixed blocks keep their weights and BatchNorm statistics; flags restored."""
+    import torch
+    from fusion.finetune import FinetuneConfig, FusionData, recover
+    from fusion.search import module_names
+    from training import LoaderConfig, make_loader
+
+    g = apply_mutation(graph_from_models(models, {t: SHAPE for t in models}),
+                       Mutation("fashion_coarse4.head", "fashion10.b3", "cross", False))
+    assert g.changed_nodes() == ["fashion_coarse4.head"] and g.adapters() == {}
+    net = fusion.build_fused(g, models)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, size=(64, 28, 28), dtype=np.uint8)
+    lc = LoaderConfig(size=32, channels=1, batch_size=32)
+    labels = {t: rng.integers(0, 4, 64) for t in models}
+    loaders = {t: make_loader(x, {t: labels[t]}, lc) for t in models}
+    data = FusionData(make_loader(x, labels, lc, shuffle=True), loaders, loaders)
+    fixed = module_names(g, [n for n in g.order() if n.startswith("fashion_rotation")])
+    before = {k: v.clone() for k, v in net.state_dict().items() if "fashion_rotation" in k}
+    head_before = net.blocks["fashion_coarse4__head"].fc.weight.clone()
+    ones = {t: 1.0 for t in models}
+    rec = recover(net, models, data, ones, ones, 1.0, FinetuneConfig(epochs=1, warmup_epochs=1, predictive=False),
+                  changed=module_names(g, g.changed_nodes(), adapters=True), fixed=fixed)
+    assert rec.epochs == 2 and rec.warmup_epochs == 1 and rec.planned_epochs == 2
+    assert all(len(c) == 2 for c in rec.curve.values())
+    after = net.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # incl. BatchNorm running statistics
+    assert not torch.equal(head_before, net.blocks["fashion_coarse4__head"].fc.weight)
+    assert all(p.requires_grad for p in net.parameters()) and "train" not in vars(net.blocks["fashion_rotation__b0"])
+
+
+@pytest.mark.slow
+@needs_data
+def test_fusion_bench_smoke(tmp_path):
+    """bench/fusion_bench.py with the smallest settings: the CSV's columns, and ratios computed from
+    the measured numbers it reports."""
+    import csv
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "fusion_bench.py"
+    spec = importlib.util.spec_from_file_location("fusion_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "fusion.csv"
+    assert bench.main(["--small", "--iterations", "2", "--budget", "5m", "--reps", "2", "--runs", "3",
+                       "--gemel-attempts", "1", "--gemel-epochs", "1", "--work", str(tmp_path / "work"),
+                       "--csv", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == bench.CSV_COLUMNS
+    v = {(r["part"], r["metric"]): r["value"] for r in rows}
+    tasks = ("fashion10", "fashion_coarse4", "fashion_rotation")
+    sep = [float(next(val for (p, m), val in v.items() if p == "a" and m.startswith(f"separate {t} "))) for t in tasks]
+    assert all(s > 0 for s in sep)
+    assert float(v[("a", "sum of separate latencies")]) == pytest.approx(sum(sep), rel=1e-3)
+    fused = float(v[("a", "fused latency")])
+    assert fused > 0
+    assert float(v[("a", "ratio fused / sum of separate (medians)")]) == pytest.approx(fused / sum(sep), rel=2e-3)
+    for t in tasks:
+        drop = float(v[("a", f"{t} accuracy drop")])
+        assert drop == pytest.approx(float(v[("a", f"{t} accuracy separate .tflite")])
+                                     - float(v[("a", f"{t} accuracy fused .tflite")]), abs=1e-3)
+    for run in ("plain", "filtered"):
+        assert v[(f"b:{run}", "filters")] == ("none" if run == "plain" else "rule,predictive")
+        assert int(v[(f"b:{run}", "fine-tuning epochs in total")]) >= 0
+    plain_ep = int(v[("b:plain", "fine-tuning epochs to equal outcome")])
+    filt_ep = int(v[("b:filtered", "fine-tuning epochs to equal outcome")])
+    ratio_key = next(k for k in v if k[0] == "b" and k[1].startswith("fine-tuning epochs plain / filtered"))
+    assert float(v[ratio_key]) == pytest.approx(plain_ep / max(filt_ep, 1), rel=1e-3)
+    assert 0 <= float(v[("c", "Gemel memory saved")]) < 100
+    plain = [json.loads(line) for line in (tmp_path / "work" / "plain" / "search.jsonl").read_text().splitlines()]
+    assert plain[0]["latency"].get("reused")  # the plain run reuses the filtered run's measured latencies
+    summary = json.loads((tmp_path / "fusion_summary.json").read_text())
+    assert summary["timing"]["fused"]["median_us"] == pytest.approx(fused, rel=1e-3)
