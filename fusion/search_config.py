@@ -1,8 +1,9 @@
-"""Settings of one fusion search (typed, validated in one place) and the --budget parser."""
+"""Settings of one fusion search: typed, validated in one place."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from configs.duration import parse_duration as parse_budget  # noqa: F401  (fusion.search's API)
 from configs.errors import UserError
 
 from .finetune import DataSettings, FinetuneConfig
@@ -63,14 +64,3 @@ class SearchConfig:
         """Which filters and search aids are on (recorded in the summary)."""
         return {"rule": self.rule_filter, "predictive": self.finetune.predictive, "seeds": self.seeds,
                 "skip_slow": self.skip_slow, "rescue": self.rescue_epochs > 0}
-
-
-
-def parse_budget(text: str) -> float:
-    """'20m', '90s', '1.5h' or plain seconds -> seconds (UserError otherwise)."""
-    t = str(text).strip().lower()
-    scale = {"s": 1, "m": 60, "h": 3600}.get(t[-1:], None)
-    try:
-        return float(t[:-1]) * scale if scale else float(t)
-    except ValueError:
-        raise UserError(f"--budget {text!r}: expected a duration like 20m, 90s or 1h") from None

@@ -13,16 +13,19 @@ Measurements go to --store/<device>.csv (host, or adb_<model>_<serial>) and are 
 from __future__ import annotations
 
 import argparse
-import re
 import sys
+
+from configs.errors import UserError
 
 
 def parse_budget(text: str) -> float:
-    """'90s', '10m', '1h' or plain seconds -> seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"--budget {text!r}: a duration like 90s, 10m or 1h")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+    """'90s', '10m', '1h' or plain seconds -> seconds (an argparse type: bad values are usage errors)."""
+    from configs.duration import parse_duration
+
+    try:
+        return parse_duration(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -83,7 +86,6 @@ def options(a: argparse.Namespace):
     try:
         deltas = tuple(int(x) for x in a.depth_deltas.split(",") if x.strip())
     except ValueError:
-        from configs import UserError
         raise UserError(f"--depth-deltas = {a.depth_deltas!r}: integers separated by commas, e.g. -1,0") from None
     return SearchOptions(
         lanes=a.lanes, device=a.device, store_dir=a.store,
@@ -100,7 +102,6 @@ def options(a: argparse.Namespace):
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    from configs import UserError
 
     from . import search
 
