@@ -96,7 +96,7 @@ def _run_all(args, files, cores, opt, out_csv, device) -> int:
                 print(f"[{n}/{len(files)}] {cfg.name}: already in {out_csv}, skipped (--force re-measures)")
                 continue
             print(f"[{n}/{len(files)}] {cfg.name}: building, converting, running on {device.label()}", flush=True)
-            experiment.save_resolved(experiment.apply_overrides(cfg, opt), out_csv.parent / "resolved")
+            experiment.save_resolved(experiment.resolve_for_device(cfg, opt, device), out_csv.parent / "resolved")
             row = experiment.run_any(cfg, key, opt, log=lambda m: print(m, flush=True), device=device)
             print(f"  latency {row['latency']} us (min of {row['runs']}), median {row['median_us']} us, "
                   f"max |diff| vs PyTorch {row['max_abs_diff']}", flush=True)

@@ -254,6 +254,14 @@ def failure_row(cfg_key: str, status: str, error: str, device: str = "") -> dict
     return {"cfg": cfg_key, "name": Path(cfg_key).stem, "status": status, "error": error, "device": device}
 
 
+def resolve_for_device(cfg, opt: RunOptions, device):
+    """The config as it will run on `device`: a phone's default lanes (NN-Stretch configs without
+    DEPLOY.LANES on benchmark_model), then the command-line overrides. What save_resolved records."""
+    if not is_fusion(cfg) and hasattr(device, "adjust_config"):
+        cfg = device.adjust_config(cfg)
+    return apply_overrides(cfg, opt)
+
+
 def save_resolved(cfg, out_dir: Path) -> Path:
     """Writes the resolved config (either kind) to <out_dir>/<name>.yaml."""
     import yaml

@@ -37,3 +37,30 @@ def test_upsert_replaces_the_row_of_the_same_config(tmp_path):
     rows = upsert([], {"cfg": "a.yaml", "latency": 1, "status": "failed"})
     rows = upsert(rows, {"cfg": "a.yaml", "latency": 2, "status": "ok"})
     assert len(rows) == 1 and rows[0]["latency"] == 2
+
+
+def test_resolved_config_records_the_lanes_the_device_gives_it(tiny_config, tmp_path):
+    """The saved resolved config is the config as run: device lanes first, then command-line overrides."""
+    import dataclasses
+
+    import yaml
+
+    from configs import load_config
+    from configs.schema import LaneCfg
+    from profiling.experiment import RunOptions, resolve_for_device, save_resolved
+
+    class PhoneLanes:
+        """Test double of a device's adjust_config (AdbPlanDevice on benchmark_model gives phone lanes);
+        no phone exists here."""
+
+        def adjust_config(self, cfg):
+            lanes = {"cpu_big": LaneCfg(CORES=[4, 5], THREADS=2), "gpu": LaneCfg(CORES=[0], DELEGATE="gpu")}
+            return dataclasses.replace(cfg, DEPLOY=dataclasses.replace(
+                cfg.DEPLOY, LANES=lanes, PLACEMENT={"cpu": "cpu_big", "gpu": "gpu"}))
+
+    cfg = load_config(tiny_config, [0, 1])
+    resolved = resolve_for_device(cfg, RunOptions(workdir=tmp_path, runs=7), PhoneLanes())
+    saved = yaml.safe_load(save_resolved(resolved, tmp_path / "resolved").read_text())
+    assert set(saved["DEPLOY"]["LANES"]) == {"cpu_big", "gpu"} and saved["DEPLOY"]["LANES"]["cpu_big"]["CORES"] == [4, 5]
+    assert saved["DEPLOY"]["RUNS"] == 7  # the override applies after the device's lanes
+    assert resolve_for_device(cfg, RunOptions(workdir=tmp_path), object()).DEPLOY.LANES == cfg.DEPLOY.LANES
