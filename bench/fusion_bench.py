@@ -24,6 +24,8 @@ One run, three parts (searches and Gemel on one torch thread):
       accuracy of the fused and the separate .tflite files on each task's whole real test set
       (target: every drop <= 1 point).
   (c) Gemel layer tying on the all-VGG benchmark: memory saved and per-task accuracy.
+--parts: run only some parts (e.g. --parts b for the filter comparison with another --seed);
+--csv/--summary: where to write (so such a run leaves bench/results/fusion.csv alone).
 --small: tiny zoo, data and budgets in a scratch cache (a smoke test of the script, minutes).
 Prints a table with the reproduce command and writes bench/results/fusion.csv (with the load
 average at start and end) and bench/results/fusion_summary.json.
@@ -190,8 +192,14 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=None, help="zoo cache (default ~/.cache/nnsplice/fusion; --small: <work>/cache)")
     ap.add_argument("--work", default=str(ROOT / "work" / "fusion_bench"), help="search outputs")
     ap.add_argument("--small", action="store_true", help="smoke test: tiny zoo, data, budgets")
+    ap.add_argument("--parts", default="abc", help="parts to run, any of a, b, c (e.g. --parts b)")
     ap.add_argument("--csv", default=str(ROOT / "bench" / "results" / "fusion.csv"))
+    ap.add_argument("--summary", default=None, help="summary JSON (default: <csv stem>_summary.json)")
     a = ap.parse_args(argv)
+    if not a.parts or set(a.parts) - set("abc"):
+        ap.error("--parts: any of a, b, c")
+    if "c" not in a.parts:
+        a.skip_gemel = True
 
     import torch
 
@@ -230,9 +238,10 @@ def main(argv=None) -> int:
         store = work / "latency_store.jsonl"
         store.unlink(missing_ok=True)
         runs = {}
-        for name, rule, pred, seeds, budget in (("seeded", True, True, True, a.seeded_budget),
-                                                ("filtered", True, True, False, a.budget),
-                                                ("plain", False, False, False, a.budget)):
+        searches = ((("seeded", True, True, True, a.seeded_budget),) if "a" in a.parts else ()) + \
+            ((("filtered", True, True, False, a.budget), ("plain", False, False, False, a.budget))
+             if "b" in a.parts else ())
+        for name, rule, pred, seeds, budget in searches:
             out = work / name
             if out.exists():  # a fresh search each run (a rerun would resume and count old time)
                 import shutil
@@ -243,27 +252,31 @@ def main(argv=None) -> int:
                           latency_store=None if seeds else str(store), finetune=replace(ft, predictive=pred))
             s = run_search(cfg, log=log)
             runs[name] = (s, read_log(out))
-        seeded = runs.pop("seeded")
-        eq = equal_outcome(runs, a.tol)
-        same = same_decisions(runs["plain"][1], runs["filtered"][1])
+        seeded = runs.pop("seeded", None)
+        eq = same = None
+        if "b" in a.parts:
+            eq = equal_outcome(runs, a.tol)
+            same = same_decisions(runs["plain"][1], runs["filtered"][1])
 
-        log("--- side-by-side timing of the .tflite files")
-        fs, frows = seeded
-        orig = next(r for r in frows if r.get("original"))
-        tasks = list(bench.archs)
-        sep_paths = orig["separate_tflite"]
-        paths = {"fused": fs["best"]["tflite"], "unfused_one_file": orig["latency"]["path"],
-                 **{f"separate:{t}": p for t, p in sep_paths.items()}}
-        timing = time_side_by_side(paths, a.reps, a.runs, a.warmup, None if a.core < 0 else a.core)
-        sep_sum = sum(timing[f"separate:{t}"]["median_us"] for t in tasks)
-        fused_us = timing["fused"]["median_us"]
-        per_rep = [timing["fused"]["rep_medians"][i] / sum(timing[f"separate:{t}"]["rep_medians"][i] for t in tasks)
-                   for i in range(a.reps)]
-        log("--- accuracy of the .tflite files on the real test sets")
-        limit = a.test_limit or (200 if a.small else None)
-        acc_fused = tflite_accuracy(paths["fused"], tasks, bench, limit)
-        acc_sep = {t: tflite_accuracy(p, [t], bench, limit)[t] for t, p in sep_paths.items()}
-        drops = {t: acc_sep[t] - acc_fused[t] for t in tasks}
+        timing = paths = acc_fused = acc_sep = limit = fs = None
+        if "a" in a.parts:
+            log("--- side-by-side timing of the .tflite files")
+            fs, frows = seeded
+            orig = next(r for r in frows if r.get("original"))
+            tasks = list(bench.archs)
+            sep_paths = orig["separate_tflite"]
+            paths = {"fused": fs["best"]["tflite"], "unfused_one_file": orig["latency"]["path"],
+                     **{f"separate:{t}": p for t, p in sep_paths.items()}}
+            timing = time_side_by_side(paths, a.reps, a.runs, a.warmup, None if a.core < 0 else a.core)
+            sep_sum = sum(timing[f"separate:{t}"]["median_us"] for t in tasks)
+            fused_us = timing["fused"]["median_us"]
+            per_rep = [timing["fused"]["rep_medians"][i] / sum(timing[f"separate:{t}"]["rep_medians"][i] for t in tasks)
+                       for i in range(a.reps)]
+            log("--- accuracy of the .tflite files on the real test sets")
+            limit = a.test_limit or (200 if a.small else None)
+            acc_fused = tflite_accuracy(paths["fused"], tasks, bench, limit)
+            acc_sep = {t: tflite_accuracy(p, [t], bench, limit)[t] for t, p in sep_paths.items()}
+            drops = {t: acc_sep[t] - acc_fused[t] for t in tasks}
 
         gem = None
         if not a.skip_gemel:
@@ -279,49 +292,51 @@ def main(argv=None) -> int:
     load1 = os.getloadavg()
 
     rows: list[tuple[str, str, object, str, str]] = []
-    for t in tasks:
+    for t in (tasks if "a" in a.parts else ()):
         rows.append(("a", f"separate {t} ({bench.archs[t]}) latency", timing[f"separate:{t}"]["median_us"], "", "us"))
-    rows += [("a", "sum of separate latencies", sep_sum, "", "us"),
-             ("a", "unfused networks in one .tflite latency", timing["unfused_one_file"]["median_us"], "", "us"),
-             ("a", "fused latency", fused_us, "", "us"),
-             ("a", "ratio fused / sum of separate (medians)", fused_us / sep_sum, "<= 0.5", ""),
-             ("a", "ratio fused / sum of separate (median of per-rep ratios)", statistics.median(per_rep), "<= 0.5", ""),
-             ("a", "fused graph", fs["best"]["mutation"], "", ""),
-             ("a", "seeded search: seconds / fine-tuning epochs until it found it",
-              f"{fs['best']['found_at']['search_s']:.0f} / {fs['best']['found_at']['epochs_total']}", "", "s / epochs")]
-    for t in tasks:
-        rows += [("a", f"{t} accuracy separate .tflite", 100 * acc_sep[t], "", "%"),
-                 ("a", f"{t} accuracy fused .tflite", 100 * acc_fused[t], "", "%"),
-                 ("a", f"{t} accuracy drop", 100 * drops[t], "<= 1.0", "points")]
-    rows.append(("a", "worst accuracy drop", 100 * max(drops.values()), "<= 1.0", "points"))
-    for name, (s, _) in runs.items():
-        f = s["finetune"]
-        on = ",".join(k for k in ("rule", "predictive") if s["filters"][k]) or "none"
-        rows += [(f"b:{name}", "filters", on, "", ""),
-                 (f"b:{name}", "final best latency (search's own timing)", s["best"]["latency_us"], "", "us"),
-                 (f"b:{name}", "search seconds in total", s["search_s"], "", "s"),
-                 (f"b:{name}", "fine-tuning epochs in total", f["epochs_total"], "", "epochs"),
-                 (f"b:{name}", "candidates fine-tuned", f["candidates_evaluated"], "", ""),
-                 (f"b:{name}", "stopped early by the learning curve", f["stopped_by_curve"], "", ""),
-                 (f"b:{name}", "skipped by the rule", f["skipped_by_rule"], "", ""),
-                 (f"b:{name}", "not fine-tuned: rejected on measured latency", f["skipped_by_latency"], "", ""),
-                 (f"b:{name}", "search seconds to equal outcome", eq["runs"][name]["search_s"], "", "s"),
-                 (f"b:{name}", "fine-tuning epochs to equal outcome", eq["runs"][name]["epochs"], "", "epochs"),
-                 (f"b:{name}", "reached equal outcome", eq["runs"][name]["reached"], "", "")]
-    p, q = eq["runs"]["plain"], eq["runs"]["filtered"]
-    censored = "" if p["reached"] and q["reached"] else " (censored)"
-    rows += [("b", "equal-outcome threshold X", eq["threshold_us"], "", "us"),
-             ("b", f"search time plain / filtered{censored}", p["search_s"] / max(q["search_s"], 1e-9), ">= 2", ""),
-             ("b", f"fine-tuning epochs plain / filtered{censored}", p["epochs"] / max(q["epochs"], 1), ">= 2", "")]
-    sp, sf = same["runs"]["plain"], same["runs"]["filtered"]
-    rows += [("b", "same candidates proposed by both runs (common prefix)", same["candidates"], "", ""),
-             ("b", "... with the same valid ones", same["same_valid_set"], "", ""),
-             ("b", "... search seconds plain", sp["search_s"], "", "s"),
-             ("b", "... search seconds filtered", sf["search_s"], "", "s"),
-             ("b", "... fine-tuning epochs plain", sp["epochs"], "", "epochs"),
-             ("b", "... fine-tuning epochs filtered", sf["epochs"], "", "epochs"),
-             ("b", "... search time plain / filtered", sp["search_s"] / max(sf["search_s"], 1e-9), ">= 2", ""),
-             ("b", "... fine-tuning epochs plain / filtered", sp["epochs"] / max(sf["epochs"], 1), ">= 2", "")]
+    if "a" in a.parts:
+        rows += [("a", "sum of separate latencies", sep_sum, "", "us"),
+                 ("a", "unfused networks in one .tflite latency", timing["unfused_one_file"]["median_us"], "", "us"),
+                 ("a", "fused latency", fused_us, "", "us"),
+                 ("a", "ratio fused / sum of separate (medians)", fused_us / sep_sum, "<= 0.5", ""),
+                 ("a", "ratio fused / sum of separate (median of per-rep ratios)", statistics.median(per_rep), "<= 0.5", ""),
+                 ("a", "fused graph", fs["best"]["mutation"], "", ""),
+                 ("a", "seeded search: seconds / fine-tuning epochs until it found it",
+                  f"{fs['best']['found_at']['search_s']:.0f} / {fs['best']['found_at']['epochs_total']}", "", "s / epochs")]
+        for t in tasks:
+            rows += [("a", f"{t} accuracy separate .tflite", 100 * acc_sep[t], "", "%"),
+                     ("a", f"{t} accuracy fused .tflite", 100 * acc_fused[t], "", "%"),
+                     ("a", f"{t} accuracy drop", 100 * drops[t], "<= 1.0", "points")]
+        rows.append(("a", "worst accuracy drop", 100 * max(drops.values()), "<= 1.0", "points"))
+    if "b" in a.parts:
+        for name, (s, _) in runs.items():
+            f = s["finetune"]
+            on = ",".join(k for k in ("rule", "predictive") if s["filters"][k]) or "none"
+            rows += [(f"b:{name}", "filters", on, "", ""),
+                     (f"b:{name}", "final best latency (search's own timing)", s["best"]["latency_us"], "", "us"),
+                     (f"b:{name}", "search seconds in total", s["search_s"], "", "s"),
+                     (f"b:{name}", "fine-tuning epochs in total", f["epochs_total"], "", "epochs"),
+                     (f"b:{name}", "candidates fine-tuned", f["candidates_evaluated"], "", ""),
+                     (f"b:{name}", "stopped early by the learning curve", f["stopped_by_curve"], "", ""),
+                     (f"b:{name}", "skipped by the rule", f["skipped_by_rule"], "", ""),
+                     (f"b:{name}", "not fine-tuned: rejected on measured latency", f["skipped_by_latency"], "", ""),
+                     (f"b:{name}", "search seconds to equal outcome", eq["runs"][name]["search_s"], "", "s"),
+                     (f"b:{name}", "fine-tuning epochs to equal outcome", eq["runs"][name]["epochs"], "", "epochs"),
+                     (f"b:{name}", "reached equal outcome", eq["runs"][name]["reached"], "", "")]
+        p, q = eq["runs"]["plain"], eq["runs"]["filtered"]
+        censored = "" if p["reached"] and q["reached"] else " (censored)"
+        rows += [("b", "equal-outcome threshold X", eq["threshold_us"], "", "us"),
+                 ("b", f"search time plain / filtered{censored}", p["search_s"] / max(q["search_s"], 1e-9), ">= 2", ""),
+                 ("b", f"fine-tuning epochs plain / filtered{censored}", p["epochs"] / max(q["epochs"], 1), ">= 2", "")]
+        sp, sf = same["runs"]["plain"], same["runs"]["filtered"]
+        rows += [("b", "same candidates proposed by both runs (common prefix)", same["candidates"], "", ""),
+                 ("b", "... with the same valid ones", same["same_valid_set"], "", ""),
+                 ("b", "... search seconds plain", sp["search_s"], "", "s"),
+                 ("b", "... search seconds filtered", sf["search_s"], "", "s"),
+                 ("b", "... fine-tuning epochs plain", sp["epochs"], "", "epochs"),
+                 ("b", "... fine-tuning epochs filtered", sf["epochs"], "", "epochs"),
+                 ("b", "... search time plain / filtered", sp["search_s"] / max(sf["search_s"], 1e-9), ">= 2", ""),
+                 ("b", "... fine-tuning epochs plain / filtered", sp["epochs"] / max(sf["epochs"], 1), ">= 2", "")]
     if gem:
         rows += [("c", "Gemel tasks", ",".join(gem["original_accuracy"]), "", ""),
                  ("c", "Gemel memory saved", 100 * gem["memory_saved_fraction"], "", "%"),
@@ -353,11 +368,13 @@ def main(argv=None) -> int:
             w.writerow([part, name, f"{v:.4f}" if isinstance(v, float) else v, target, unit, a.benchmark,
                         f"{load0[0]:.2f}", f"{load1[0]:.2f}"])
     summary = {"command": cmd.strip(), "load_start": load0, "load_end": load1, "seconds": total_s,
-               "timing": {k: v for k, v in timing.items()}, "paths": paths, "equal_outcome": eq,
+               "parts": a.parts, "seed": a.seed, "budget": a.budget,
+               "timing": timing, "paths": paths, "equal_outcome": eq,
                "same_decisions": same,
                "accuracy": {"fused": acc_fused, "separate": acc_sep, "test_limit": limit},
-               "searches": {**{k: s for k, (s, _) in runs.items()}, "seeded": fs}, "gemel": gem}
-    side = out.with_name(out.stem + "_summary.json")
+               "searches": {**{k: s for k, (s, _) in runs.items()}, **({"seeded": fs} if fs else {})}, "gemel": gem}
+    side = Path(a.summary) if a.summary else out.with_name(out.stem + "_summary.json")
+    side.parent.mkdir(parents=True, exist_ok=True)
     side.write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(f"wrote {out} and {side}")
     return 0
