@@ -179,6 +179,24 @@ class AdbDevice:
         """Copy a device file to ``local``; returns its size in bytes."""
         return self._call(f"pull {remote}", lambda d: d.sync.pull_file(remote, Path(local)))
 
+    def run_and_read(self, command: str, remote_out: str, what: str, timeout: float | None = None,
+                     error: type[Exception] = DeviceError) -> str:
+        """Runs a shell command that writes ``remote_out`` and returns that file's text.
+
+        Raises:
+            error: the command exited non-zero (the end of its stderr, else stdout, quoted),
+                naming ``what`` ran.
+        """
+        import tempfile
+
+        res = self.shell(command, timeout=timeout, check=False)
+        if res.exit_code != 0:
+            raise error(f"{what} on device {self.serial} exited with {res.exit_code}: "
+                        f"{(res.stderr or res.stdout).strip()[-2000:] or '(no output)'}")
+        with tempfile.TemporaryDirectory() as d:
+            self.pull(remote_out, Path(d) / "out")
+            return (Path(d) / "out").read_text()
+
     def list_dir(self, remote: str) -> list[str]:
         """Names in a device folder (sync LIST), without ``.`` and ``..``, sorted."""
         entries = self._call(f"list {remote}", lambda d: d.sync.list(remote))

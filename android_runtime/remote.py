@@ -170,13 +170,7 @@ class PythonPlanRunner:
         command = (f"mkdir -p {q(out.rsplit('/', 1)[0])} && rm -f {q(out)} && cd {q(self.runtime)} && "
                    + (f"{{ {script.before()}{run}; RC=$?{script.after()}; exit $RC; }}" if script else run))
         self.log(f"  running on {self.dev.serial} with {self.python} ({runs} runs)")
-        res = self.dev.shell(command, timeout=RUN_TIMEOUT_S, check=False)
-        if res.exit_code != 0:
-            raise RuntimeError(f"plan runner on device {self.dev.serial} exited with {res.exit_code}: "
-                               f"{(res.stderr or res.stdout).strip()[-2000:] or '(no output)'}")
-        with tempfile.TemporaryDirectory() as d:
-            self.dev.pull(out, Path(d) / "run.json")
-            raw = json.loads((Path(d) / "run.json").read_text())
+        raw = json.loads(self.dev.run_and_read(command, out, "plan runner", RUN_TIMEOUT_S, error=RuntimeError))
         raw["latency_method"] = self.latency_method
         lat = raw.get("latency_us") or []
         mean = sum(lat) / len(lat) if lat else 0.0

@@ -133,6 +133,17 @@ def test_shell_exit_code_and_separate_stderr(phone):
 
 
 @pytest.mark.device
+def test_run_and_read_returns_the_file_or_quotes_the_failure(phone):
+    dev, _ = phone
+    out = "/data/local/tmp/run_and_read.txt"
+    assert dev.run_and_read(f"echo hello > {out}", out, "writer") == "hello\n"
+    with pytest.raises(DeviceError, match=r"writer on device .* exited with 4: boom"):
+        dev.run_and_read("echo boom >&2; exit 4", out, "writer")
+    with pytest.raises(RuntimeError, match="exited with 4: no luck"):
+        dev.run_and_read("echo no luck; exit 4", out, "writer", error=RuntimeError)
+
+
+@pytest.mark.device
 def test_shell_timeout(phone):
     dev, _ = phone
     start = time.monotonic()

@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import re
 import shlex
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -166,13 +165,7 @@ class AdbStageRunner:
                    f"--warmup {int(warmup)} --runs {int(runs)} --out {q(out)}")
         from android_runtime.remote import RUN_TIMEOUT_S
 
-        res = self.dev.shell(command, timeout=RUN_TIMEOUT_S, check=False)
-        if res.exit_code != 0:
-            raise DeviceError(f"stage driver on device {self.dev.serial} exited with {res.exit_code}: "
-                              f"{(res.stderr or res.stdout).strip()[-2000:] or '(no output)'}")
-        with tempfile.TemporaryDirectory() as d:
-            self.dev.pull(out, Path(d) / "run.json")
-            return (Path(d) / "run.json").read_text()
+        return self.dev.run_and_read(command, out, "stage driver", RUN_TIMEOUT_S)
 
 
 @dataclass
