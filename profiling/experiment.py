@@ -124,9 +124,7 @@ def run_config(cfg: PipelineConfig, cfg_key: str, opt: RunOptions, log: Callable
 
 
     device = device or get_device(opt.device, **opt.device_kwargs)
-    if hasattr(device, "adjust_config"):
-        cfg = device.adjust_config(cfg)  # lanes from a phone's topology when the config sets none
-    cfg = apply_overrides(cfg, opt)
+    cfg = resolve_for_device(cfg, opt, device)  # a phone's lanes when the config sets none, then overrides
     if opt.device == "host":
         check_host_cores(cfg, device.available_cores())
     x = load_input(opt.input_image, cfg.im_size) if opt.input_image else None  # before any conversion
