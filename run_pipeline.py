@@ -16,8 +16,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 from pathlib import Path
+
+from android_runtime.devices import get_device
+from configs.errors import NnspliceError, exit_code
+from configs.loader import find_configs
+from configs.vocab import DTYPES
+from pipeline.batch import log_internal, run_configs
+from pipeline.options import RunOptions
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -38,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--input_image", default="", help="image to feed (default: seeded random input)")
     ap.add_argument("--output_csv", default="", help="result CSV (default <workdir>/result.csv)")
     ap.add_argument("--workdir", default="work", help="artifacts, plans, run logs (default ./work)")
-    ap.add_argument("--dtype", default="", choices=["", "fp32", "fp16", "int8"], help="overrides DEPLOY.DTYPE")
+    ap.add_argument("--dtype", default="", choices=["", *DTYPES], help="overrides DEPLOY.DTYPE")
     ap.add_argument("--runs", type=int, default=0, help="timed runs (overrides DEPLOY.RUNS)")
     ap.add_argument("--warmup", type=int, default=-1, help="warm-up runs (overrides DEPLOY.WARMUP)")
     ap.add_argument("--force", action="store_true", help="re-measure configs already in the CSV and reconvert")
@@ -48,80 +54,28 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from configs import DeviceError, UserError, find_configs
-    from profiling import experiment
-
     adb = args.device == "adb" or bool(args.serial or args.adb_host or args.android_runtime)
     kwargs = dict(serial=args.serial, adb_host=args.adb_host, no_root=args.no_root,
                   android_runtime=args.android_runtime, device_python=args.device_python,
                   lock_timeout_s=args.lock_timeout) if adb else {}
+    workdir = Path(args.workdir)
+    opt = RunOptions(workdir=workdir, device="adb" if adb else args.device, num_threads=args.num_threads,
+                     core_affinity=args.core_affinity, dtype=args.dtype, warmup=args.warmup, runs=args.runs,
+                     input_image=args.input_image, force=args.force, device_kwargs=kwargs)
     try:
         files = find_configs(args.configs)
-        from android_runtime.devices import get_device
-        device = get_device("adb" if adb else args.device, **kwargs)
-        cores = device.available_cores()
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    workdir = Path(args.workdir)
-    out_csv = Path(args.output_csv or workdir / "result.csv")
-    opt = experiment.RunOptions(workdir=workdir, device=device.name, num_threads=args.num_threads,
-                                core_affinity=args.core_affinity, dtype=args.dtype, warmup=args.warmup,
-                                runs=args.runs, input_image=args.input_image, force=args.force, device_kwargs=kwargs)
-    try:
+        device = get_device(opt.device, **kwargs)
+        out_csv = Path(args.output_csv or workdir / "result.csv")
         with device.session(log=lambda m: print(m, flush=True)):
-            return _run_all(args, files, cores, opt, out_csv, device)
-    except DeviceError as e:  # lock refused, or the device vanished while taking it
+            return run_configs(files, opt, device, out_csv, dry_run=args.dry_run,
+                               log=lambda m: print(m, flush=True), err=lambda m: print(m, file=sys.stderr, flush=True))
+    except NnspliceError as e:  # a bad flag or config folder, no device, lock refused
         print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-def _run_all(args, files, cores, opt, out_csv, device) -> int:
-    from configs import DeviceError, UserError
-    from profiling import experiment, results
-
-    workdir = opt.workdir
-    rows = [] if args.dry_run else results.read_results(out_csv)
-    bad = failed = 0
-    if args.dry_run:
-        print(f"{'config':<16} {'stages':>6} {'branches/tasks':<14} {'lanes':<34} {'params(M)':>9} {'FLOPs(G)':>8}")
-    for n, f in enumerate(files, 1):
-        key = str(f)
-        try:
-            cfg = experiment.load_any(f, cores)  # NN-Stretch or fusion config (top-level FUSION section)
-            if args.dry_run:
-                print(experiment.dry_run_line(cfg, opt, key))
-                continue
-            if results.measured(rows, key) and not args.force:
-                print(f"[{n}/{len(files)}] {cfg.name}: already in {out_csv}, skipped (--force re-measures)")
-                continue
-            print(f"[{n}/{len(files)}] {cfg.name}: building, converting, running on {device.label()}", flush=True)
-            experiment.save_resolved(experiment.resolve_for_device(cfg, opt, device), out_csv.parent / "resolved")
-            row = experiment.run_any(cfg, key, opt, log=lambda m: print(m, flush=True), device=device)
-            print(f"  latency {row['latency']} us (min of {row['runs']}), median {row['median_us']} us, "
-                  f"max |diff| vs PyTorch {row['max_abs_diff']}", flush=True)
-            if row.get("task_accuracy"):
-                print(f"  accuracy {row['task_accuracy']} (original {row['task_acc_orig']})", flush=True)
-        except DeviceError as e:  # the device failed this run (lost, timed out): a failure row, go on
-            failed += 1
-            print(f"error: {f}: {e}", file=sys.stderr)
-            row = experiment.failure_row(key, "failed", str(e), device.label())
-        except UserError as e:
-            bad += 1
-            print(f"error: {e}", file=sys.stderr)
-            row = experiment.failure_row(key, "invalid", str(e))
-        except Exception as e:  # an internal failure: keep going, keep the traceback in the work folder
-            failed += 1
-            workdir.mkdir(parents=True, exist_ok=True)
-            (workdir / "errors.log").open("a").write(f"== {key}\n{traceback.format_exc()}\n")
-            print(f"error: {f}: {type(e).__name__}: {e} (traceback in {workdir / 'errors.log'})", file=sys.stderr)
-            row = experiment.failure_row(key, "failed", f"{type(e).__name__}: {e}")
-        if not args.dry_run:
-            rows = results.upsert(rows, row)
-            results.write_results(out_csv, rows)
-    if not args.dry_run:
-        print(f"results: {out_csv}")
-    return 2 if bad else (1 if failed else 0)
+        return exit_code(e)
+    except Exception as e:  # a bug: one line here, the traceback in the work folder
+        path = log_internal(workdir, "run_pipeline")
+        print(f"error: {type(e).__name__}: {e} (traceback in {path})", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

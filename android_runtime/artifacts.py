@@ -115,12 +115,12 @@ def check_plan_files(plan_path: Path | str) -> tuple["object", dict[str, ModelFi
     """Load a plan and check every segment file it names.
 
     Returns:
-        The plan (``converter.plan.Plan``) and ``{segment name: ModelFile}``.
+        The plan (``android_runtime.plan.Plan``) and ``{segment name: ModelFile}``.
 
     Raises:
         ArtifactError: the plan does not load, or a segment file fails ``check_model``.
     """
-    from converter.plan import PlanError, load_plan
+    from android_runtime.plan import PlanError, load_plan
 
     plan_path = Path(plan_path)
     try:

@@ -16,7 +16,9 @@ from android_runtime.benchmark_model import (
     BenchmarkArgs, InputLayer, benchmark_argv, compose_latency, fallback_warnings, lane_command, stage_groups,
     timing_from_output,
 )
-from android_runtime.parsers import ParseError
+from configs.errors import ParseError
+from configs.errors import UserError
+from profiling.energy import no_estimate
 
 
 class BenchmarkModelRunner:
@@ -49,7 +51,6 @@ class BenchmarkModelRunner:
         self.remote_root = REMOTE_ROOT
         self.remote_bin = f"{REMOTE_ROOT}/android"
         if not (self.local / "benchmark_model").is_file():
-            from configs.errors import UserError
 
             raise UserError(f"--android_runtime = {str(self.local)!r}: no benchmark_model in it; fetch it with "
                             "android_runtime/setup_android_binaries.sh --android_runtime DIR")
@@ -104,7 +105,6 @@ class BenchmarkModelRunner:
         """
         from android_runtime.energy_sampler import EnergyScript, estimate_from_files
         from android_runtime.remote import energy_fields, plan_key, probe_energy, read_device_files
-        from profiling.energy import no_estimate
 
         q = shlex.quote
         self.push_runtime()

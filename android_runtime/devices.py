@@ -1,24 +1,121 @@
 """Devices a plan can run on, by name: `host` (this machine's cores) and `adb` (a phone or board over adb).
 
-A device returns the runner's raw result (per-run latencies and lane timelines); parsing and
-statistics happen in profiling.
+Every device implements one contract, ``Device``: its cores, resolving a config's lanes (every
+device check in one place), a session that holds the device lock, ``run(plan) -> RunRecord``
+and ``time_plans`` (several plans timed alternately, run by run, for the searches). Statistics
+over a RunRecord happen in profiling.
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, ContextManager, Iterator, Protocol
 
-from configs.errors import UserError
+from configs.errors import ConfigError, DeviceError, UserError
+from configs.loader import processors_of
 from configs.registry import Registry
+
+from .alternate import time_alternately
+from .runner import run_plan, runtime_version
+from android_runtime.adb import DEFAULT_SERVER_PORT
+from android_runtime.device import AdbDevice
+from android_runtime.remote import PushLog
+from android_runtime.adb import adb_call, connect
+from android_runtime.lanes import default_phone_lanes
+from android_runtime.device import LOCK_PATH
+from android_runtime.artifacts import check_plan_files
+from android_runtime.composed_runner import BenchmarkModelRunner
+from android_runtime.remote import REMOTE_ROOT, RUN_TIMEOUT_S, PythonPlanRunner
 
 DEVICES: Registry = Registry("device")
 
 
 def list_devices() -> list[str]:
     return DEVICES.names()
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a device measured for one plan.
+
+    Attributes:
+        latency_us: end-to-end latency of every timed run (empty when latency was composed).
+        lanes: lane -> {cores, threads, delegate, segments: {segment: [[start_us, end_us], ...]}}.
+        latency_method: measured (end to end) | composed (per segment, summed per stage).
+        energy_uj: energy per inference in microjoules; None when nothing measured it.
+        energy_method: rails | fuel-gauge | none.
+        usb_powered: USB power attached while sampling (fuel-gauge figures then untrustworthy); None: unknown.
+        summary: composed runs only: the latency statistics (LatencyStats fields).
+        warnings: notes for the user (energy sampling, fallbacks).
+        raw: the runner's whole JSON (saved to work/runs/).
+    """
+
+    latency_us: tuple[float, ...]
+    lanes: dict[str, Any]
+    latency_method: str
+    energy_uj: float | None
+    energy_method: str
+    usb_powered: bool | None
+    summary: dict[str, Any] | None
+    warnings: tuple[str, ...]
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any], device: "Device") -> "RunRecord":
+        energy = raw.get("energy", {}) or {}
+        return cls(latency_us=tuple(raw.get("latency_us") or ()), lanes=raw.get("lanes", {}),
+                   latency_method=raw.get("latency_method", device.latency_method),
+                   energy_uj=raw.get("energy_uj"), energy_method=raw.get("energy_method", device.energy_method),
+                   usb_powered=energy.get("usb_powered"), summary=raw.get("latency_summary"),
+                   warnings=tuple(energy.get("warnings", []) + raw.get("warnings", [])), raw=raw)
+
+
+class Device(Protocol):
+    """The contract every device implements (host, adb Linux device, adb Android device)."""
+
+    name: str  # registry name
+    latency_method: str  # measured | composed
+    energy_method: str  # rails | fuel-gauge | none (what measures energy here)
+
+    def available_cores(self) -> list[int]:
+        """CPU numbers lanes can be pinned to."""
+
+    def resolve(self, cfg: Any, overrides: Callable[[Any], Any] = lambda c: c) -> Any:
+        """The config as it will run here: the device's default lanes, then ``overrides`` (command
+        line), then every device check (target, lane cores). Raises UserError/ConfigError."""
+
+    def session(self, log: Callable[[str], None] = lambda m: None) -> ContextManager[None]:
+        """Holds the device (its lock) for a whole pipeline or search."""
+
+    def run(self, plan_path: str | os.PathLike, warmup: int, runs: int, x: Any = None,
+            log: Callable[[str], None] = lambda m: None) -> RunRecord:
+        """Runs a plan: ``warmup`` untimed runs, then ``runs`` timed ones."""
+
+    def time_plans(self, plans: list, plan_dir: Path, warmup: int, runs: int) -> str | dict:
+        """Times plans alternately, run by run (android_runtime.alternate's JSON, text or parsed)."""
+
+    def label(self) -> str:
+        """The result row's ``device`` column."""
+
+
+def check_target(cfg: Any, device_name: str) -> None:
+    """A config whose DEPLOY.TARGET is adb cannot run on the host."""
+    if cfg.DEPLOY.TARGET == "adb" and device_name == "host":
+        raise UserError(f"{cfg.path}: DEPLOY.TARGET = 'adb': this config is for a device over adb; "
+                        "pass --serial SERIAL (or --device adb for the only device attached)")
+
+
+def check_lane_cores(cfg: Any, have: list[int], where: str) -> None:
+    """Every lane's CORES (after --core_affinity) must exist on the device."""
+    for lane, spec in cfg.DEPLOY.LANES.items():
+        missing = [c for c in spec.CORES if c not in have]
+        if missing:
+            raise ConfigError(cfg.path, f"DEPLOY.LANES.{lane}.CORES", list(spec.CORES),
+                              f"cores {missing} are not available on {where} (available: {have})")
 
 
 @dataclass
@@ -33,9 +130,22 @@ class HostDevice:
         return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count()))
 
     def run_plan(self, plan_path: str | os.PathLike, warmup: int, runs: int, x=None, log=lambda m: None) -> dict:
-        from android_runtime.runner import run_plan
-
         return run_plan(Path(plan_path), warmup, runs, pin=True, x=x)
+
+    def run(self, plan_path: str | os.PathLike, warmup: int, runs: int, x=None, log=lambda m: None) -> RunRecord:
+        return RunRecord.from_raw(self.run_plan(plan_path, warmup, runs, x=x, log=log), self)
+
+    def resolve(self, cfg, overrides=lambda c: c):
+        cfg = overrides(cfg)
+        check_target(cfg, self.name)
+        check_lane_cores(cfg, self.available_cores(), "this machine")
+        return cfg
+
+    def runtime_version(self) -> str:
+        return runtime_version()
+
+    def time_plans(self, plans: list, plan_dir: Path, warmup: int, runs: int) -> dict:
+        return time_alternately(plans, plan_dir, warmup, runs, pin=True)
 
     def describe(self) -> dict:
         import platform
@@ -61,7 +171,6 @@ def parse_adb_host(text: str) -> tuple[str, int]:
     Raises:
         UserError: a port that is not a number in 1-65535.
     """
-    from android_runtime.adb import DEFAULT_SERVER_PORT
 
     text = text or "127.0.0.1"
     host, sep, port = text.rpartition(":")
@@ -110,8 +219,6 @@ class AdbPlanDevice:
     energy_method: str = "none"  # replaced per run by what measured it
 
     def __post_init__(self) -> None:
-        from android_runtime.device import AdbDevice
-        from android_runtime.remote import PushLog
 
         host, port = parse_adb_host(self.adb_host)
         self.dev = AdbDevice(self.serial or None, adb_host=host, adb_port=port, no_root=self.no_root,
@@ -129,7 +236,6 @@ class AdbPlanDevice:
 
     def cores(self) -> list[int]:
         """CPU numbers of the device (cached): from its cpufreq topology, else ``nproc``."""
-        from configs.errors import DeviceError
 
         if self._cores is None:
             try:
@@ -144,8 +250,6 @@ class AdbPlanDevice:
 
     def reconnect(self) -> None:
         """``adb connect`` a network device again if the server dropped it (after it came back)."""
-        from android_runtime.adb import adb_call, connect
-        from configs.errors import DeviceError
 
         if ":" not in self.dev.serial:
             return  # USB devices come back on their own
@@ -163,7 +267,6 @@ class AdbPlanDevice:
 
     def topology_text(self) -> str:
         """``big=[6, 7] (f0 ...)`` style summary of the clusters, for messages."""
-        from configs.errors import DeviceError
 
         try:
             return ", ".join(f"{c.name}={list(c.cpus)} (mask {c.mask:x}, {c.max_khz // 1000} MHz)"
@@ -177,7 +280,6 @@ class AdbPlanDevice:
         Raises:
             ConfigError: naming the config file, the key, the value and the device's cores.
         """
-        from configs.errors import ConfigError
 
         have = set(self.cores())
         for lane, cores in lanes.items():
@@ -197,9 +299,6 @@ class AdbPlanDevice:
 
         import yaml
 
-        from android_runtime.lanes import default_phone_lanes
-        from configs import processors_of
-        from configs.errors import DeviceError
 
         if not self.android_runtime:
             return cfg
@@ -220,6 +319,16 @@ class AdbPlanDevice:
         """Validate a config's lanes against this device (before converting)."""
         self.check_lanes({k: v.CORES for k, v in cfg.DEPLOY.LANES.items()}, cfg.path)
 
+    def resolve(self, cfg, overrides=lambda c: c):
+        if hasattr(cfg, "ANYNET"):
+            cfg = self.adjust_config(cfg)
+        cfg = overrides(cfg)
+        self.check_config(cfg)
+        return cfg
+
+    def run(self, plan_path: str | os.PathLike, warmup: int, runs: int, x=None, log=lambda m: None) -> RunRecord:
+        return RunRecord.from_raw(self.run_plan(plan_path, warmup, runs, x=x, log=log), self)
+
     def describe(self) -> dict:
         p = self.dev.props
         return {"device": f"adb:{self.dev.serial}", "model": p.model, "soc": p.soc, "board": p.board, "abi": p.abi,
@@ -228,7 +337,6 @@ class AdbPlanDevice:
 
     def label(self) -> str:
         """The result row's ``device`` column: ``adb:SERIAL (model, soc, abi)``."""
-        from configs.errors import DeviceError
 
         try:
             p = self.dev.props
@@ -243,7 +351,6 @@ class AdbPlanDevice:
         A lock left by a run of this host whose process is gone (or by this process after the
         device vanished mid-run) is broken first; other stale locks age out (6 h).
         """
-        from configs.errors import DeviceError
 
         self._break_own_stale_lock(log)
         cm = self.dev.lock(owner=f"run_pipeline pid {os.getpid()}", timeout=self.lock_timeout_s)
@@ -262,7 +369,6 @@ class AdbPlanDevice:
         import shlex
         import socket
 
-        from android_runtime.device import LOCK_PATH
 
         owner = self.dev.shell(f"cat {shlex.quote(LOCK_PATH + '/owner')} 2>/dev/null", check=False).stdout.strip()
         parts = owner.split()
@@ -287,7 +393,6 @@ class AdbPlanDevice:
 
     def run_plan(self, plan_path: str | os.PathLike, warmup: int, runs: int, x=None, log=lambda m: None) -> dict:
         """Check the artifacts, then push what changed and run (measured or composed)."""
-        from android_runtime.artifacts import check_plan_files
 
         plan_path = Path(plan_path)
         plan, models = check_plan_files(plan_path)  # before anything is pushed
@@ -296,14 +401,12 @@ class AdbPlanDevice:
                          str(plan.source.get("config") or plan_path))
         start = len(self.pushes.results)
         if self.android_runtime:
-            from android_runtime.composed_runner import BenchmarkModelRunner
 
             runner = BenchmarkModelRunner(self.dev, self.android_runtime, self.pushes, root=self.dev.has_root,
                                           energy=self.energy, idle_s=self.idle_s,
                                           interval_s=self.sample_interval_s, log=log)
             raw = runner.run(plan_path, plan, models, warmup, runs, x=x)
         else:
-            from android_runtime.remote import PythonPlanRunner
 
             runner = PythonPlanRunner(self.dev, self.device_python, self.pushes, energy=self.energy,
                                       idle_s=self.idle_s, interval_s=self.sample_interval_s, log=log)
@@ -313,6 +416,39 @@ class AdbPlanDevice:
         raw["pushes"] = self.pushes.since(start)
         raw["device"] = self.describe()
         return raw
+
+
+    def time_plans(self, plans: list, plan_dir: Path, warmup: int, runs: int) -> str:
+        """Pushes what the device lacks (sha256-cached), times the plans alternately there with
+        ``android_runtime.alternate`` and returns its JSON text.
+
+        Raises:
+            DeviceError: the driver failed on the device (its stderr quoted), or the device was lost.
+        """
+        q = shlex.quote
+        runner = PythonPlanRunner(self.dev, self.device_python, self.pushes, energy=False)
+        runner.push_runtime()
+        root = f"{REMOTE_ROOT}/alternate"
+        remote_plans = []
+        for p in plans:
+            for seg in p.segments:
+                self.pushes.add(self.dev.push(Path(plan_dir) / seg.file, f"{root}/{seg.file}"))
+            text = p.to_json()
+            sha = hashlib.sha256(text.encode()).hexdigest()[:16]
+            local = Path(plan_dir) / "plans" / f"{sha}.json"
+            if not local.exists():
+                local.parent.mkdir(parents=True, exist_ok=True)
+                tmp = local.with_suffix(".tmp")
+                tmp.write_text(text)
+                tmp.replace(local)
+            remote_plans.append(f"{root}/plan-{sha}.json")
+            self.pushes.add(self.dev.push(local, remote_plans[-1]))
+        run_id = hashlib.sha256(" ".join([*remote_plans, str(warmup), str(runs)]).encode()).hexdigest()[:16]
+        out = f"{root}/runs/{run_id}.json"
+        command = (f"mkdir -p {q(root + '/runs')} && rm -f {q(out)} && cd {q(runner.runtime)} && "
+                   f"{q(self.device_python)} -m android_runtime.alternate {' '.join(map(q, remote_plans))} "
+                   f"--warmup {int(warmup)} --runs {int(runs)} --out {q(out)}")
+        return self.dev.run_and_read(command, out, "plan alternation", RUN_TIMEOUT_S)
 
 
 DEVICES.register("adb", AdbPlanDevice)

@@ -19,11 +19,13 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from android_runtime.parsers import ParseError
+from configs.errors import ParseError
 from profiling.energy import (
     MIN_SAMPLES, USB_WARNING, EnergyEstimate, RawSamples, estimate_rails, idle_power_from_rails, mean_power_w,
     no_estimate, parse_dumpsys_battery, parse_power_samples, parse_usb_online, to_power_trace,
 )
+from profiling.energy import parse_energy_counters
+from profiling.energy import detect_current_unit, detect_voltage_unit
 
 POWER_SUPPLY_GLOB = "/sys/class/power_supply/*"
 RAILS_GLOB = "/sys/bus/iio/devices/iio:device*/energy_value"
@@ -103,7 +105,6 @@ def parse_probe(text: str, dumpsys_battery: str = "") -> PowerProbe:
     rails = rails.strip()
     if rails:
         try:
-            from profiling.energy import parse_energy_counters
 
             parse_energy_counters(rails)
         except ParseError:
@@ -139,7 +140,6 @@ def _window(raw: RawSamples, start_ns: int, end_ns: int) -> RawSamples:
 
 
 def _mean_w(raw: RawSamples, all_raw: RawSamples) -> float:
-    from profiling.energy import detect_current_unit, detect_voltage_unit
 
     # Units and sign from every sample of the session, not from a short window.
     sign = -1 if sorted(all_raw.current)[len(all_raw.current) // 2] < 0 else 1

@@ -2,7 +2,7 @@
 
 Layout on the device (everything under ``/data/local/tmp/nnsplice``)::
 
-    runtime/android_runtime/{__init__,runner}.py, runtime/converter/{__init__,plan}.py
+    runtime/android_runtime/{__init__,runner,plan,alternate}.py, runtime/configs/{__init__,errors,registry,vocab}.py
     runtime/sampler.sh                 energy sampling loop (energy_sampler.SAMPLER_SH)
     plans/<plan key>/plan.json + the segment .tflite files
     runs/<plan key>/run.json           the runner's output, pulled back
@@ -36,8 +36,9 @@ from profiling.energy import EnergyEstimate, no_estimate
 REMOTE_ROOT = f"{DEVICE_TMP}/nnsplice"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 # What the plan runner imports: numpy and ai-edge-litert come from the device's Python.
-RUNNER_FILES = ("android_runtime/__init__.py", "android_runtime/runner.py", "converter/__init__.py",
-                "converter/plan.py")
+RUNNER_FILES = ("android_runtime/__init__.py", "android_runtime/runner.py", "android_runtime/plan.py",
+                "android_runtime/alternate.py", "configs/__init__.py", "configs/errors.py", "configs/registry.py",
+                "configs/vocab.py")
 RUN_TIMEOUT_S = 900.0
 
 

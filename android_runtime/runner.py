@@ -19,12 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
-from converter.plan import Plan, PlanError, Segment, load_plan
+from android_runtime.plan import Plan, PlanError, Segment, load_plan
 
-DELEGATES = ("xnnpack", "builtin", "gpu", "hexagon", "nnapi")
+from configs.vocab import DELEGATES
+
 # Shared libraries of the delegates that need one (found on the device's library path).
 _DELEGATE_LIBS = {"gpu": "libtensorflowlite_gpu_delegate.so", "hexagon": "libhexagon_interface.so",
                   "nnapi": "libnnapi_delegate.so"}
+
+
+def runtime_version() -> str:
+    """The LiteRT runtime plans run on (part of every search measurement's key)."""
+    from importlib.metadata import version
+
+    return f"ai-edge-litert={version('ai-edge-litert')}"
 
 
 def list_delegates() -> list[str]:

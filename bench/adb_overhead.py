@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     from android_runtime.adb import PrivateAdbServer, free_port
     from android_runtime.devices import AdbPlanDevice, HostDevice
     from android_runtime.loopback import LoopbackDevice
-    from configs import load_config
-    from converter.build import convert_config
+    from configs.loader import load_config
+    from branching.segments import convert_config
 
     load0 = os.getloadavg()
     host = HostDevice()

@@ -75,8 +75,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
 
     from android_runtime.runner import synthetic_input
-    from configs import load_config
-    from converter.build import convert_config
+    from configs.loader import load_config
+    from branching.segments import convert_config
 
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:

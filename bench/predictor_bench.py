@@ -68,7 +68,7 @@ def gather(base_path: str, store, n: int, seed: int, warmup: int, runs: int) -> 
     from branching.search.loop import stage_contexts_base
     from branching.search.measure import StageMeasurer
     from branching.search.space import Constraints, SpaceOptions, StageContext, enumerate_candidates, unbranched
-    from configs import load_config
+    from configs.loader import load_config
 
     cfg = load_config(base_path, get_device("host").available_cores())
     spec = spec_from_config(cfg)

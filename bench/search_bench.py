@@ -52,7 +52,8 @@ def main(argv=None) -> int:
     from branching.search.loop import LoopOptions
     from branching.search.network import compare_networks, load_written
     from branching.search.train import TrainOptions
-    from configs import UserError, load_config
+    from configs import UserError
+    from configs.loader import load_config
 
     load0 = os.getloadavg()
     opt = SearchOptions(lanes=a.lanes, store_dir=a.store, verify_rounds=0,

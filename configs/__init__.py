@@ -1,11 +1,14 @@
-"""Config files: NN-Stretch's schema read as it is, plus nnsplice's DEPLOY section.
+"""Config files and the vocabulary every layer shares (the bottom layer of nnsplice).
 
-Public surface: load_config, find_configs, config_to_dict, PipelineConfig, and the error classes.
+Importing the package loads only the stdlib modules below (the plan runner imports them on
+devices that have nothing but numpy and LiteRT): errors, vocabulary and the registry.
+Config loading: ``configs.loader`` (NN-Stretch YAML + DEPLOY), ``configs.schema`` (the dataclasses).
 The YAML files themselves live in the sub-folders (configs/host, configs/fusion, ...).
 """
-from .errors import ConfigError, DeviceError, UserError
-from .loader import config_to_dict, find_configs, load_config, processors_of
-from .schema import PipelineConfig
+from .errors import (ConfigError, DeviceError, GraphError, InternalError, NnspliceError, ParseError, PlanError,
+                     UserError)
+from .registry import Registry
+from .vocab import DELEGATES, DTYPES, PROCESSORS, TARGETS
 
-__all__ = ["ConfigError", "DeviceError", "UserError", "PipelineConfig", "config_to_dict", "find_configs",
-           "load_config", "processors_of"]
+__all__ = ["ConfigError", "DELEGATES", "DTYPES", "DeviceError", "GraphError", "InternalError", "NnspliceError",
+           "PROCESSORS", "ParseError", "PlanError", "Registry", "TARGETS", "UserError"]

@@ -1,15 +1,33 @@
-"""User-facing errors: bad input that the user can fix, reported without a traceback."""
+"""nnsplice's errors: one root, three families, each with its exit code.
+
+- ``UserError`` (exit 2): bad input the user can fix (a config, a flag, an artifact). One line
+  naming the file, the key, the value and what is allowed; no traceback.
+- ``DeviceError`` (exit 3): a device or the environment cannot be used (no device, unauthorized,
+  lost, a missing library). The message says the remedy.
+- ``InternalError`` (exit 1): a bug in nnsplice. The CLI prints one line; the traceback goes to
+  ``work/errors.log``. Any exception that is not an ``NnspliceError`` is treated the same way.
+"""
 from __future__ import annotations
 
 from typing import Any
 
+MAX_VALUE_CHARS = 120  # longest quoted value in a message (a huge value must not flood the terminal)
 
-class UserError(Exception):
-    """An error in what the user gave (a config, a flag, a file), not a bug in nnsplice.
 
-    The CLI prints the message and exits with code 2. Messages name the file, the key,
-    the value and what is allowed.
-    """
+def short(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
+    """``repr(value)``, cut to ``limit`` characters with the omitted length stated."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+class NnspliceError(Exception):
+    """The root of every error nnsplice raises on purpose."""
+
+    exit_code = 1
+
+
+class UserError(NnspliceError):
+    """An error in what the user gave (a config, a flag, a file), not a bug in nnsplice (exit 2)."""
 
     exit_code = 2
 
@@ -19,8 +37,40 @@ class ConfigError(UserError):
 
     def __init__(self, file: str, key: str, value: Any, allowed: str):
         self.file, self.key, self.value, self.allowed = file, key, value, allowed
-        super().__init__(f"{file}: {key} = {value!r}: {allowed}")
+        super().__init__(f"{file}: {key} = {short(value)}: {allowed}")
 
 
-class DeviceError(UserError):
-    """A device that cannot be reached or used (no device, unauthorized, offline, lost)."""
+class DeviceError(NnspliceError):
+    """A device or the environment cannot be used (no device, unauthorized, offline, lost) (exit 3)."""
+
+    exit_code = 3
+
+
+class InternalError(NnspliceError):
+    """A bug in nnsplice: an invariant that does not hold (exit 1, traceback in the error log)."""
+
+    exit_code = 1
+
+
+class PlanError(UserError, ValueError):
+    """A partition plan (plan.json) that cannot be read or is inconsistent with its segments."""
+
+
+class GraphError(UserError, ValueError):
+    """A fusion graph that is not valid (a search's graph file, or a mutation that breaks it)."""
+
+
+class ParseError(DeviceError, ValueError):
+    """Device output (benchmark_model, sysfs, a runner's JSON) that does not match what the parser
+    expects; the message quotes the first lines it saw."""
+
+    def __init__(self, what: str, text: str, max_lines: int = 5, width: int = 120):
+        lines = text.splitlines()
+        shown = [ln if len(ln) <= width else ln[: width - 3] + "..." for ln in lines[:max_lines]]
+        quoted = "\n".join(f"  | {ln}" for ln in shown) or "  | <empty input>"
+        super().__init__(f"{what}. Input has {len(lines)} line(s); the first {len(shown)}:\n{quoted}")
+
+
+def exit_code(err: BaseException) -> int:
+    """The process exit code for an error: its family's, 1 for anything else."""
+    return err.exit_code if isinstance(err, NnspliceError) else 1

@@ -11,14 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .vocab import DELEGATES, DTYPES, TARGETS
 from .schema import AnyNetCfg, DataCfg, DeployCfg, LaneCfg, ModelCfg, PipelineConfig
 
 # Top-level sections of pycls/NN-Stretch configs that nnsplice records but does not use.
 RECORDED_SECTIONS = ("OPTIM", "NUM_GPUS", "OUT_DIR", "DATA_LOADER", "BN", "RNG_SEED", "LOG_PERIOD",
                      "LOG_DEST", "CUDNN", "PREC_TIME", "PORT", "HOST", "LAUNCH", "MEM")
-DTYPES = ("fp32", "fp16", "int8")
-TARGETS = ("host", "adb")
-DELEGATES = ("xnnpack", "builtin", "gpu", "hexagon", "nnapi")
 _SECTIONS = {"MODEL": ModelCfg, "ANYNET": AnyNetCfg, "TRAIN": DataCfg, "TEST": DataCfg, "DEPLOY": DeployCfg}
 
 

@@ -1,8 +1,14 @@
-"""Config -> converted segments + partition plan, cached by content hash.
+"""Built segment modules -> converted .tflite segments + partition plan, cached by content hash.
 
-The cache key covers what changes the bytes: the network spec, the placement of processors
-on lanes, the dtype and input size, the weights, the converter versions and this module's
-CODE_VERSION. File stems never decide a cache hit.
+This is the one place that turns a network into a plan, for every model source (NN-Stretch
+configs, fusion deployments, ...) and for the searches. A source describes what to convert as a
+``Built``: torch modules, one per segment, that read and write named tensors, placed on lanes.
+
+The cache key covers what changes the bytes: the source's identity (network spec, graph, ...),
+the segments' structure and weights, the example input shape and layout, the dtype, the
+calibration, the converter versions and this module's CODE_VERSION. Lane cores, thread counts
+and delegates do not change a ``.tflite`` file, so they are not in the key: a cache hit whose
+lanes differ only rewrites plan.json. File stems never decide a cache hit.
 """
 from __future__ import annotations
 
@@ -10,24 +16,88 @@ import dataclasses
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
-from configs.schema import PipelineConfig
+from android_runtime.plan import LaneSpec, Plan, PlanError, Segment, SyncPoint, TensorSpec, load_plan
 
-from .plan import LaneSpec, Plan, Segment, SyncPoint, TensorSpec, load_plan
-from .segments import draft_segments, segment_module
+from .tflite import converter_version, export_tflite
 
-CODE_VERSION = "1"  # bump when segmenting or conversion changes the artifacts
-N_CALIBRATION = 16  # int8 calibration samples per segment
+CODE_VERSION = "2"  # bump when segmenting or conversion changes the artifacts
+
+
+@dataclass(frozen=True)
+class BuiltSegment:
+    """One segment to convert: a torch module reading and writing named tensors."""
+
+    name: str  # e.g. "stem", "s2.gpu", "fused"
+    kind: str  # stem | branch | stage | merge | head | model (see android_runtime.plan.Segment)
+    lane: str  # lane that runs it
+    processor: str  # processor of the config it stands for (cpu, gpu, dsp, ...)
+    module: Any  # torch module: module(*inputs) -> a tensor, a tuple, or a dict keyed by output name
+    inputs: tuple[str, ...]  # tensor names it reads, in the module's argument order
+    outputs: tuple[str, ...]  # tensor names it writes, in the module's output order
+    stage: int | None = None  # stage index of branch/merge segments
+    branch: str | None = None  # branch name of branch segments
+    units: tuple[str, ...] = ()  # model parts fused into this segment
+
+
+@dataclass(frozen=True)
+class Built:
+    """What the build stage hands to conversion: segment modules, lanes and the facts of the network.
+
+    Attributes:
+        name: the artifact name (config stem); artifacts go to ``<name>_<dtype>_<hash12>/``.
+        segments: in a valid sequential order (every input produced earlier, or the model input).
+        example: one example model input, in the layout the segment modules take (NCHW for AnyNet).
+        lanes: the lanes the segments use (cores, threads, delegate, processors).
+        dtype: fp32 | fp16 | int8.
+        channels_last: convert 4-D inputs/outputs to NHWC (segments then exchange NHWC tensors);
+            False when the modules already take and give NHWC or 2-D tensors.
+        output: the plan's main output tensor (its other result tensors are the ones no segment reads).
+        params, flops: parameters and multiply-accumulates of everything deployed.
+        identity: JSON-able facts that decide the bytes besides weights and structure (spec, graph, ...).
+        source: what plan.json records under ``source`` (config path, fusion mode, task outputs, ...).
+        calibration: int8 only: model inputs (same layout as ``example``) to calibrate every segment on;
+            None means seeded standard-normal samples.
+        calibration_id: names the calibration data in the cache key (e.g. "random-16", "train-images").
+        sync_points: merges that wait for branches on other lanes.
+        context: whatever the model source needs again after conversion (not part of the cache key).
+    """
+
+    name: str
+    segments: tuple[BuiltSegment, ...]
+    example: Any
+    lanes: dict[str, LaneSpec]
+    dtype: str
+    output: str
+    params: int
+    flops: int
+    channels_last: bool = True
+    input_name: str = "input"
+    identity: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    calibration: Callable[[], list[Any]] | None = None
+    calibration_id: str = "random-16"
+    sync_points: tuple[SyncPoint, ...] = ()
+    context: Any = None  # the source's own build facts for its later stages (e.g. a fusion Deployment)
 
 
 @dataclass(frozen=True)
 class Converted:
+    """A converted plan: plan.json and its segment files, in one artifact folder."""
+
     plan: Plan
     plan_path: Path
     cache_hit: bool
-    model: object  # the eager torch model the plan was converted from
+
+    @property
+    def plan_dir(self) -> Path:
+        return self.plan_path.parent
+
+
+N_CALIBRATION = 16  # int8 calibration samples when the source gives none
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -46,100 +116,143 @@ def weights_hash(model) -> str:
     return h.hexdigest()
 
 
-def cache_key(cfg: PipelineConfig, spec, model) -> str:
-    from .tflite import converter_version
-
-    lanes = {k: dataclasses.asdict(v) for k, v in sorted(cfg.DEPLOY.LANES.items())}
-    blob = json.dumps({"spec": dataclasses.asdict(spec), "placement": cfg.DEPLOY.PLACEMENT, "lanes": lanes,
-                       "dtype": cfg.DEPLOY.DTYPE, "fold_merges": cfg.DEPLOY.FOLD_MERGES, "im_size": cfg.im_size, "weights": weights_hash(model),
+def cache_key(built: Built) -> str:
+    """Content hash of everything that decides the converted bytes (not lane cores or threads)."""
+    segs = [{"name": s.name, "kind": s.kind, "lane": s.lane, "processor": s.processor, "inputs": s.inputs,
+             "outputs": s.outputs, "weights": weights_hash(s.module), "module": type(s.module).__name__}
+            for s in built.segments]
+    blob = json.dumps({"identity": built.identity, "segments": segs, "dtype": built.dtype,
+                       "example": list(built.example.shape), "channels_last": built.channels_last,
+                       "calibration": built.calibration_id if built.dtype == "int8" else "",
                        "converter": converter_version(), "code": CODE_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def cached_plan(out_dir: Path) -> Plan | None:
-    """The plan in an artifact folder when it and every segment file it names are intact, else None."""
+    """The plan in an artifact folder when it validates and every segment file it names is intact
+    (inside the folder, with the recorded sha256), else None."""
     plan_path = out_dir / "plan.json"
     if not plan_path.exists():
         return None
     try:
         plan = load_plan(plan_path)
-        if all(sha256_file(out_dir / s.file) == s.sha256 for s in plan.segments):
-            return plan
-    except (OSError, ValueError):
-        pass  # incomplete or corrupt artifacts: convert again
-    return None
+        for s in plan.segments:
+            f = segment_path(out_dir, s.file)
+            if sha256_file(f) != s.sha256:
+                return None
+        return plan
+    except (OSError, PlanError):
+        return None  # incomplete, corrupt or foreign artifacts: convert again
 
 
-def _nhwc_shape(t) -> list[int]:
+def segment_path(plan_dir: Path, file: str) -> Path:
+    """A segment file's path, which must stay inside the plan's folder (no '..', absolute paths or
+    symlinks out).
+
+    Raises:
+        PlanError: the file points outside the folder.
+    """
+    root = Path(plan_dir).resolve()
+    p = (root / file).resolve()
+    if Path(file).is_absolute() or root not in p.parents:
+        raise PlanError(f"{plan_dir / 'plan.json'}: segment file = {file!r}: must be a file inside {root}")
+    return p
+
+
+def _shape(t, channels_last: bool) -> list[int]:
     s = list(t.shape)
-    return [s[0], s[2], s[3], s[1]] if len(s) == 4 else s
+    return [s[0], s[2], s[3], s[1]] if channels_last and len(s) == 4 else s
 
 
-def convert_config(cfg: PipelineConfig, workdir: str | os.PathLike, model=None, force: bool = False,
-                   log=lambda msg: None) -> Converted:
-    """Builds the config's network, cuts it into segments, converts each to .tflite, writes plan.json.
+def _outputs(seg: BuiltSegment, out) -> dict[str, Any]:
+    if isinstance(out, dict):
+        return {n: out[n] for n in seg.outputs}
+    outs = out if isinstance(out, (tuple, list)) else (out,)
+    return dict(zip(seg.outputs, outs))
+
+
+def eager_values(built: Built, x) -> dict[str, Any]:
+    """Every tensor of the network for model input ``x``, computed by the eager segment modules."""
+    import torch
+
+    values = {built.input_name: x}
+    with torch.no_grad():
+        for s in built.segments:
+            values.update(_outputs(s, s.module(*[values[t] for t in s.inputs])))
+    return values
+
+
+def result_tensors(segments) -> list[str]:
+    """Tensors that no segment reads: the results of a run, in segment order."""
+    read = {t for s in segments for t in s.inputs}
+    return [t for s in segments for t in s.outputs if t not in read]
+
+
+def _plan_lanes(built: Built) -> dict[str, LaneSpec]:
+    used = {s.lane for s in built.segments}
+    return {k: v for k, v in built.lanes.items() if k in used}
+
+
+def convert(built: Built, workdir: str | os.PathLike, force: bool = False, log=lambda msg: None) -> Converted:
+    """Converts every segment to .tflite and writes plan.json, or reuses the cached artifacts.
 
     Args:
-        cfg: a validated config.
-        workdir: artifacts go to <workdir>/artifacts/<name>_<dtype>_<hash12>/.
-        model: the eager model to convert (default: branching.build_model with seed 0).
+        built: the segment modules and lanes (from a model source).
+        workdir: artifacts go to ``<workdir>/artifacts/<name>_<dtype>_<hash12>/``.
         force: reconvert even when the cache has the artifacts.
         log: progress callback.
     """
     import torch
 
-    from branching import build_model, spec_from_config
-
-    from .tflite import converter_version, export_tflite
-
-    spec = spec_from_config(cfg)
-    model = model if model is not None else build_model(spec)
-    key = cache_key(cfg, spec, model)
-    dtype = cfg.DEPLOY.DTYPE
-    out_dir = Path(workdir) / "artifacts" / f"{cfg.name}_{dtype}_{key[:12]}"
+    key = cache_key(built)
+    out_dir = Path(workdir) / "artifacts" / f"{built.name}_{built.dtype}_{key[:12]}"
     plan_path = out_dir / "plan.json"
+    lanes = _plan_lanes(built)
     plan = None if force else cached_plan(out_dir)
     if plan is not None:
-        return Converted(plan, plan_path, True, model)
+        if plan.lanes != lanes:  # same bytes, other cores/threads/delegate: only the plan changes
+            plan = dataclasses.replace(plan, lanes=lanes)
+            plan.save(plan_path)
+        return Converted(plan, plan_path, True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    drafts = draft_segments(spec, cfg.DEPLOY.PLACEMENT, fold_merges=cfg.DEPLOY.FOLD_MERGES)
-    size = cfg.im_size
-    g = torch.Generator().manual_seed(0)
-    example = torch.randn(1, 3, size, size, generator=g)
-    n_cal = N_CALIBRATION if dtype == "int8" else 0
-    cal_inputs = [torch.randn(1, 3, size, size, generator=g) for _ in range(n_cal)]
-    mods = [segment_module(model, d) for d in drafts]
-    # Eager pass over the segments: example tensors for every segment boundary (and calibration sets).
-    values: dict[str, torch.Tensor] = {"input": example}
-    cal_values: list[dict[str, torch.Tensor]] = [{"input": c} for c in cal_inputs]
-    with torch.no_grad():
-        for d, m in zip(drafts, mods):
-            values[d.output] = m(*[values[t] for t in d.inputs])
-            for cv in cal_values:
-                cv[d.output] = m(*[cv[t] for t in d.inputs])
+    values = eager_values(built, built.example)
+    n_cal = built.dtype == "int8"
+    if n_cal:
+        if built.calibration is not None:
+            cal_inputs = list(built.calibration())
+        else:
+            g = torch.Generator().manual_seed(0)
+            cal_inputs = [torch.randn(built.example.shape, generator=g) for _ in range(N_CALIBRATION)]
+        cal_values = [eager_values(built, c) for c in cal_inputs]
+    cl = built.channels_last
     segments: list[Segment] = []
-    for n, (d, m) in enumerate(zip(drafts, mods)):
-        fname = f"{cfg.name}_{dtype}_{d.name}.tflite"
-        log(f"  converting segment {n + 1}/{len(drafts)} {d.name} on lane {d.lane} ({dtype})")
-        cal = (lambda d=d: [tuple(cv[t] for t in d.inputs) for cv in cal_values]) if n_cal else None
-        export_tflite(m, tuple(values[t] for t in d.inputs), out_dir / fname, dtype=dtype, calibration=cal)
-        u0 = d.units[0]
+    for n, s in enumerate(built.segments):
+        fname = f"{built.name}_{built.dtype}_{s.name}.tflite"
+        log(f"  converting segment {n + 1}/{len(built.segments)} {s.name} on lane {s.lane} ({built.dtype})")
+        cal = (lambda s=s: [tuple(cv[t] for t in s.inputs) for cv in cal_values]) if n_cal else None
+        export_tflite(s.module, tuple(values[t] for t in s.inputs), out_dir / fname, dtype=built.dtype,
+                      calibration=cal, channels_last=cl)
         segments.append(Segment(
-            name=d.name, kind=d.kind, lane=d.lane, processor=u0.processor, file=fname,
-            sha256=sha256_file(out_dir / fname),
-            inputs=[TensorSpec(t, _nhwc_shape(values[t])) for t in d.inputs],
-            outputs=[TensorSpec(d.output, _nhwc_shape(values[d.output]))],
-            stage=u0.stage, branch=u0.branch, units=[u.name for u in d.units]))
-    sync = [SyncPoint(stage=u.stage, segment=d.name,
-                      waits_for=[s.name for s in segments if s.outputs[0].name in u.inputs])
-            for d in drafts for u in d.units if u.kind == "merge"]
-    used = {d.lane for d in drafts}
-    lanes = {name: LaneSpec(cores=list(l.CORES), threads=l.THREADS, delegate=l.DELEGATE,
-                            processors=[p for p, ln in cfg.DEPLOY.PLACEMENT.items() if ln == name])
-             for name, l in cfg.DEPLOY.LANES.items() if name in used}
-    plan = Plan(name=cfg.name, dtype=dtype, input=TensorSpec("input", _nhwc_shape(example)),
-                output=TensorSpec("logits", _nhwc_shape(values["logits"])), lanes=lanes, segments=segments,
-                sync_points=sync, source={"config": cfg.path, "cache_key": key, "converter": converter_version(),
-                                          "code_version": CODE_VERSION})
+            name=s.name, kind=s.kind, lane=s.lane, processor=s.processor, file=fname,
+            sha256=sha256_file(out_dir / fname), inputs=[TensorSpec(t, _shape(values[t], cl)) for t in s.inputs],
+            outputs=[TensorSpec(t, _shape(values[t], cl)) for t in s.outputs], stage=s.stage, branch=s.branch,
+            units=list(s.units)))
+    plan = Plan(name=built.name, dtype=built.dtype, input=TensorSpec(built.input_name, _shape(built.example, cl)),
+                output=TensorSpec(built.output, _shape(values[built.output], cl)), lanes=lanes, segments=segments,
+                sync_points=list(built.sync_points),
+                source={**built.source, "cache_key": key, "converter": converter_version(),
+                        "code_version": CODE_VERSION})
     plan.save(plan_path)
-    return Converted(plan, plan_path, False, model)
+    return Converted(plan, plan_path, False)
+
+
+def export_cached(module, example_inputs: tuple, cache_dir: str | os.PathLike, dtype: str, tag: str,
+                  channels_last: bool = True) -> Path:
+    """One module as a .tflite file in ``cache_dir``, named by the content hash of ``tag`` (what the
+    caller says decides the module: structure and seed), the dtype and the converter versions.
+    The searches time many small candidates this way; a file already there is reused."""
+    h = hashlib.sha256(json.dumps([tag, dtype, channels_last, converter_version(), CODE_VERSION]).encode())
+    path = Path(cache_dir) / f"{h.hexdigest()[:16]}.tflite"
+    if not path.exists():
+        export_tflite(module, example_inputs, path, dtype=dtype, channels_last=channels_last)
+    return path

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-DTYPES = ("fp32", "fp16", "int8")
+from configs.vocab import DTYPES
 
 
 def _quiet_litert_torch() -> None:

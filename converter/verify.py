@@ -1,49 +1,73 @@
-"""Numerical check of a converted plan: the segments executed in plan order on this machine
-against the eager PyTorch model, on the same seeded inputs."""
+"""Numerical check of a converted plan: its segments executed in plan order on this machine against
+the eager segment modules they were converted from, on the same inputs.
+
+Every result tensor (one that no segment reads: logits, or one per task) is compared.
+"""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .plan import Plan
+from android_runtime.plan import Plan
+from android_runtime.runner import SegmentExecutor
+
+from .build import Built, Converted, eager_values, result_tensors
 
 
 @dataclass(frozen=True)
 class VerifyReport:
     samples: int  # inputs compared
-    max_abs_diff: float  # max |plan - eager| over all outputs (fp32: aim 1e-5)
-    top1_agreement: float  # share of inputs whose arg-max class matches eager (what int8 reports)
+    max_abs_diff: float  # max |plan - eager| over all result tensors (fp32: aim 1e-5)
+    top1_agreement: float  # share of (input, result tensor) pairs whose arg-max matches eager (what int8 reports)
+    inputs: str = "random"  # what was fed: "random" (seeded) or where real inputs came from
 
 
-def execute_sequential(plan: Plan, plan_dir: str | os.PathLike, x_nhwc, executors=None):
-    """Runs every segment in plan order in this thread; returns the output array."""
-    from android_runtime.runner import SegmentExecutor
-
+def execute_sequential(plan: Plan, plan_dir: str | os.PathLike, x, executors=None) -> dict[str, Any]:
+    """Runs every segment in plan order in this thread; returns every tensor (copies), by name."""
     executors = executors or {s.name: SegmentExecutor(s, Path(plan_dir), 1, "xnnpack") for s in plan.segments}
-    values = {plan.input.name: x_nhwc}
+    values = {plan.input.name: x}
     for s in plan.segments:
         outs = executors[s.name]([values[t.name] for t in s.inputs])
-        values.update({t.name: o for t, o in zip(s.outputs, outs)})
+        values.update({t.name: o.copy() for t, o in zip(s.outputs, outs)})  # outputs are views of interpreter buffers
         del outs
-    return values[plan.output.name].copy()  # outputs are views of interpreter buffers
+    return values
 
 
-def verify_plan(plan: Plan, plan_dir: str | os.PathLike, model, samples: int = 4, seed: int = 1) -> VerifyReport:
+def _layout(t, channels_last: bool):
+    return t.permute(0, 2, 3, 1).contiguous() if channels_last and t.ndim == 4 else t
+
+
+def verify(conv: Converted, built: Built, inputs: list[Any] | None = None, samples: int = 2, seed: int = 1,
+           inputs_label: str = "random") -> VerifyReport:
+    """Compares the converted plan with the eager segment modules.
+
+    Args:
+        conv: the converted plan.
+        built: what it was converted from.
+        inputs: model inputs (torch tensors in the layout of ``built.example``); default ``samples``
+            seeded standard-normal inputs.
+        inputs_label: recorded in the report (e.g. the folder real images came from).
+    """
     import numpy as np
     import torch
 
-    from android_runtime.runner import SegmentExecutor
-
-    executors = {s.name: SegmentExecutor(s, Path(plan_dir), 1, "xnnpack") for s in plan.segments}
-    g = torch.Generator().manual_seed(seed)
-    n, h, w, c = plan.input.shape
-    worst, agree = 0.0, 0
-    for _ in range(samples):
-        x = torch.randn(n, c, h, w, generator=g)
-        with torch.no_grad():
-            ref = model(x).numpy()
-        out = execute_sequential(plan, plan_dir, x.permute(0, 2, 3, 1).contiguous().numpy(), executors)
-        worst = max(worst, float(np.abs(out - ref).max()))
-        agree += int(np.argmax(out) == np.argmax(ref))
-    return VerifyReport(samples=samples, max_abs_diff=worst, top1_agreement=agree / samples)
+    plan = conv.plan
+    if inputs is None:
+        g = torch.Generator().manual_seed(seed)
+        inputs = [torch.randn(built.example.shape, generator=g) for _ in range(samples)]
+        inputs_label = "random"
+    executors = {s.name: SegmentExecutor(s, conv.plan_dir, 1, "xnnpack") for s in plan.segments}
+    results = result_tensors(built.segments)
+    worst, agree, pairs = 0.0, 0, 0
+    for x in inputs:
+        ref = eager_values(built, x)
+        got = execute_sequential(plan, conv.plan_dir, _layout(x, built.channels_last).numpy(), executors)
+        for t in results:
+            r = _layout(ref[t], built.channels_last).numpy()
+            worst = max(worst, float(np.abs(got[t] - r).max()))
+            agree += int(np.argmax(got[t]) == np.argmax(r))
+            pairs += 1
+    return VerifyReport(samples=len(inputs), max_abs_diff=worst, top1_agreement=agree / max(1, pairs),
+                        inputs=inputs_label)

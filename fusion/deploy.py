@@ -1,7 +1,7 @@
 """Deploying a fusion config: build the task networks (fused or separate) -> convert to a plan of
 multi-output .tflite segments with outputs named by task -> score on the tasks' test sets.
 
-Stages (each returns a typed artifact; profiling.experiment.run_fusion_config chains them and runs
+Stages (each returns a typed artifact; pipeline.stages chains them (pipeline.sources.fusion) and runs
 the plan on the device):
 - `build_deployment(cfg)` -> Deployment: the eager networks, one per segment, and the original
   task networks from the zoo.
@@ -23,8 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from android_runtime.plan import LaneSpec
 from configs.errors import UserError
-from configs.fusion_config import FusionConfig
+from converter.build import Built, BuiltSegment, Converted, convert
+
+from .config import FusionConfig
+from branching import complexity
+from training import to_tensor_images
+from android_runtime.runner import SegmentExecutor
 
 CODE_VERSION = "fusion-deploy-1"  # bump when conversion changes the artifacts
 N_CALIBRATION = 16  # int8 calibration images per task (training split)
@@ -40,13 +46,6 @@ class Deployment:
     graph: dict | None  # the fused graph (FusionGraph.to_dict) of MODE fused
     params: int  # parameters of everything deployed
     flops: int  # multiply-accumulates of one inference of everything deployed
-
-
-@dataclass(frozen=True)
-class DeployedPlan:
-    plan: Any  # converter.plan.Plan
-    plan_path: Path
-    cache_hit: bool
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,6 @@ def build_deployment(cfg: FusionConfig, weights: bool = True, log=print) -> Depl
     """
     import torch
 
-    from branching import complexity
 
     from .archs import build_arch
     from .graph import FusionGraph, graph_from_models
@@ -150,82 +148,53 @@ def build_deployment(cfg: FusionConfig, weights: bool = True, log=print) -> Depl
 
 def _calibration(dep: Deployment):
     """int8 calibration: N_CALIBRATION training images of every task, NHWC."""
-    from training import to_tensor_images
 
     from .tasks import get_benchmark, task_arrays
     from .zoo import loader_config
 
     lc = loader_config(get_benchmark(dep.cfg.FUSION.BENCHMARK))
     xs = [to_tensor_images(task_arrays(t, "train", N_CALIBRATION, 1)[0], lc) for t in dep.cfg.tasks]
-    return lambda: [(x[None].permute(0, 2, 3, 1).contiguous(),) for xt in xs for x in xt]
+    return lambda: [x[None].permute(0, 2, 3, 1).contiguous() for xt in xs for x in xt]
 
 
-def _cache_key(dep: Deployment) -> str:
-    from converter.build import weights_hash
-    from converter.tflite import converter_version
+def built_from_deployment(dep: Deployment) -> Built:
+    """The deployment as segments on its one lane: what the converter converts.
 
-    blob = json.dumps({"mode": dep.cfg.FUSION.MODE, "benchmark": dep.cfg.FUSION.BENCHMARK,
-                       "outputs": dep.outputs, "graph": dep.graph, "dtype": dep.cfg.DEPLOY.DTYPE,
-                       "lanes": {k: vars(v) for k, v in dep.cfg.DEPLOY.LANES.items()},
-                       "weights": {s: weights_hash(n) for s, n in dep.nets.items()},
-                       "converter": converter_version(), "code": CODE_VERSION}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    MODE fused is one segment with one output per task; MODE separate one segment per task
+    network, all reading the input on the same lane (they run one after another).
+    """
+    import torch
+
+    cfg = dep.cfg
+    c, h, w = dep.input_shape
+    (lane, spec), = cfg.DEPLOY.LANES.items()
+    segs = tuple(BuiltSegment(name=name, kind="model", lane=lane, processor="cpu",
+                              module=named_outputs(net, dep.outputs[name]), inputs=("input",),
+                              outputs=tuple(dep.outputs[name]), units=tuple(dep.outputs[name]))
+                 for name, net in dep.nets.items())
+    lanes = {lane: LaneSpec(cores=list(spec.CORES), threads=spec.THREADS, delegate=spec.DELEGATE, processors=["cpu"])}
+    tasks = cfg.tasks
+    return Built(name=cfg.name, segments=segs, example=torch.zeros(1, h, w, c), lanes=lanes, dtype=cfg.DEPLOY.DTYPE,
+                 output=tasks[-1], params=dep.params, flops=dep.flops, channels_last=False,
+                 identity={"mode": cfg.FUSION.MODE, "benchmark": cfg.FUSION.BENCHMARK, "graph": dep.graph,
+                           "code": CODE_VERSION},
+                 source={"config": cfg.path, "fusion_mode": cfg.FUSION.MODE, "benchmark": cfg.FUSION.BENCHMARK,
+                         "task_outputs": {t: t for t in tasks}, "graph": dep.graph},
+                 calibration=_calibration(dep) if cfg.DEPLOY.DTYPE == "int8" else None,
+                 calibration_id=f"train-images-{N_CALIBRATION}:{','.join(tasks)}", context=dep)
 
 
 def convert_deployment(dep: Deployment, workdir: str | os.PathLike, force: bool = False,
-                       log=lambda m: None) -> DeployedPlan:
+                       log=lambda m: None) -> Converted:
     """Converts every segment network and writes plan.json into <workdir>/artifacts/<name>_<dtype>_<hash12>/."""
-    import torch
-
-    from converter.build import cached_plan, sha256_file
-    from converter.plan import LaneSpec, Plan, Segment, TensorSpec
-    from converter.tflite import converter_version, export_tflite
-
-    cfg, dtype = dep.cfg, dep.cfg.DEPLOY.DTYPE
-    key = _cache_key(dep)
-    out_dir = Path(workdir) / "artifacts" / f"{cfg.name}_{dtype}_{key[:12]}"
-    plan_path = out_dir / "plan.json"
-    cached = None if force else cached_plan(out_dir)
-    if cached is not None:
-        return DeployedPlan(cached, plan_path, True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    c, h, w = dep.input_shape
-    example = torch.zeros(1, h, w, c)
-    cal = _calibration(dep) if dtype == "int8" else None
-    (lane, spec), = cfg.DEPLOY.LANES.items()
-    segments = []
-    for n, (name, net) in enumerate(dep.nets.items()):
-        tasks = dep.outputs[name]
-        fname = f"{cfg.name}_{dtype}_{name}.tflite"
-        log(f"  converting segment {n + 1}/{len(dep.nets)} {name} -> outputs {', '.join(tasks)} ({dtype})")
-        mod = named_outputs(net, tasks)
-        export_tflite(mod, (example,), out_dir / fname, dtype=dtype, calibration=cal, channels_last=False)
-        with torch.no_grad():
-            outs = mod(example)
-        segments.append(Segment(name=name, kind="model", lane=lane, processor="cpu", file=fname,
-                                sha256=sha256_file(out_dir / fname), inputs=[TensorSpec("input", [1, h, w, c])],
-                                outputs=[TensorSpec(t, list(outs[t].shape)) for t in tasks], units=tasks))
-    tasks = cfg.tasks
-    last = next(t for s in segments for t in s.outputs if t.name == tasks[-1])
-    plan = Plan(name=cfg.name, dtype=dtype, input=TensorSpec("input", [1, h, w, c]), output=last,
-                lanes={lane: LaneSpec(cores=list(spec.CORES), threads=spec.THREADS, delegate=spec.DELEGATE,
-                                      processors=["cpu"])},
-                segments=segments, sync_points=[],
-                source={"config": cfg.path, "cache_key": key, "converter": converter_version(),
-                        "code_version": CODE_VERSION, "fusion_mode": cfg.FUSION.MODE,
-                        "benchmark": cfg.FUSION.BENCHMARK, "task_outputs": {t: t for t in tasks},
-                        "graph": dep.graph})
-    plan.save(plan_path)
-    return DeployedPlan(plan, plan_path, False)
+    return convert(built_from_deployment(dep), workdir, force=force, log=log)
 
 
-def evaluate_deployment(dep: Deployment, conv: DeployedPlan) -> Evaluation:
+def evaluate_deployment(dep: Deployment, conv: Converted) -> Evaluation:
     """Scores the converted segments and the original networks on the same test images of every task."""
     import numpy as np
     import torch
 
-    from android_runtime.runner import SegmentExecutor
-    from training import to_tensor_images
 
     from .tasks import get_benchmark, task_arrays
     from .zoo import loader_config
@@ -268,7 +237,6 @@ def check_device(cfg: FusionConfig, opt_device: str, device: Any) -> None:
 
 def timing_input(dep: Deployment):
     """The input timed runs feed: the first test image of the first task, NHWC float32 [1, H, W, C]."""
-    from training import to_tensor_images
 
     from .tasks import get_benchmark, task_arrays
     from .zoo import loader_config

@@ -18,6 +18,9 @@ from configs.errors import UserError
 
 from .curve import cannot_reach, extrapolate
 from .tasks import Benchmark, task_arrays
+from training import make_loader
+from training import evaluate
+from training.distill import distill
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,6 @@ class Recovery:
 
 def load_fusion_data(bench: Benchmark, settings: DataSettings | None = None) -> FusionData:
     """Builds the benchmark's loaders from the installed datasets (UserError when missing)."""
-    from training import make_loader
 
     from .zoo import loader_config
 
@@ -98,7 +100,6 @@ def load_fusion_data(bench: Benchmark, settings: DataSettings | None = None) -> 
 
 def task_accuracy(model: Any, loaders: Mapping[str, Any]) -> dict[str, float]:
     """task -> accuracy of a multi-output model (dict) or of per-task models (task -> module)."""
-    from training import evaluate
 
     out = {}
     for task, loader in loaders.items():
@@ -172,7 +173,6 @@ def recover(net: Any, teachers: Mapping[str, Any], data: FusionData, original_va
             original network did, for one task only: training them on the pooled inputs of all
             tasks can only move them away from the teacher).
     """
-    from training.distill import distill
 
     cfg = cfg or FinetuneConfig()
     curve: dict[str, list[float]] = {t: [] for t in teachers}

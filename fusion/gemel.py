@@ -23,6 +23,7 @@ from configs.errors import UserError
 from .finetune import DataSettings, FinetuneConfig
 from .tasks import get_benchmark
 from .zoo import ZooSettings
+from training.distill import distill
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,6 @@ def tie(models: Mapping[str, Any], groups: list[LayerGroup]) -> Any:
 
 def gemel_merge(cfg: GemelConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Ties as many layer groups as the accuracy budget allows; returns (and writes) a report."""
-    from training.distill import distill
 
     from .finetune import load_fusion_data, task_accuracy
     from .zoo import load_zoo

@@ -14,14 +14,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from configs.errors import UserError
+from configs.errors import GraphError, UserError
 
 INPUT = "input"
 Shape = tuple[int, ...]
-
-
-class GraphError(ValueError):
-    """A fused graph breaks a validity rule (cycle, detached head, re-parented input, bad adapter)."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 from configs.errors import UserError
 from configs.registry import Registry
+from converter.tflite import export_tflite
+from profiling.latency import time_tflite
 
 DEVICES: Registry = Registry("fusion latency device")
 
@@ -30,7 +32,6 @@ def export_multitask(net: Any, tasks: list[str], input_shape: tuple[int, ...], p
     """Converts a {task: logits} network into a .tflite whose outputs follow `tasks` order."""
     import torch
 
-    from converter.tflite import export_tflite
 
     from .modules import TupleOutputs
 
@@ -55,7 +56,6 @@ def max_abs_diff(path: str | Path, net: Any, tasks: list[str], input_shape: tupl
 
 @DEVICES.register("host")
 def _host(path: Path, cfg: LatencyConfig) -> dict[str, Any]:
-    from profiling.latency import time_tflite
 
     stats = time_tflite(path, threads=cfg.threads, cores=list(cfg.cores) if cfg.cores else None,
                         warmup=cfg.warmup, runs=cfg.runs)

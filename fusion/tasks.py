@@ -24,6 +24,7 @@ import numpy as np
 
 from configs.errors import UserError
 from configs.registry import Registry
+from training import load_dataset
 
 COARSE4 = np.array([0, 1, 0, 0, 0, 2, 0, 2, 3, 2], dtype=np.int64)  # Fashion-MNIST class -> coarse group
 COARSE4_NAMES = ("upper_or_whole_body", "lower_body", "footwear", "bag")
@@ -116,7 +117,6 @@ def task_arrays(task: str | Task, split: str, limit: int | None = None, seed: in
         seed: seed of the shuffle and of the task's own randomness (rotations).
         offset: skip this many shuffled examples first (carves a validation set out of "train").
     """
-    from training import load_dataset
 
     t = get_task(task) if isinstance(task, str) else task
     x, y = load_dataset(t.dataset, split)

@@ -21,6 +21,8 @@ from typing import Any
 from configs.errors import UserError
 
 from .tasks import Benchmark, get_benchmark, get_task, list_benchmarks, task_arrays
+from training import LoaderConfig
+from training import evaluate, make_loader, train_classifier
 
 CODE_VERSION = "fusion-zoo-1"  # bump when training or architecture code changes what a key produces
 DEFAULT_CACHE = Path(os.environ.get("NNSPLICE_CACHE", Path.home() / ".cache" / "nnsplice")) / "fusion"
@@ -59,7 +61,6 @@ def model_key(bench: Benchmark, task: str, settings: ZooSettings) -> str:
 
 
 def loader_config(bench: Benchmark, batch_size: int = 128, seed: int = 0):
-    from training import LoaderConfig
     return LoaderConfig(size=bench.input_size, channels=bench.channels, batch_size=batch_size, seed=seed)
 
 
@@ -72,7 +73,6 @@ def train_task_model(bench: Benchmark, task: str, settings: ZooSettings, cache_d
                      log=print) -> ZooModel:
     """Trains one task network from scratch and writes it to the cache."""
     import torch
-    from training import evaluate, make_loader, train_classifier
 
     from .archs import build_arch
 

@@ -247,8 +247,8 @@ def _adb_args(server, serial: str, workdir: Path, out: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def converted(workdir):
     """TINY-A converted into the shared cache (the pipeline tests then hit it)."""
-    from configs import load_config
-    from converter.build import convert_config
+    from configs.loader import load_config
+    from branching.segments import convert_config
 
     cfgs = _configs(workdir.parent / "cfg_a", "TINY-A")
     cfg = load_config(cfgs / "TINY-A.yaml", [0, 1])
@@ -257,7 +257,7 @@ def converted(workdir):
 
 @pytest.mark.device
 def test_pipeline_over_adb_writes_host_schema_measured_with_energy(server, phone, workdir, converted, tmp_path, capsys):
-    from profiling.results import COLUMNS
+    from pipeline.record import COLUMNS
 
     serial, root, _ = phone
     out = tmp_path / "result.csv"
@@ -524,7 +524,7 @@ def test_default_lanes_come_from_the_topology_not_f0(phone_name, per_cluster):
 @pytest.mark.device
 def test_reference_config_without_lanes_gets_device_lanes(server, tmp_path):
     """An NN-Stretch config (no DEPLOY) on an SD888-shaped loopback device, Android path."""
-    from configs import load_config
+    from configs.loader import load_config
 
     root = tmp_path / "sd888"
     for cpu, khz in PHONES["sd888"].items():
@@ -556,7 +556,7 @@ PHONES = {  # saved-style cpufreq topologies (as in tests/test_adb_device.py)
 @pytest.mark.parametrize("phone_name", sorted(PHONES))
 def test_phone_configs_map_processors_to_lanes_on_that_phone(phone_name):
     from android_runtime.device_info import cluster_cpus
-    from configs import find_configs, load_config
+    from configs.loader import find_configs, load_config
 
     topo = cluster_cpus(PHONES[phone_name]).core_masks()
     files = find_configs(ROOT / "configs" / phone_name)

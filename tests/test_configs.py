@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from configs import ConfigError, find_configs, load_config
+from configs import ConfigError
+from configs.loader import find_configs, load_config
 from conftest import REFERENCE, ROOT, TINY_BRANCHED, reference_configs
 
 GOLDEN = json.loads((ROOT / "tests" / "golden" / "complexity.json").read_text())

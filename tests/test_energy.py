@@ -2,7 +2,7 @@
 
 import pytest
 
-from android_runtime.parsers import ParseError
+from configs.errors import ParseError
 from profiling import energy as E
 
 S = 1_000_000_000  # ns per second

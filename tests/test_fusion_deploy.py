@@ -33,7 +33,7 @@ def _pairs(text: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("path", REPO_CONFIGS, ids=[p.stem for p in REPO_CONFIGS])
 def test_repo_fusion_configs_load_and_build(path):
-    from configs.fusion_config import load_fusion_config
+    from fusion.config import load_fusion_config
     from fusion.deploy import build_deployment
 
     cfg = load_fusion_config(path, [0, 1])
@@ -108,8 +108,8 @@ def test_pipeline_deploys_fused_and_separate_with_task_accuracy(search, tmp_path
     from ai_edge_litert.interpreter import Interpreter
 
     from android_runtime.runner import PlanRunner
-    from configs.fusion_config import load_fusion_config
-    from converter.plan import load_plan
+    from fusion.config import load_fusion_config
+    from android_runtime.plan import load_plan
     from fusion.deploy import build_deployment
 
     cfgs = tmp_path / "cfgs"

@@ -21,8 +21,8 @@ def _run(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
-    from configs import load_config
-    from converter.build import convert_config
+    from configs.loader import load_config
+    from branching.segments import convert_config
 
     d = tmp_path_factory.mktemp("conv")
     p = d / "TINY-CG.yaml"
@@ -49,8 +49,8 @@ def test_plan_cuts_stem_branches_merges_and_head_onto_lanes(converted):
 
 
 def test_separate_merge_segments_when_folding_is_off(tmp_path):
-    from configs import load_config
-    from converter.segments import draft_segments
+    from configs.loader import load_config
+    from branching.segments import draft_segments
     from branching import spec_from_config
 
     p = tmp_path / "TINY-CG.yaml"
@@ -74,7 +74,7 @@ def test_fp32_plan_equals_eager_pytorch(converted):
 def test_cache_hits_by_content_and_misses_when_weights_change(converted):
     import torch
 
-    from converter.build import convert_config
+    from branching.segments import convert_config
 
     cfg, conv, d = converted
     again = convert_config(cfg, d / "work")
@@ -113,8 +113,8 @@ def test_runner_rejects_a_bad_plan_without_traceback(tmp_path):
 def test_int8_plan_runs_with_integer_segments_and_reports_agreement(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
-    from configs import load_config
-    from converter.build import convert_config
+    from configs.loader import load_config
+    from branching.segments import convert_config
     from converter.verify import verify_plan
 
     p = tmp_path / "TINY-CG.yaml"

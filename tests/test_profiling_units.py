@@ -5,7 +5,7 @@ import csv
 
 import pytest
 
-from profiling.results import COLUMNS, measured, read_results, upsert, write_results
+from pipeline.record import COLUMNS, measured, read_results, upsert, write_results
 from profiling.stats import latency_stats
 
 
@@ -45,9 +45,9 @@ def test_resolved_config_records_the_lanes_the_device_gives_it(tiny_config, tmp_
 
     import yaml
 
-    from configs import load_config
+    from configs.loader import load_config
     from configs.schema import LaneCfg
-    from profiling.experiment import RunOptions, resolve_for_device, save_resolved
+    from pipeline.experiment import RunOptions, resolve_for_device, save_resolved
 
     class PhoneLanes:
         """Test double of a device's adjust_config (AdbPlanDevice on benchmark_model gives phone lanes);

@@ -179,7 +179,7 @@ def _search(store_dir: Path, cons=Constraints(), log=lambda m: None):
 
 def _spec(path: Path):
     from branching import spec_from_config
-    from configs import load_config
+    from configs.loader import load_config
 
     return spec_from_config(load_config(path))
 
@@ -295,7 +295,7 @@ def test_tiny_search_end_to_end(tiny_base: Path, tmp_path: Path):
     """Real conversions, real lanes, one epoch on a Fashion-MNIST subset; then run_pipeline runs the result."""
     import run_pipeline
     from branching.search.__main__ import main
-    from configs import load_config
+    from configs.loader import load_config
 
     out, store = tmp_path / "out", tmp_path / "store"
     common = ["--base", str(tiny_base), "--store", str(store), "--budget", "40s", "--width-steps", "4",

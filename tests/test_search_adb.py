@@ -162,7 +162,7 @@ def test_lanes_and_python_the_loopback_device_lacks(server, phone, tiny_base: Pa
 def test_tiny_search_on_the_loopback_device(server, phone, tiny_base: Path, tmp_path: Path):
     """Measured on the device, stored per device, a second search times nothing; the config loads."""
     from branching.search.__main__ import main
-    from configs import load_config
+    from configs.loader import load_config
 
     serial, root = phone
     base = tiny_base

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from configs import ConfigError, load_config
+from configs import ConfigError
+from configs.loader import load_config
 from configs.loader import config_to_dict
 from conftest import REFERENCE, ROOT, TINY_BRANCHED
 
@@ -174,7 +175,7 @@ def test_complexity_of_a_skipped_merge_matches_torch_and_hand_counts(tmp_path):
 # ---------------------------------------------------------------- units and segments
 
 def test_units_have_no_merge_for_the_skipped_sync_point():
-    from converter.segments import units_of
+    from branching.segments import units_of
 
     units = {u.name: u for u in units_of(_spec(load_config(NOMERGE, [0, 1])))}
     assert "s2.merge" not in units and "s3.merge" in units
@@ -190,7 +191,7 @@ def test_units_have_no_merge_for_the_skipped_sync_point():
              ("s4.cpu", "cpu0"), ("s4.gpu", "cpu1"), ("s4.merge+head", "cpu0")]),
 ])
 def test_consecutive_branches_on_a_lane_become_one_segment(fold, expected):
-    from converter.segments import draft_segments
+    from branching.segments import draft_segments
 
     cfg = load_config(NOMERGE, [0, 1])
     drafts = draft_segments(_spec(cfg), cfg.DEPLOY.PLACEMENT, fold_merges=fold)
@@ -200,7 +201,7 @@ def test_consecutive_branches_on_a_lane_become_one_segment(fold, expected):
 
 
 def test_shared_lane_and_existing_plans_are_cut_as_before(tmp_path):
-    from converter.segments import draft_segments
+    from branching.segments import draft_segments
 
     cfg = load_config(NOMERGE, [0, 1])
     one_lane = {p: "cpu0" for p in cfg.DEPLOY.PLACEMENT}
@@ -219,8 +220,8 @@ def test_converted_skipped_merge_plan_runs_on_lanes_and_equals_eager(tmp_path):
     import torch
 
     from android_runtime.runner import PlanRunner, synthetic_input
-    from converter.build import convert_config
-    from converter.segments import draft_segments
+    from branching.segments import convert_config
+    from branching.segments import draft_segments
 
     cfg = load_config(NOMERGE, [0, 1])
     conv = convert_config(cfg, tmp_path / "work")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from typing import Iterator, Literal
 
+from configs.errors import ParseError
+
 
 Phase = Literal["setup", "warmup", "regular"]
 StatSource = Literal[
@@ -13,18 +15,6 @@ Execution = Literal["complete", "partial", "none"]
 
 _NUM = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf)"
 _PREFIX_RE = re.compile(r"^\s*(?:(?:INFO|WARNING|WARN|ERROR|VERBOSE|DEBUG):\s*)?")
-
-
-class ParseError(ValueError):
-    """Raised when a parser does not find what it needs; quotes the input."""
-
-    def __init__(self, what: str, text: str, max_lines: int = 5, width: int = 120):
-        lines = text.splitlines()
-        shown = [ln if len(ln) <= width else ln[: width - 3] + "..." for ln in lines[:max_lines]]
-        quoted = "\n".join(f"  | {ln}" for ln in shown) or "  | <empty input>"
-        super().__init__(
-            f"{what}. Input has {len(lines)} line(s); the first {len(shown)}:\n{quoted}"
-        )
 
 
 def _lines(text: str) -> Iterator[tuple[int, str]]:

@@ -16,11 +16,11 @@ import argparse
 import sys
 
 from configs.errors import UserError
+from configs.duration import parse_duration
 
 
 def parse_budget(text: str) -> float:
     """'90s', '10m', '1h' or plain seconds -> seconds (an argparse type: bad values are usage errors)."""
-    from configs.duration import parse_duration
 
     try:
         return parse_duration(text)

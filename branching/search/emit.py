@@ -9,7 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from configs import PipelineConfig, config_to_dict
+from configs.loader import config_to_dict
+from configs.schema import PipelineConfig
 
 from .loop import StageResult
 from .measure import LaneSetup

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from configs.errors import UserError
 
 from .measure import LaneSetup
+from android_runtime.lanes import ACCELERATOR_DELEGATES
+from android_runtime.devices import get_device
 
 if TYPE_CHECKING:
     from android_runtime.device_info import CpuTopology
@@ -68,7 +70,6 @@ def adb_lanes(letters: list[str], topo: "CpuTopology", accelerators: dict[str, b
     Raises:
         UserError: a lane the device does not have; the message lists the lanes it has.
     """
-    from android_runtime.lanes import ACCELERATOR_DELEGATES
 
     clusters = list(topo.clusters)
     cores = [c for cl in clusters for c in cl.cpus]
@@ -114,6 +115,5 @@ def resolve_lanes(device: str, letters: list[str]) -> dict[str, LaneSetup]:
     if device != "host":
         raise UserError(f"--device = {device!r}: resolve_lanes covers the host; open an adb device with "
                         f"branching.search.remote.open_target")
-    from android_runtime.devices import get_device
 
     return host_lanes(letters, get_device("host").available_cores())

@@ -7,7 +7,7 @@ concat on the merge lane, as a small partition plan executed by android_runtime'
 (one pinned thread per lane, the same SegmentExecutor), so lane contention is real. Where the
 plans run is the measurer's stage runner: `HostStageRunner` in this process, or
 `branching.search.remote.AdbStageRunner` on a Linux device with Python over adb; both run
-`stage_driver.time_alternately` and return its JSON, which `parse_stage_run` (pure) reads. Every
+`android_runtime.alternate.time_alternately` and return its JSON, which `parse_stage_run` (pure) reads. Every
 measurement goes to the device's MeasurementStore first and is read back from it when the
 same candidate is asked for again.
 """
@@ -24,6 +24,9 @@ from typing import Any, Callable, Protocol
 from profiling.store import Measurement, MeasurementStore, content_key
 
 from .space import StageCandidate, StageContext
+from android_runtime.devices import HostDevice
+from android_runtime.plan import LaneSpec, Plan, Segment, TensorSpec
+from converter.build import export_cached, sha256_file
 
 MEASURE_VERSION = "3"  # bump when what a measurement means changes (plan shape, statistic)
 
@@ -46,12 +49,6 @@ class StageMeasurement:
     ref_us: float | None = None  # unbranched stage's segment time on the main lane, timed alternately with it
 
 
-def runtime_version() -> str:
-    from importlib.metadata import version
-
-    return f"ai-edge-litert={version('ai-edge-litert')}"
-
-
 class StageRunner(Protocol):
     """Where stage plans are timed (host lanes, or a device over adb)."""
 
@@ -61,21 +58,11 @@ class StageRunner(Protocol):
         """The LiteRT runtime the plans run on (part of every candidate key)."""
 
     def time_plans(self, plans: list, plan_dir: Path, warmup: int, runs: int) -> str | dict:
-        """Times the plans alternately (stage_driver.time_alternately); returns its JSON (text or parsed)."""
+        """Times the plans alternately (android_runtime.alternate); returns its JSON (text or parsed)."""
 
 
-class HostStageRunner:
-    """Times stage plans in this process, lane threads pinned to this machine's cores."""
-
-    name = "host"
-
-    def runtime_version(self) -> str:
-        return runtime_version()
-
-    def time_plans(self, plans: list, plan_dir: Path, warmup: int, runs: int) -> dict:
-        from .stage_driver import time_alternately
-
-        return time_alternately(plans, plan_dir, warmup, runs, pin=True)
+class HostStageRunner(HostDevice):
+    """Times stage plans in this process, lane threads pinned to this machine's cores (the host device)."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +77,7 @@ class StageRunError(RuntimeError):
 
 
 def parse_stage_run(raw: str | dict, plan_segments: dict[str, list[str]]) -> list[PlanTimes]:
-    """Per-plan timings from stage_driver's JSON, in the order of `plan_segments`.
+    """Per-plan timings from android_runtime.alternate's JSON, in the order of `plan_segments`.
 
     Args:
         raw: the JSON text pulled from the device, or the dict time_alternately returned.
@@ -194,7 +181,6 @@ class StageMeasurer:
         return StageMeasurement(key, br, sync, total, reused, ref)
 
     def _tflite(self, module, example, tag: str) -> Path:
-        from converter.tflite import converter_version, export_tflite
 
         path = self.cache_dir / f"{content_key([tag, self.dtype, converter_version()])}.tflite"
         if not path.exists():
@@ -222,8 +208,6 @@ class StageMeasurer:
 
     def _plan(self, ctx: StageContext, cand: StageCandidate, tag: str):
         """A partition plan of one stage candidate: a segment per branch on its lane, then the concat."""
-        from converter.build import sha256_file
-        from converter.plan import LaneSpec, Plan, Segment, TensorSpec
 
         hw_out = math.ceil(ctx.hw_in / ctx.base.stride)
         x_spec = TensorSpec("x", [1, ctx.hw_in, ctx.hw_in, ctx.w_in])

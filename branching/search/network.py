@@ -9,7 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from configs import PipelineConfig
+from configs.schema import PipelineConfig
+from android_runtime.runner import run_plan
+from branching.segments import convert_config
+from android_runtime.devices import get_device
+from configs.loader import load_config
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,6 @@ def compare_networks(cfgs: dict[str, PipelineConfig], workdir: str | os.PathLike
         workdir: converter artifacts go to <workdir>/artifacts.
         rounds: interleaved rounds; each round runs every config once (warm-up + timed runs).
     """
-    from android_runtime.runner import run_plan
-    from converter.build import convert_config
 
     plans = {}
     for name, cfg in cfgs.items():
@@ -68,7 +70,5 @@ def network_flops(cfg: PipelineConfig) -> tuple[int, int]:
 
 def load_written(path: Path) -> PipelineConfig:
     """Loads a config the search wrote, with this machine's cores (what run_pipeline does)."""
-    from android_runtime.devices import get_device
-    from configs import load_config
 
     return load_config(path, get_device("host").available_cores())

@@ -31,6 +31,12 @@ from typing import Any, Callable, Iterator
 from configs.errors import DeviceError, UserError
 
 from .measure import HostStageRunner, LaneSetup, StageRunner
+from profiling.store import device_store_name
+from branching.segments import convert_config
+from android_runtime.devices import get_device, list_devices
+from android_runtime.device_info import CpuCluster, CpuTopology
+from android_runtime.remote import REMOTE_ROOT, PythonPlanRunner
+from android_runtime.remote import RUN_TIMEOUT_S
 
 # Delegate libraries the plan runner loads for accelerator lanes (as android_runtime/runner.py does).
 DELEGATE_LIBS = {"gpu": "libtensorflowlite_gpu_delegate.so", "dsp": "libhexagon_interface.so"}
@@ -92,7 +98,6 @@ def parse_runtime_probe(text: str) -> DeviceRuntime:
 
 def store_name(model: str, serialno: str, serial: str) -> str:
     """The measurement store of an adb device: `adb_<model>_<serial>` (ro.serialno, else the adb serial)."""
-    from profiling.store import device_store_name
 
     return device_store_name("adb", model or "unknown", serialno or serial)
 
@@ -107,15 +112,9 @@ class AdbStageRunner:
     """
 
     def __init__(self, device: Any, runtime: DeviceRuntime, log: Callable[[str], None] = lambda m: None):
-        from android_runtime.remote import REMOTE_ROOT, PythonPlanRunner
 
         self.device, self.dev, self.runtime, self.log = device, device.dev, runtime, log
         self.name = f"adb:{self.dev.serial}"
-        self.python = device.device_python
-        self.root = f"{REMOTE_ROOT}/search"
-        self._plan_runner = PythonPlanRunner(self.dev, self.python, device.pushes, energy=False, log=log)
-        self._ready = False
-        self._on_device: set[str] = set()  # files pushed (or found current) in this session
 
     @property
     def pushes(self):
@@ -124,48 +123,9 @@ class AdbStageRunner:
     def runtime_version(self) -> str:
         return self.runtime.version
 
-    def _push(self, local: Path, remote: str) -> None:
-        if remote not in self._on_device:
-            self.pushes.add(self.dev.push(local, remote))
-            self._on_device.add(remote)
-
-    def _prepare(self) -> None:
-        if self._ready:
-            return
-        self._plan_runner.push_runtime()  # runner code (cached)
-        self._push(Path(__file__).with_name("stage_driver.py"), f"{self._plan_runner.runtime}/search_stage_driver.py")
-        self._ready = True
-
     def time_plans(self, plans: list, plan_dir: Path, warmup: int, runs: int) -> str:
-        """Pushes what the device lacks, runs the stage driver there, returns its JSON text.
-
-        Raises:
-            DeviceError: the driver failed on the device (its stderr quoted), or the device was lost.
-        """
-        q = shlex.quote
-        self._prepare()
-        remote_plans = []
-        for p in plans:
-            for seg in p.segments:
-                self._push(Path(plan_dir) / seg.file, f"{self.root}/{seg.file}")
-            text = p.to_json()
-            sha = hashlib.sha256(text.encode()).hexdigest()[:16]
-            local = Path(plan_dir) / "plans" / f"{sha}.json"
-            if not local.exists():
-                local.parent.mkdir(parents=True, exist_ok=True)
-                tmp = local.with_suffix(".tmp")
-                tmp.write_text(text)
-                tmp.replace(local)
-            remote_plans.append(f"{self.root}/plan-{sha}.json")
-            self._push(local, remote_plans[-1])
-        run_id = hashlib.sha256(" ".join([*remote_plans, str(warmup), str(runs)]).encode()).hexdigest()[:16]
-        out = f"{self.root}/runs/{run_id}.json"
-        command = (f"mkdir -p {q(self.root + '/runs')} && rm -f {q(out)} && cd {q(self._plan_runner.runtime)} && "
-                   f"{q(self.python)} search_stage_driver.py {' '.join(map(q, remote_plans))} "
-                   f"--warmup {int(warmup)} --runs {int(runs)} --out {q(out)}")
-        from android_runtime.remote import RUN_TIMEOUT_S
-
-        return self.dev.run_and_read(command, out, "stage driver", RUN_TIMEOUT_S)
+        """The device's own ``time_plans`` (pushes what it lacks, returns the JSON text)."""
+        return self.device.time_plans(plans, plan_dir, warmup, runs)
 
 
 @dataclass
@@ -206,7 +166,6 @@ def compare_on_device(cfgs: dict, workdir: Path, device: Any, rounds: int = 3, w
     runner (`device.run_plan`: checked, pushed when changed), interleaved round by round."""
     import statistics
 
-    from converter.build import convert_config
 
     from .network import NetworkTiming
 
@@ -231,7 +190,6 @@ def open_target(device: str, letters: list[str], adb: AdbOptions = AdbOptions(),
         UserError: an unknown device, lanes the device lacks, a device that cannot run the plan
             runner (Android without Python), or a device that cannot be reached.
     """
-    from android_runtime.devices import get_device, list_devices
 
     from .lanes import adb_lanes, resolve_lanes
 
@@ -262,7 +220,6 @@ def open_target(device: str, letters: list[str], adb: AdbOptions = AdbOptions(),
 
 def _topology(dev: Any):
     """The device's CPU clusters; one cluster of every core when it has no cpufreq in sysfs."""
-    from android_runtime.device_info import CpuCluster, CpuTopology
 
     try:
         return dev.dev.cpu_topology

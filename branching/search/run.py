@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from configs import PipelineConfig, UserError, load_config
+from configs import UserError
+from configs.loader import load_config
+from configs.schema import PipelineConfig
 from profiling.predictor import holdout_errors, repeat_errors, share_within
 from profiling.store import MeasurementStore
 
@@ -27,6 +29,9 @@ from .merges import summary as merge_summary
 from .remote import AdbOptions, SearchTarget, open_target
 from .space import Constraints, SpaceOptions
 from .train import TrainOptions
+from android_runtime.devices import get_device
+from configs.loader import processors_of
+from configs.schema import LaneCfg
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,6 @@ def search(base_path: str | os.PathLike, out_dir: str | os.PathLike, opt: Search
     Raises:
         UserError: a branched base, lanes the device lacks, impossible constraints, a missing dataset.
     """
-    from android_runtime.devices import get_device
 
     t_start = time.perf_counter()
     load_start = os.getloadavg()
@@ -195,8 +199,6 @@ def search(base_path: str | os.PathLike, out_dir: str | os.PathLike, opt: Search
 def _on_main_lane(base: PipelineConfig, target: SearchTarget) -> PipelineConfig:
     """The base network with every processor on the search's main lane of the device (its own lanes
     name this machine's cores), so base and searched networks are compared on the same cores."""
-    from configs import processors_of
-    from configs.schema import LaneCfg
 
     name, main = next(iter(target.lanes.items()))
     lane = LaneCfg(CORES=list(main.cores), THREADS=main.threads, DELEGATE=main.delegate)

@@ -14,10 +14,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from configs import PipelineConfig, UserError, config_to_dict
+from configs import UserError
+from configs.loader import config_to_dict
+from configs.schema import PipelineConfig
 from profiling.store import content_key
 
 from .space import branch_group_w, valid_width
+from training.data import load_fashion_mnist
+from training import LoaderConfig, make_loader, to_tensor_images
+from configs.loader import load_config
+from training import evaluate, train_classifier
+from training.distill import distill
 
 
 @dataclass(frozen=True)
@@ -69,15 +76,12 @@ def proxy_dict(cfg: PipelineConfig, opt: TrainOptions) -> dict[str, Any]:
 
 def check_dataset(opt: TrainOptions) -> None:
     """Reads Fashion-MNIST once up front, so a missing dataset fails before a long search."""
-    from training.data import load_fashion_mnist
 
     load_fashion_mnist("train", opt.data_dir or None)
     load_fashion_mnist("test", opt.data_dir or None)
 
 
 def _loaders(opt: TrainOptions):
-    from training import LoaderConfig, make_loader, to_tensor_images
-    from training.data import load_fashion_mnist
 
     lc = LoaderConfig(size=opt.im_size, channels=3, batch_size=opt.batch_size, seed=opt.seed)
     xtr, ytr = load_fashion_mnist("train", opt.data_dir or None)
@@ -93,7 +97,6 @@ def _loaders(opt: TrainOptions):
 
 def _model(d: dict[str, Any], path: Path, seed: int):
     from branching import build_model, spec_from_config
-    from configs import load_config
 
     from .emit import write_yaml
 
@@ -136,8 +139,6 @@ def _train_pair(base: PipelineConfig, branched: PipelineConfig, out_dir: Path, s
                 log: Callable[[str], None]) -> dict[str, Any]:
     import torch
 
-    from training import evaluate, train_classifier
-    from training.distill import distill
 
     loaders, test = _loaders(opt)
     bd, sd = proxy_dict(base, opt), proxy_dict(branched, opt)

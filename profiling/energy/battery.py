@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from android_runtime.parsers import ParseError
+from configs.errors import ParseError
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
-from android_runtime.parsers import ParseError
+from configs.errors import ParseError
 
 from .estimate import EnergyEstimate, _per_inference, integrate_uj
 

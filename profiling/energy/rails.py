@@ -18,7 +18,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Sequence
 
-from android_runtime.parsers import ParseError
+from configs.errors import ParseError
 
 from .estimate import EnergyEstimate, _per_inference
 

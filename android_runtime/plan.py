@@ -12,11 +12,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from configs.errors import PlanError
+
 PLAN_VERSION = 1
-
-
-class PlanError(ValueError):
-    """A plan file that cannot be read or is inconsistent."""
 
 
 @dataclass(frozen=True)

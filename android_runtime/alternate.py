@@ -1,14 +1,14 @@
-"""Times stage plans alternately, run by run, with android_runtime's PlanRunner.
+"""Times several plans alternately, run by run, with the plan runner (every device's ``time_plans``).
 
-The branch search measures a candidate stage and its unbranched reference alternately so both see
-the same load. The same function runs in the search's process on the host and, pushed next to the
-plan runner as a top-level file, on a Linux device with Python:
+The searches measure a candidate and its reference alternately so both see the same load. The same
+function runs in the search's process on the host and, pushed with the plan runner, on a Linux
+device with Python:
 
-    cd <runtime> && python search_stage_driver.py PLAN.json [REF_PLAN.json] --warmup W --runs N --out run.json
+    cd <runtime> && python -m android_runtime.alternate PLAN.json [REF_PLAN.json] --warmup W --runs N --out run.json
 
-Imports only numpy, android_runtime.runner and converter.plan (what the device has). The output
-JSON holds, per plan in the order given, the end-to-end latency of every timed run and every
-segment's (start, end) microseconds; branching.search.measure.parse_stage_run reads it.
+Imports only numpy, LiteRT and what the plan runner imports (what the device has). The output JSON
+holds, per plan in the order given, the end-to-end latency of every timed run and every segment's
+(start, end) microseconds; branching.search.measure.parse_stage_run reads it.
 """
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ import json
 import sys
 from pathlib import Path
 
+from android_runtime.plan import PlanError, load_plan
+from android_runtime.runner import PlanRunner, synthetic_input
+
 DRIVER_VERSION = 1  # bump with any change of the output JSON
 
 
@@ -25,7 +28,7 @@ def time_alternately(plans: list, plan_dir, warmup: int, runs: int, pin: bool = 
     """Runs every plan once per round, round after round: `warmup` untimed rounds, then `runs` timed ones.
 
     Args:
-        plans: converter.plan.Plan objects sharing one input shape (one seeded random input for all).
+        plans: android_runtime.plan.Plan objects sharing one input shape (one seeded random input for all).
         plan_dir: folder holding their segment files.
         warmup, runs: untimed and timed rounds.
         pin: pin lane threads to their cores.
@@ -33,8 +36,6 @@ def time_alternately(plans: list, plan_dir, warmup: int, runs: int, pin: bool = 
     Returns:
         {"version", "warmup", "runs", "plans": [{"name", "latency_us": [...], "segments": {name: [[s, e], ...]}}]}
     """
-    from android_runtime.runner import PlanRunner, synthetic_input
-
     x = synthetic_input(plans[0])
     with contextlib.ExitStack() as stack:
         runners = [stack.enter_context(PlanRunner(p, Path(plan_dir), pin=pin)) for p in plans]
@@ -52,9 +53,7 @@ def time_alternately(plans: list, plan_dir, warmup: int, runs: int, pin: bool = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from converter.plan import PlanError, load_plan
-
-    ap = argparse.ArgumentParser(prog="search_stage_driver.py", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m android_runtime.alternate", description=__doc__.splitlines()[0])
     ap.add_argument("plans", nargs="+", help="plan JSON files, timed alternately (segment files next to them)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--runs", type=int, default=21)

@@ -23,9 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .loader import DELEGATES, DTYPES, TARGETS, read_section
-from .schema import LaneCfg
+from configs.errors import ConfigError
+from configs.loader import read_section
+from configs.schema import LaneCfg
+from configs.vocab import DELEGATES, DTYPES, TARGETS
+
+from .tasks import get_benchmark, list_benchmarks
 
 MODES = ("separate", "fused")
 SECTIONS = ("FUSION", "ZOO", "DEPLOY")
@@ -99,7 +102,6 @@ def load_fusion_config(path: str | os.PathLike, available_cores: list[int] | Non
     """
     import yaml
 
-    from fusion.tasks import get_benchmark, list_benchmarks
 
     f = str(path)
     try:

@@ -9,9 +9,16 @@ merge cost one segment per lane.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
-from branching.spec import NetworkSpec
+from android_runtime.plan import LaneSpec, SyncPoint
+from configs.schema import PipelineConfig
+from converter.build import Built, BuiltSegment, Converted, convert
+
+from .anynet import branch_key, build_model
+from .counting import complexity
+from .spec import NetworkSpec, spec_from_config
 
 
 @dataclass(frozen=True)
@@ -139,7 +146,6 @@ def segment_module(model, draft: SegmentDraft):
         elif u.kind == "merge":
             parts.append(model.stages[u.stage].merge)
         else:
-            from branching.anynet import branch_key
             parts.append(model.stages[u.stage].branches[branch_key(u.branch)])
 
     class SegmentModule(nn.Module):
@@ -154,3 +160,44 @@ def segment_module(model, draft: SegmentDraft):
             return y
 
     return SegmentModule().eval()
+
+
+def built_from_config(cfg: PipelineConfig, spec: NetworkSpec, model) -> Built:
+    """An NN-Stretch config's network as segments on its lanes: what the converter converts.
+
+    Args:
+        cfg: the resolved config (DEPLOY.LANES, PLACEMENT, DTYPE, FOLD_MERGES).
+        spec: ``spec_from_config(cfg)``.
+        model: the eager BranchedAnyNet built from ``spec``.
+    """
+    import torch
+
+    drafts = draft_segments(spec, cfg.DEPLOY.PLACEMENT, fold_merges=cfg.DEPLOY.FOLD_MERGES)
+    size = cfg.im_size
+    segs = tuple(BuiltSegment(name=d.name, kind=d.kind, lane=d.lane, processor=d.units[0].processor,
+                              module=segment_module(model, d), inputs=d.inputs, outputs=(d.output,),
+                              stage=d.units[0].stage, branch=d.units[0].branch, units=tuple(u.name for u in d.units))
+                 for d in drafts)
+    sync = tuple(SyncPoint(stage=u.stage, segment=d.name, waits_for=[s.name for s in segs if s.outputs[0] in u.inputs])
+                 for d in drafts for u in d.units if u.kind == "merge")
+    lanes = {name: LaneSpec(cores=list(ln.CORES), threads=ln.THREADS, delegate=ln.DELEGATE,
+                            processors=[p for p, lane in cfg.DEPLOY.PLACEMENT.items() if lane == name])
+             for name, ln in cfg.DEPLOY.LANES.items()}
+    example = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    cx = complexity(model, (1, 3, size, size))
+    return Built(name=cfg.name, segments=segs, example=example, lanes=lanes, dtype=cfg.DEPLOY.DTYPE, output="logits",
+                 params=cx.params, flops=cx.flops, sync_points=sync,
+                 identity={"spec": dataclasses.asdict(spec), "placement": cfg.DEPLOY.PLACEMENT,
+                           "fold_merges": cfg.DEPLOY.FOLD_MERGES},
+                 source={"config": cfg.path})
+
+
+def convert_config(cfg: PipelineConfig, workdir, model=None, force: bool = False, log=lambda m: None) -> Converted:
+    """An NN-Stretch config's network converted to a plan (cached): build, cut, ``converter.convert``.
+
+    Args:
+        model: the eager model to convert (default: ``build_model(spec)``, seed 0).
+    """
+    spec = spec_from_config(cfg)
+    model = model if model is not None else build_model(spec)
+    return convert(built_from_config(cfg, spec, model), workdir, force=force, log=log)

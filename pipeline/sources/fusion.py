@@ -1,0 +1,76 @@
+"""The fusion source: a fusion config (top-level FUSION section) -> fused or separate task networks."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from android_runtime.devices import Device
+from configs.errors import UserError
+from converter.build import Built, Converted
+from converter.verify import VerifyReport
+from fusion import deploy
+from fusion.config import FusionConfig, fusion_config_to_dict, is_fusion_config, load_fusion_config
+
+from ..options import RunOptions
+
+
+def _pairs(d: dict, fmt: str = "{}") -> str:
+    return ";".join(f"{k}={fmt.format(v)}" for k, v in d.items())
+
+
+class FusionSource:
+    """Task networks of a fusion benchmark deployed fused (one multi-output segment) or separate."""
+
+    name = "fusion"
+
+    def detect(self, path: Path) -> bool:
+        return is_fusion_config(path)
+
+    def load(self, path: Path, cores: list[int]) -> FusionConfig:
+        return load_fusion_config(path, cores)
+
+    def to_dict(self, cfg: FusionConfig) -> dict:
+        return fusion_config_to_dict(cfg)
+
+    def dry_run(self, cfg: FusionConfig) -> dict:
+        dep = deploy.build_deployment(cfg, weights=False)
+        lane = next(iter(cfg.DEPLOY.LANES))
+        return {"stages": "-", "branches": f"{len(cfg.tasks)} {cfg.FUSION.MODE}",
+                "lanes": f"{lane}[{len(dep.nets)} .tflite]", "params": dep.params, "flops": dep.flops}
+
+    def check_device(self, cfg: FusionConfig, device: Device) -> None:
+        if device.latency_method == "composed":
+            raise UserError(f"{cfg.path}: fusion configs run through the plan runner (multi-output segments); "
+                            "--android_runtime (benchmark_model, composed per stage) does not time them. Use a "
+                            "device with Python (--device_python) or the host")
+
+    def build(self, cfg: FusionConfig, opt: RunOptions, log: Callable[[str], None]) -> Built:
+        if opt.input_image:
+            log("  note: --input_image is not used by fusion configs (timed on a test image of the first task)")
+        return deploy.built_from_deployment(deploy.build_deployment(cfg, log=log))
+
+    def run_input(self, cfg: FusionConfig, built: Built, opt: RunOptions) -> Any:
+        return deploy.timing_input(built.context) if built is not None else None
+
+    def verify(self, cfg: FusionConfig, built: Built, conv: Converted, opt: RunOptions,
+               log: Callable[[str], None]) -> tuple[VerifyReport, dict]:
+        ev = deploy.evaluate_deployment(built.context, conv)
+        drop = ev.drop
+        if any(d > cfg.FUSION.ACC_DROP for d in drop.values()):
+            log(f"  note: accuracy drop {_pairs(drop)} above FUSION.ACC_DROP = {cfg.FUSION.ACC_DROP} "
+                "(acc_drop_ok False)")
+        report = VerifyReport(samples=sum(ev.samples.values()), max_abs_diff=ev.max_abs_diff,
+                              top1_agreement=round(ev.top1_agreement, 4), inputs="test-images")
+        return report, {"fusion_mode": cfg.FUSION.MODE, "tasks": ";".join(cfg.tasks),
+                        "task_accuracy": _pairs(ev.accuracy, "{:.4f}"), "task_acc_orig": _pairs(ev.original, "{:.4f}"),
+                        "task_acc_drop": _pairs(drop, "{:.4f}"),
+                        "acc_drop_ok": all(d <= cfg.FUSION.ACC_DROP for d in drop.values()),
+                        "eval_samples": _pairs(ev.samples)}
+
+    def row_fields(self, cfg: FusionConfig, built: Built, conv: Converted) -> dict:
+        lane = next(iter(cfg.DEPLOY.LANES))
+        return {"lanes": f"{lane}[{','.join(s.name for s in conv.plan.segments)}]", "shared_lanes": False,
+                "im_size": built.context.input_shape[1]}
+
+    def run_fields(self, cfg: FusionConfig, conv: Converted, raw: dict) -> dict:
+        return {"task_latency_us": _pairs(deploy.segment_latency_us(raw, conv.plan))}
