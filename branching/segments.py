@@ -189,15 +189,19 @@ def built_from_config(cfg: PipelineConfig, spec: NetworkSpec, model) -> Built:
                  params=cx.params, flops=cx.flops, sync_points=sync,
                  identity={"spec": dataclasses.asdict(spec), "placement": cfg.DEPLOY.PLACEMENT,
                            "fold_merges": cfg.DEPLOY.FOLD_MERGES},
-                 source={"config": cfg.path})
+                 source={"config": cfg.path}, context=model)
+
+
+def build_config(cfg: PipelineConfig, model=None) -> Built:
+    """An NN-Stretch config's network as a ``Built`` (``context`` is the eager model).
+
+    Args:
+        model: the eager model (default: ``build_model(spec)``, seed 0).
+    """
+    spec = spec_from_config(cfg)
+    return built_from_config(cfg, spec, model if model is not None else build_model(spec))
 
 
 def convert_config(cfg: PipelineConfig, workdir, model=None, force: bool = False, log=lambda m: None) -> Converted:
-    """An NN-Stretch config's network converted to a plan (cached): build, cut, ``converter.convert``.
-
-    Args:
-        model: the eager model to convert (default: ``build_model(spec)``, seed 0).
-    """
-    spec = spec_from_config(cfg)
-    model = model if model is not None else build_model(spec)
-    return convert(built_from_config(cfg, spec, model), workdir, force=force, log=log)
+    """An NN-Stretch config's network converted to a plan (cached): build, cut, ``converter.convert``."""
+    return convert(build_config(cfg, model), workdir, force=force, log=log)

@@ -21,18 +21,20 @@ def _run(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
+    from branching.segments import build_config
     from configs.loader import load_config
-    from branching.segments import convert_config
+    from converter.build import convert
 
     d = tmp_path_factory.mktemp("conv")
     p = d / "TINY-CG.yaml"
     p.write_text(TINY_BRANCHED)
     cfg = load_config(p, [0, 1])
-    return cfg, convert_config(cfg, d / "work"), d
+    built = build_config(cfg)
+    return cfg, convert(built, d / "work"), d, built
 
 
 def test_plan_cuts_stem_branches_merges_and_head_onto_lanes(converted):
-    _, conv, _ = converted
+    _, conv, _, _ = converted
     plan = conv.plan
     # The stage-2 merge is folded into both stage-3 branches (each concatenates for itself).
     assert [(s.name, s.lane) for s in plan.segments] == [
@@ -63,10 +65,10 @@ def test_separate_merge_segments_when_folding_is_off(tmp_path):
 
 
 def test_fp32_plan_equals_eager_pytorch(converted):
-    from converter.verify import verify_plan
+    from converter.verify import verify
 
-    _, conv, _ = converted
-    rep = verify_plan(conv.plan, conv.plan_path.parent, conv.model, samples=3)
+    _, conv, _, built = converted
+    rep = verify(conv, built, samples=3)
     assert rep.max_abs_diff < 1e-5
     assert rep.top1_agreement == 1.0
 
@@ -76,10 +78,10 @@ def test_cache_hits_by_content_and_misses_when_weights_change(converted):
 
     from branching.segments import convert_config
 
-    cfg, conv, d = converted
+    cfg, conv, d, built = converted
     again = convert_config(cfg, d / "work")
     assert again.cache_hit and again.plan_path == conv.plan_path
-    model = conv.model
+    model = built.context
     with torch.no_grad():
         model.head.fc.bias.add_(1.0)
     changed = convert_config(cfg, d / "work", model=model)
@@ -87,7 +89,7 @@ def test_cache_hits_by_content_and_misses_when_weights_change(converted):
 
 
 def test_runner_cli_writes_latencies_and_lane_timelines(converted, tmp_path):
-    _, conv, _ = converted
+    _, conv, _, _ = converted
     out = tmp_path / "run.json"
     r = _run(["-m", "android_runtime.runner", str(conv.plan_path), "--warmup", "1", "--runs", "4", "--out", str(out)])
     assert r.returncode == 0, r.stderr
@@ -115,15 +117,18 @@ def test_int8_plan_runs_with_integer_segments_and_reports_agreement(tmp_path):
 
     from configs.loader import load_config
     from branching.segments import convert_config
-    from converter.verify import verify_plan
+    from branching.segments import build_config
+    from converter.build import convert
+    from converter.verify import verify
 
     p = tmp_path / "TINY-CG.yaml"
     p.write_text(TINY_BRANCHED.replace("DEPLOY: {", "DEPLOY: {DTYPE: int8, "))
-    conv = convert_config(load_config(p, [0, 1]), tmp_path / "work")
+    built = build_config(load_config(p, [0, 1]))
+    conv = convert(built, tmp_path / "work")
     seg = conv.plan.segments[1]
     it = Interpreter(model_path=str(conv.plan_path.parent / seg.file))
     assert it.get_input_details()[0]["dtype"] == np.int8
-    rep = verify_plan(conv.plan, conv.plan_path.parent, conv.model, samples=4)
+    rep = verify(conv, built, samples=4)
     assert 0.0 <= rep.top1_agreement <= 1.0
     assert rep.max_abs_diff < 1.0  # int8 error on logits of magnitude ~1, far from broken (which is ~1e0-1e2)
 
@@ -174,7 +179,7 @@ def test_dry_run_prints_params_flops_and_shared_lanes(tmp_path):
 
 
 def test_runner_cli_takes_an_input_array_and_checks_its_shape(converted, tmp_path):
-    _, conv, _ = converted
+    _, conv, _, _ = converted
     shape = conv.plan.input.shape
     good, bad = tmp_path / "x.npy", tmp_path / "bad.npy"
     np.save(good, np.ones(shape, np.float32))

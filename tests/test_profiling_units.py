@@ -47,20 +47,22 @@ def test_resolved_config_records_the_lanes_the_device_gives_it(tiny_config, tmp_
 
     from configs.loader import load_config
     from configs.schema import LaneCfg
-    from pipeline.experiment import RunOptions, resolve_for_device, save_resolved
+    from android_runtime.devices import HostDevice
+    from pipeline.options import RunOptions
+    from pipeline.stages import load, resolve, save_resolved
 
-    class PhoneLanes:
-        """Test double of a device's adjust_config (AdbPlanDevice on benchmark_model gives phone lanes);
+    class PhoneLanes(HostDevice):
+        """Test double of a phone's lane resolution (AdbPlanDevice on benchmark_model gives phone lanes);
         no phone exists here."""
 
-        def adjust_config(self, cfg):
+        def resolve(self, cfg, overrides=lambda c: c):
             lanes = {"cpu_big": LaneCfg(CORES=[4, 5], THREADS=2), "gpu": LaneCfg(CORES=[0], DELEGATE="gpu")}
-            return dataclasses.replace(cfg, DEPLOY=dataclasses.replace(
-                cfg.DEPLOY, LANES=lanes, PLACEMENT={"cpu": "cpu_big", "gpu": "gpu"}))
+            return overrides(dataclasses.replace(cfg, DEPLOY=dataclasses.replace(
+                cfg.DEPLOY, LANES=lanes, PLACEMENT={"cpu": "cpu_big", "gpu": "gpu"})))
 
-    cfg = load_config(tiny_config, [0, 1])
-    resolved = resolve_for_device(cfg, RunOptions(workdir=tmp_path, runs=7), PhoneLanes())
+    job = load(tiny_config, [0, 1])
+    resolved = resolve(job, RunOptions(workdir=tmp_path, runs=7), PhoneLanes())
     saved = yaml.safe_load(save_resolved(resolved, tmp_path / "resolved").read_text())
     assert set(saved["DEPLOY"]["LANES"]) == {"cpu_big", "gpu"} and saved["DEPLOY"]["LANES"]["cpu_big"]["CORES"] == [4, 5]
     assert saved["DEPLOY"]["RUNS"] == 7  # the override applies after the device's lanes
-    assert resolve_for_device(cfg, RunOptions(workdir=tmp_path), object()).DEPLOY.LANES == cfg.DEPLOY.LANES
+    assert resolve(job, RunOptions(workdir=tmp_path), HostDevice()).cfg.DEPLOY.LANES == job.cfg.DEPLOY.LANES

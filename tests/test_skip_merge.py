@@ -223,8 +223,11 @@ def test_converted_skipped_merge_plan_runs_on_lanes_and_equals_eager(tmp_path):
     from branching.segments import convert_config
     from branching.segments import draft_segments
 
+    from branching.segments import build_config
+
     cfg = load_config(NOMERGE, [0, 1])
-    conv = convert_config(cfg, tmp_path / "work")
+    built = build_config(cfg)
+    conv = convert_config(cfg, tmp_path / "work", model=built.context)
     plan = conv.plan
     merged = _load(tmp_path, NOMERGE_TEXT.replace(MERGES_LINE, ""), NOMERGE.name)
     n_merged = len(draft_segments(_spec(merged), merged.DEPLOY.PLACEMENT, merged.DEPLOY.FOLD_MERGES))
@@ -235,7 +238,7 @@ def test_converted_skipped_merge_plan_runs_on_lanes_and_equals_eager(tmp_path):
     assert [sp.stage for sp in plan.sync_points] == [2, 2, 3]  # no sync point after stage index 1
     x = synthetic_input(plan, seed=5)
     with torch.no_grad():
-        ref = conv.model(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
+        ref = built.context(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
     with PlanRunner(plan, conv.plan_path.parent) as r:  # one pinned thread per lane, as run_pipeline runs it
         outs = [r.run(x) for _ in range(3)]
     for out, rec in outs:
