@@ -31,6 +31,7 @@ from android_runtime.benchmark_model import (
 from android_runtime.devices import AdbPlanDevice, parse_adb_host
 from android_runtime.energy_sampler import EnergyScript, PowerProbe, estimate_from_files, parse_probe
 from android_runtime.loopback import LoopbackDevice
+from android_runtime.remote import RUNNER_FILES
 from configs.errors import ConfigError, DeviceError, UserError
 from conftest import REFERENCE, ROOT, TINY_BRANCHED
 
@@ -290,7 +291,7 @@ def test_second_run_pushes_nothing_and_energy_is_empty_without_power_files(serve
         dev = AdbPlanDevice(serial, adb_host=f"127.0.0.1:{server.port}", device_python=VENV_PY, idle_s=0.1)
         first = dev.run_plan(converted.plan_path, 1, 3)
         second = dev.run_plan(converted.plan_path, 1, 3)
-        assert first["pushes"]["pushed"] == 4 + 1 + 1 + len(converted.plan.segments)  # code, sampler, plan, segments
+        assert first["pushes"]["pushed"] == len(RUNNER_FILES) + 1 + 1 + len(converted.plan.segments)  # code, sampler, plan, segments
         assert second["pushes"] == {"pushed": 0, "skipped": first["pushes"]["pushed"], "bytes_pushed": 0}
         assert second["energy_uj"] is None and second["energy_method"] == "none"
         assert "no power_supply" in second["energy"]["warnings"][0]
@@ -417,7 +418,7 @@ def test_corrupted_model_refused_before_any_push(server, phone, converted, tmp_p
 
 
 @pytest.mark.device
-def test_unauthorized_device_exits_2_with_a_clear_message(server, tmp_path, capsys):
+def test_unauthorized_device_exits_3_with_a_clear_message(server, tmp_path, capsys):
     loop = LoopbackDevice(tmp_path / "locked", port=free_port(), unauthorized=True)
     serial = f"127.0.0.1:{loop.start()}"
     try:
@@ -426,7 +427,7 @@ def test_unauthorized_device_exits_2_with_a_clear_message(server, tmp_path, caps
     finally:
         loop.stop()
     err = capsys.readouterr().err
-    assert rc == 2 and "unauthorized" in err and "accept the RSA prompt" in err and serial in err
+    assert rc == 3 and "unauthorized" in err and "accept the RSA prompt" in err and serial in err
     assert "Traceback" not in err and not (tmp_path / "r.csv").exists()
 
 
@@ -440,7 +441,7 @@ def test_second_pipeline_on_a_locked_device_refuses_clearly(server, phone, tmp_p
         rc = _main(["--configs", str(_configs(tmp_path / "c", "TINY-L")), "--lock_timeout", "0.5",
                     *_adb_args(server, serial, tmp_path / "w", tmp_path / "r.csv")])
     err = capsys.readouterr().err
-    assert rc == 2 and "locked by another nnsplice run" in err and "the first pipeline" in err
+    assert rc == 3 and "locked by another nnsplice run" in err and "the first pipeline" in err
     assert "Traceback" not in err
 
 
@@ -481,7 +482,7 @@ exec {VENV_PY} "$@"
     killer.start()
     rc = _main(args)
     killer.join(5)
-    assert rc == 1
+    assert rc == 3  # a device failure
     a, b = _rows(out)
     assert (a["name"], a["status"]) == ("TINY-A", "ok") and float(a["latency"]) > 0
     assert (b["name"], b["status"]) == ("x;touch PWNED", "failed")

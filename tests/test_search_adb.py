@@ -181,7 +181,7 @@ def test_tiny_search_on_the_loopback_device(server, phone, tiny_base: Path, tmp_
     lat_cols = [c for c in rows[0] if c.endswith("_us")]
     assert rows and lat_cols and all(float(r[c]) > 0 for r in rows for c in lat_cols if r[c])
     # The stage driver really ran on the device: its output sits in the device's folder.
-    assert list((root / "data/local/tmp/nnsplice/search/runs").glob("*.json"))
+    assert list((root / "data/local/tmp/nnsplice/alternate/runs").glob("*.json"))
     assert s["network"]["base"]["min_us"] > 0 and s["network"]["branched"]["min_us"] > 0
     (cfg_path,) = out.glob("*.yaml")
     cfg = load_config(cfg_path, s["device_info"]["cores"])

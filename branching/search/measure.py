@@ -181,11 +181,7 @@ class StageMeasurer:
         return StageMeasurement(key, br, sync, total, reused, ref)
 
     def _tflite(self, module, example, tag: str) -> Path:
-
-        path = self.cache_dir / f"{content_key([tag, self.dtype, converter_version()])}.tflite"
-        if not path.exists():
-            export_tflite(module, example, path, dtype=self.dtype)
-        return path
+        return export_cached(module, example, self.cache_dir, self.dtype, tag)
 
     def branch_file(self, ctx: StageContext, depth: int, width: int) -> Path:
         import torch

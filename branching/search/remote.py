@@ -5,11 +5,11 @@ times candidate plans, the name of its measurement store and the lock held while
 
 Over adb the device must run the plan runner itself (a Linux device with Python, numpy and
 ai-edge-litert, or the loopback device): android_runtime.remote pushes the runner code; this
-module pushes `stage_driver.py` next to it, the candidates' segment .tflite files and plan JSONs
+module times them with the device's time_plans (android_runtime.alternate pushed with the runner), the candidates' segment .tflite files and plan JSONs
 into one flat folder (sha256-cached pushes: a file the device already has is never sent again),
 runs the driver there and pulls its JSON back. Device layout, under /data/local/tmp/nnsplice:
 
-    runtime/search_stage_driver.py        branching/search/stage_driver.py
+    runtime/android_runtime/alternate.py  (pushed with the plan runner)
     search/<content hash>.tflite          converted branches and merges (names are content keys)
     search/plan-<sha16>.json              stage plans (their segments sit next to them)
     search/runs/<sha16>.json              the driver's output, pulled back
