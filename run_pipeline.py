@@ -43,6 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=-1, help="warm-up runs (overrides DEPLOY.WARMUP)")
     ap.add_argument("--force", action="store_true", help="re-measure configs already in the CSV and reconvert")
     ap.add_argument("--dry-run", action="store_true", help="load, validate and build; print params and FLOPs")
+    ap.add_argument("--no-report", action="store_true", help="do not write report.html next to the result CSV")
     return ap.parse_args(argv)
 
 
@@ -79,6 +80,7 @@ def main(argv=None) -> int:
 def _run_all(args, files, cores, opt, out_csv, device) -> int:
     from configs import DeviceError, UserError
     from profiling import experiment, results
+    from profiling.report import write_report_safely
 
     workdir = opt.workdir
     rows = [] if args.dry_run else results.read_results(out_csv)
@@ -121,6 +123,8 @@ def _run_all(args, files, cores, opt, out_csv, device) -> int:
             results.write_results(out_csv, rows)
     if not args.dry_run:
         print(f"results: {out_csv}")
+        if not args.no_report:  # never raises: a plot failure costs no result and no exit code
+            write_report_safely(out_csv, workdir / "runs", out_csv.parent / "report.html", log=print)
     return 2 if bad else (1 if failed else 0)
 
 

@@ -64,6 +64,20 @@ class ReportInputs:
     searches: list[SearchFolder]
 
 
+def row_name(row: dict[str, str]) -> str:
+    """A result row's config name (its cfg when the name column is empty)."""
+    return row.get("name") or Path(row.get("cfg", "")).stem or row.get("cfg", "")
+
+
+def to_float(v: Any) -> float | None:
+    """A CSV cell as a finite float, None when empty or not a number."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
 def read_result_csv(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
     """Reads result.csv; raises ReportError naming the file when it is missing or has no cfg column."""
     p = Path(path)
@@ -172,9 +186,11 @@ def read_search(path: str | os.PathLike) -> SearchFolder:
         for line in (p / "search.jsonl").read_text(errors="replace").splitlines():
             try:
                 d = json.loads(line)
-                sf.candidates.append(d) if isinstance(d, dict) else None
             except ValueError:
                 bad += line.strip() != ""
+                continue
+            if isinstance(d, dict):
+                sf.candidates.append(d)
         sf.summary, err = _json(p / "best.json")
         sf.problem = "; ".join(x for x in (err, f"search.jsonl: {bad} unreadable lines" if bad else "") if x)
         return sf

@@ -1,9 +1,7 @@
 """Sections drawn from result.csv and the run files: results table, latency, timelines, energy."""
 from __future__ import annotations
 
-import math
-
-from .inputs import ReportInputs, RunData
+from .inputs import ReportInputs, RunData, row_name, to_float
 from .plots import esc, figure, timeline_svg, to_svg
 from .registry import register_section
 
@@ -20,20 +18,8 @@ def grouped(rows: list[dict[str, str]]) -> list[tuple[str, list[dict[str, str]]]
     """Rows by family, families in order of first appearance, the base (shortest name) first in each."""
     groups: dict[str, list[dict[str, str]]] = {}
     for r in rows:
-        groups.setdefault(group_key(_name(r)), []).append(r)
-    return [(k, sorted(v, key=lambda r: (len(_name(r)), _name(r)))) for k, v in groups.items()]
-
-
-def _name(r: dict[str, str]) -> str:
-    return r.get("name") or r.get("cfg", "")
-
-
-def _num(v: str) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+        groups.setdefault(group_key(row_name(r)), []).append(r)
+    return [(k, sorted(v, key=lambda r: (len(row_name(r)), row_name(r)))) for k, v in groups.items()]
 
 
 def downsample(values: list[float], n: int = MAX_POINTS) -> list[float]:
@@ -71,7 +57,7 @@ def latency_distribution(inp: ReportInputs) -> str:
     parts = []
     for start in range(0, len(order), PER_FIGURE):
         parts.append(_latency_figure(order[start:start + PER_FIGURE], inp.runs))
-    missing = [_name(r) for r in order if not inp.runs.get(r["cfg"], RunData("")).latency_us]
+    missing = [row_name(r) for r in order if not inp.runs.get(r["cfg"], RunData("")).latency_us]
     note = (f'<p class="note">No per-run latencies for {esc(", ".join(missing))}: only result.csv\'s min and '
             'median are marked.</p>') if missing else ""
     return ('<p>Each config\'s timed runs (violin and box; at most 400 quantiles drawn per config), grouped by '
@@ -80,19 +66,17 @@ def latency_distribution(inp: ReportInputs) -> str:
 
 
 def _latency_figure(rows: list[dict[str, str]], runs: dict[str, RunData]) -> str:
-    labels, data, mins, meds = [], [], [], []
+    entries: list[tuple[str, list[float], float | None, float | None]] = []  # label, runs, min, median
     prev = None
     for r in rows:
-        g = group_key(_name(r))
+        g = group_key(row_name(r))
         if prev is not None and g != prev:
-            labels.append(""), data.append([]), mins.append(None), meds.append(None)  # gap between families
+            entries.append(("", [], None, None))  # a gap between families
         prev = g
-        run = runs.get(r["cfg"], RunData(""))
-        labels.append(_name(r))
-        data.append(downsample(run.latency_us))
-        mins.append(min(run.latency_us) if run.latency_us else _num(r.get("latency", "")))
-        meds.append(sorted(run.latency_us)[(len(run.latency_us) - 1) // 2] if run.latency_us
-                    else _num(r.get("median_us", "")))
+        lat = runs.get(r["cfg"], RunData("")).latency_us
+        entries.append((row_name(r), downsample(lat), min(lat) if lat else to_float(r.get("latency", "")),
+                        sorted(lat)[(len(lat) - 1) // 2] if lat else to_float(r.get("median_us", ""))))
+    labels, data, mins, meds = (list(x) for x in zip(*entries))
     fig, ax = figure(8.0, 0.9 + 0.32 * len(labels))
     pos = list(range(len(labels), 0, -1))
     with_data = [(p, d) for p, d in zip(pos, data) if len(d) > 1]
@@ -127,9 +111,9 @@ def timelines(inp: ReportInputs) -> str:
     parts = []
     for r in ok:
         run = inp.runs.get(r["cfg"], RunData("", problem="no run file"))
-        svg = timeline_svg(_name(r), run)
-        body = svg or f'<p class="no-timeline" data-config="{esc(_name(r))}">no timeline: {esc(run.problem)}</p>'
-        parts.append(f'<div class="timeline-box"><h3>{esc(_name(r))}</h3>{body}</div>')
+        svg = timeline_svg(row_name(r), run)
+        body = svg or f'<p class="no-timeline" data-config="{esc(row_name(r))}">no timeline: {esc(run.problem)}</p>'
+        parts.append(f'<div class="timeline-box"><h3>{esc(row_name(r))}</h3>{body}</div>')
     return ('<p>The median run of each config: one row per lane, segments coloured by kind (hover for name and '
             'times), grey where the lane is idle; dashed lines are sync points (a segment that starts once every '
             'lane it waits for has delivered).</p>' + "".join(parts))
@@ -143,16 +127,16 @@ def energy(inp: ReportInputs) -> str:
         return "<p>No measured config.</p>"
     rows, bars = [], []
     for r in ok:
-        e = _num(r.get("energy", ""))
+        e = to_float(r.get("energy", ""))
         usb = r.get("usb_powered", "")
         usb_txt = {"True": "yes", "False": "no"}.get(usb, "unknown")
         warn = usb == "True" and r.get("energy_method") == "fuel-gauge"
-        rows.append(f'<tr class="{"warn" if warn else ""}"><td>{esc(_name(r))}</td>'
+        rows.append(f'<tr class="{"warn" if warn else ""}"><td>{esc(row_name(r))}</td>'
                     f'<td>{f"{e:.1f}" if e is not None else "not measured"}</td>'
                     f'<td>{esc(r.get("energy_method") or "none")}</td><td>{usb_txt}'
                     f'{" (fuel-gauge figure not trustworthy)" if warn else ""}</td></tr>')
         if e is not None:
-            bars.append((_name(r), e))
+            bars.append((row_name(r), e))
     plot = ""
     if bars:
         fig, ax = figure(7.0, 0.8 + 0.3 * len(bars))

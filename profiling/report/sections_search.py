@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .inputs import ReportInputs, SearchFolder
+from .inputs import ReportInputs, SearchFolder, row_name, to_float
 from .plots import esc, figure, to_svg
 from .registry import register_section
-from .sections_runs import _name, _num
 
 
 def _problem(sf: SearchFolder) -> str:
@@ -27,17 +26,17 @@ def _branch_scatter(sf: SearchFolder) -> str:
     stage_pts: dict[tuple[str, str], tuple[float, float, bool, str]] = {}
     branch_pts = []
     for r in sf.candidates:
-        pred_s, meas_s = _num(r.get("pred_stage_us", "")), _num(r.get("meas_stage_us", ""))
+        pred_s, meas_s = to_float(r.get("pred_stage_us", "")), to_float(r.get("meas_stage_us", ""))
         if pred_s is not None and meas_s is not None:
             stage_pts[(r.get("stage", ""), r.get("candidate", ""))] = (pred_s, meas_s, r.get("chosen") == "1",
                                                                       r.get("stage", ""))
-        pred_b, meas_b = _num(r.get("pred_branch_us", "")), _num(r.get("meas_branch_us", ""))
+        pred_b, meas_b = to_float(r.get("pred_branch_us", "")), to_float(r.get("meas_branch_us", ""))
         if pred_b is not None and meas_b is not None:
             branch_pts.append((pred_b, meas_b))
     if not stage_pts and not branch_pts:
         return "<p>No candidate with both a predicted and a measured latency.</p>"
     fig, (ax1, ax2) = figure(9.0, 4.0, ncols=2)
-    stages = sorted({p[3] for p in stage_pts.values()}, key=lambda s: _num(s) or 0)
+    stages = sorted({p[3] for p in stage_pts.values()}, key=lambda s: to_float(s) or 0)
     for st in stages:
         pts = [p for p in stage_pts.values() if p[3] == st]
         ax1.scatter([p[0] for p in pts], [p[1] for p in pts], s=18, alpha=0.8, label=f"stage {st}")
@@ -182,7 +181,7 @@ def _pairs(text: str) -> dict[str, float]:
     out = {}
     for part in (text or "").split(";"):
         k, _, v = part.partition("=")
-        if k and _num(v) is not None:
+        if k and to_float(v) is not None:
             out[k.strip()] = float(v)
     return out
 
@@ -198,11 +197,11 @@ def fusion_accuracy(inp: ReportInputs) -> str:
         a, o, d = _pairs(r["task_accuracy"]), _pairs(r.get("task_acc_orig", "")), _pairs(r.get("task_acc_drop", ""))
         lat = _pairs(r.get("task_latency_us", ""))
         for t in a:
-            labels.append(f"{_name(r)} / {t}")
+            labels.append(f"{row_name(r)} / {t}")
             acc.append(a[t])
             orig.append(o.get(t, float("nan")))
             drop = d.get(t, o[t] - a[t] if t in o else None)
-            table.append(f'<tr class="{"warn" if r.get("acc_drop_ok") == "False" else ""}"><td>{esc(_name(r))}</td>'
+            table.append(f'<tr class="{"warn" if r.get("acc_drop_ok") == "False" else ""}"><td>{esc(row_name(r))}</td>'
                          f'<td>{esc(r.get("fusion_mode", ""))}</td><td>{esc(t)}</td><td>{a[t]:.4f}</td>'
                          f'<td>{_f(o.get(t), 4)}</td><td>{_f(drop, 4)}</td><td>{esc(r.get("acc_drop_ok", ""))}</td>'
                          f'<td>{_f(lat.get(t))}</td></tr>')
