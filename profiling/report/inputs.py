@@ -28,18 +28,21 @@ class RunData:
     file: str  # the run JSON it came from ("" when none was found)
     latency_us: list[float] = field(default_factory=list)  # end to end, one per timed run
     summary: dict[str, float] = field(default_factory=dict)  # composed runs: min_us, median_us, ... only
-    # lane -> segment -> [start_us, end_us] per run (empty for composed runs: they record no spans)
-    spans: dict[str, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)
+    run_index: int | None = None  # the representative (median) run, whose spans are kept
+    # lane -> segment -> (start_us, end_us) in the representative run (empty for composed runs: no spans)
+    spans: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)  # segment -> kind (stem, branch, merge, head, ...)
     sync_segments: list[str] = field(default_factory=list)  # segments that wait for other lanes
     problem: str = ""  # why there is no timeline / distribution ("" when the file was read)
 
-    def median_run(self) -> int | None:
-        """Index of the median run (the representative run drawn as a timeline), None without runs."""
-        if not self.latency_us:
-            return None
-        order = sorted(range(len(self.latency_us)), key=lambda i: self.latency_us[i])
-        return order[(len(order) - 1) // 2]
+
+
+def median_index(values: list[float]) -> int | None:
+    """Index of the median value (the lower one for an even count), None for no values."""
+    if not values:
+        return None
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    return order[(len(order) - 1) // 2]
 
 
 @dataclass
@@ -123,13 +126,15 @@ def read_run(path: Path | None, plan_hint: str = "") -> RunData:
     summ = raw.get("latency_summary")
     if isinstance(summ, dict):
         run.summary = {k: float(v) for k, v in summ.items() if _finite(v)}
+    run.run_index = i = median_index(run.latency_us)
     lanes = raw.get("lanes")
-    if isinstance(lanes, dict):
+    if isinstance(lanes, dict) and i is not None:
         for lane, spec in lanes.items():
             segs = spec.get("segments") if isinstance(spec, dict) else None
             if not isinstance(segs, dict):
                 continue
-            good = {s: [(float(a), float(b)) for a, b in v] for s, v in segs.items() if _spans(v, len(run.latency_us))}
+            # only the median run is drawn: check and keep its spans (a 50-config report stays fast)
+            good = {s: (float(v[i][0]), float(v[i][1])) for s, v in segs.items() if _span_at(v, i, len(run.latency_us))}
             if good:
                 run.spans[str(lane)] = good
     if not run.latency_us and not run.summary:
@@ -160,9 +165,10 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _spans(v: Any, runs: int) -> bool:
-    return (isinstance(v, list) and len(v) == runs and runs > 0
-            and all(isinstance(s, list | tuple) and len(s) == 2 and _finite(s[0]) and _finite(s[1]) for s in v))
+def _span_at(v: Any, i: int, runs: int) -> bool:
+    """Whether v is a per-run list of [start, end] with a finite span at run i."""
+    return (isinstance(v, list) and len(v) == runs and isinstance(v[i], list | tuple) and len(v[i]) == 2
+            and _finite(v[i][0]) and _finite(v[i][1]))
 
 
 def read_search(path: str | os.PathLike) -> SearchFolder:

@@ -67,12 +67,11 @@ def _fmt_us(v: float) -> str:
 def timeline_svg(config: str, run: RunData) -> str:
     """Gantt chart of the median run: one row per lane, segments coloured by kind, idle time grey,
     sync points (segments that wait for other lanes) as dashed lines; empty string without spans."""
-    i = run.median_run()
+    i = run.run_index
     if i is None or not run.spans:
         return ""
     lanes = list(run.spans)
-    segs = {lane: sorted(((s, *spans[i]) for s, spans in run.spans[lane].items()), key=lambda t: t[1])
-            for lane in lanes}
+    segs = {lane: sorted(((s, *span) for s, span in run.spans[lane].items()), key=lambda t: t[1]) for lane in lanes}
     total = max([run.latency_us[i]] + [e for v in segs.values() for _, _, e in v]) or 1.0
     left, right, row_h, top = 70, 90, 26, 22
     width = 760

@@ -81,11 +81,11 @@ def _latency_figure(rows: list[dict[str, str]], runs: dict[str, RunData]) -> str
     pos = list(range(len(labels), 0, -1))
     with_data = [(p, d) for p, d in zip(pos, data) if len(d) > 1]
     if with_data:
-        vp = ax.violinplot([d for _, d in with_data], positions=[p for p, _ in with_data], vert=False,
+        vp = ax.violinplot([d for _, d in with_data], positions=[p for p, _ in with_data], orientation="horizontal",
                            showextrema=False, widths=0.8)
         for body in vp["bodies"]:
             body.set_alpha(0.35)
-        ax.boxplot([d for _, d in with_data], positions=[p for p, _ in with_data], vert=False, widths=0.25,
+        ax.boxplot([d for _, d in with_data], positions=[p for p, _ in with_data], orientation="horizontal", widths=0.25,
                    showfliers=False, medianprops={"color": "black"})
     ax.scatter([m for m in mins if m], [p for p, m in zip(pos, mins) if m], marker="^", color="#d62728", zorder=3,
                label="min")
