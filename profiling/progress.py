@@ -66,7 +66,8 @@ class Progress:
         self.mode = "off" if (mode == "lines" and not lines) else mode
         self.n: float = 0
         self._t0 = time.monotonic()
-        self._bar = (tqdm(total=total, desc=desc, unit=unit, file=self.stream, leave=False, dynamic_ncols=True)
+        self._bar = (tqdm(total=total, desc=desc, unit=unit, file=self.stream, leave=False, dynamic_ncols=True,
+                          mininterval=0)  # steps are coarse (epochs, rounds): draw each one
                      if self.mode == "bar" else None)
 
     def step(self, n: float = 1, **info: Any) -> None:
