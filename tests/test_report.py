@@ -89,6 +89,7 @@ def test_results_table_has_every_column_and_row_with_errors_visible(workdir):
     assert rows == ["ok", "ok", "ok", "invalid", "failed"]
     assert "ANYNET.BLOCK_TYPE = &#x27;nope&#x27;" in html and "DeviceError: device lost" in html
     assert "(3 ok, 1 invalid, 1 failed)" in html
+    assert re.findall(r'<li class="status-(\w+)"><b>(\w+)</b>', html) == [("invalid", "BAD"), ("failed", "GONE")]
 
 
 def test_grouping_puts_a_base_next_to_its_variants():

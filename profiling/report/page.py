@@ -24,6 +24,7 @@ th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
 .scroll{overflow:auto;max-height:70vh}
 tr.status-invalid{background:#fff4d6}tr.status-failed{background:#ffe0e0}tr.warn{background:#fff4d6}
 tr.front{font-weight:bold}
+ul.errors li{margin:.2em 0}ul.errors li.status-failed{color:#a00}ul.errors li.status-invalid{color:#8a5a00}
 td.col-error{color:#a00;min-width:20em;white-space:pre-wrap}
 td.col-plan,td.col-cfg{word-break:break-all;min-width:12em}
 .note,.no-timeline{color:#666;font-style:italic}

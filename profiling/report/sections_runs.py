@@ -42,8 +42,12 @@ def results_table(inp: ReportInputs) -> str:
         cells = "".join(f'<td class="col-{esc(c)}">{esc(r.get(c, ""))}</td>' for c in cols)
         body.append(f'<tr class="result-row status-{esc(status or "unknown")}">{cells}</tr>')
     note = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    errors = "".join(f'<li class="status-{esc(r.get("status", ""))}"><b>{esc(row_name(r))}</b> '
+                     f'({esc(r.get("status", ""))}): {esc(r.get("error", ""))}</li>'
+                     for r in inp.rows if r.get("status") != "ok")
     return (f'<p>{len(inp.rows)} rows from <code>{esc(inp.csv_path)}</code> ({note}). Click a column to sort.</p>'
-            f'<div class="scroll"><table id="results-table" class="sortable"><thead><tr>{head}</tr></thead>'
+            + (f'<ul class="errors">{errors}</ul>' if errors else "")
+            + f'<div class="scroll"><table id="results-table" class="sortable"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
@@ -98,7 +102,7 @@ def _latency_figure(rows: list[dict[str, str]], runs: dict[str, RunData]) -> str
     ax.set_ylim(0.4, len(labels) + 0.6)
     ax.set_xlabel("latency (us)")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, fontsize=8, frameon=False)
     return f'<div class="plot latency-plot">{to_svg(fig)}</div>'
 
 
