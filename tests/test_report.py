@@ -288,3 +288,13 @@ def test_load_inputs_refuses_a_csv_without_cfg(tmp_path):
     (tmp_path / "r.csv").write_text("x\n1\n")
     with pytest.raises(ReportError, match="r.csv: header"):
         load_inputs(tmp_path / "r.csv")
+
+
+@pytest.mark.parametrize("name", list_sections())
+def test_every_section_draws_an_empty_csv_and_a_full_one(name, workdir):
+    from profiling.report import get_section
+
+    write_results(workdir / "empty.csv", [])
+    assert isinstance(get_section(name).render(load_inputs(workdir / "empty.csv")), str)
+    html = get_section(name).render(load_inputs(workdir / "result.csv"))
+    assert isinstance(html, str) and "Traceback" not in html

@@ -45,7 +45,7 @@ def results_table(inp: ReportInputs) -> str:
     errors = "".join(f'<li class="status-{esc(r.get("status", ""))}"><b>{esc(row_name(r))}</b> '
                      f'({esc(r.get("status", ""))}): {esc(r.get("error", ""))}</li>'
                      for r in inp.rows if r.get("status") != "ok")
-    return (f'<p>{len(inp.rows)} rows from <code>{esc(inp.csv_path)}</code> ({note}). Click a column to sort.</p>'
+    return (f'<p>{len(inp.rows)} row{"" if len(inp.rows) == 1 else "s"} from <code>{esc(inp.csv_path)}</code> ({note}). Click a column to sort.</p>'
             + (f'<ul class="errors">{errors}</ul>' if errors else "")
             + f'<div class="scroll"><table id="results-table" class="sortable"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')

@@ -213,7 +213,7 @@ def fusion_accuracy(inp: ReportInputs) -> str:
     lo = min([v for v in acc + orig if v == v] or [0.0])
     ax.set_xlim(max(0.0, lo - 0.05), 1.0)
     ax.set_xlabel("top-1 accuracy")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False)
     return (f'<div class="plot">{to_svg(fig)}</div><table class="sortable"><thead><tr><th>config</th><th>mode</th>'
             '<th>task</th><th>accuracy</th><th>original</th><th>drop</th><th>acc_drop_ok</th><th>task latency (us)</th>'
             f'</tr></thead><tbody>{"".join(table)}</tbody></table>')
