@@ -172,6 +172,9 @@ def test_committed_branch_and_fusion_search_folders(workdir):
     chosen = re.findall(r"<tr><td>(\d)</td><td>([^<]+)</td>", branch)
     assert chosen == [("1", "cpu0:d1w64 cpu1:d1w64"), ("2", "cpu0:d1w128 cpu1:d1w96"),
                       ("3", "cpu0:d2w160 cpu1:d2w160"), ("4", "cpu0:d2w320 cpu1:d2w320")]
+    ids = re.findall(r'\bid="([^"]+)"', html)
+    assert len(ids) == len(set(ids))  # several matplotlib figures in one page: no id shared
+    assert set(re.findall(r'(?:url\(#|href="#)([^)"]+)', html)) <= set(ids)
     fusion = html[html.index('id="fusion_search"'):]
     assert fusion.count("<svg") == 1
     assert "14 candidates with latency and accuracy, 3 without" in fusion

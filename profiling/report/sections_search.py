@@ -144,7 +144,8 @@ def _fusion_plot(sf: SearchFolder) -> str:
         f'<td>{d:.4f}</td><td>{"yes" if id(c) in on_front else ""}</td></tr>' for lat, d, c in pts)
     skipped = len(sf.candidates) - len(pts)
     return (f'<div class="plot">{to_svg(fig)}</div><p>{len(pts)} candidates with latency and accuracy'
-            f'{f", {skipped} without (filtered before fine-tuning)" if skipped else ""}.</p>'
+            f'{f", {skipped} without (filtered before fine-tuning)" if skipped else ""}; the Pareto front is over '
+            'all of them (a candidate stopped by the learning-curve filter counts with its last accuracy).</p>'
             '<table class="sortable"><thead><tr><th>iteration</th><th>status</th><th>mutation</th>'
             f'<th>latency (us)</th><th>worst drop</th><th>Pareto</th></tr></thead><tbody>{rows}</tbody></table>')
 
