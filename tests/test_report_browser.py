@@ -60,7 +60,7 @@ def pipeline_run(chromium, tmp_path_factory) -> Path:
     return d / "work"
 
 
-def test_report_in_chromium_has_a_row_per_result_and_a_timeline_lane_per_lane(chromium, pipeline_run):
+def test_report_in_chromium_has_a_row_per_result_and_a_timeline_lane_per_lane(chromium, pipeline_run, capsys):
     from PIL import Image
     from playwright.sync_api import sync_playwright
 
@@ -69,7 +69,8 @@ def test_report_in_chromium_has_a_row_per_result_and_a_timeline_lane_per_lane(ch
     lanes = {json.loads(p.read_text())["name"]: list(json.loads(p.read_text())["lanes"])
              for p in (work / "runs").glob("*.json")}
     assert lanes == {"TINY-C": ["cpu0"], "TINY-CG": ["cpu0", "cpu1"]}
-    shot = Path(os.environ.get("NNSPLICE_ARTIFACTS", work)) / "report_screenshot.png"
+    shot = Path(os.environ.get("NNSPLICE_ARTIFACTS") or ROOT / "work" / "test-artifacts") / "report_screenshot.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(tempfile.mkdtemp(prefix="chromium-profile-"),
                                                    executable_path=str(chromium), args=FLAGS, headless=True,
@@ -100,7 +101,9 @@ def test_report_in_chromium_has_a_row_per_result_and_a_timeline_lane_per_lane(ch
             page.screenshot(path=str(shot), full_page=True)
         finally:
             ctx.close()
-    print(f"report screenshot: {shot}")
+    shutil.copy(work / "report.html", shot.parent / "report.html")
+    with capsys.disabled():
+        print(f"\nreport and its screenshot kept in {shot.parent}")
     img = Image.open(shot).convert("L")
     hist = img.histogram()
     assert img.size[1] > 900 and sum(hist[:200]) > 0.02 * img.size[0] * img.size[1]  # not blank: drawn content

@@ -152,7 +152,9 @@ def _read_plan(run: RunData, plan_path: str, fallback: str) -> None:
         try:
             d = json.loads(Path(p).read_text()) if p else None
             run.kinds = {s["name"]: str(s.get("kind", "")) for s in d["segments"]}
-            run.sync_segments = [str(s["segment"]) for s in d.get("sync_points", [])]
+            sync = [str(s["segment"]) for s in d.get("sync_points", [])]
+            merges = [n for n, k in run.kinds.items() if "merge" in k.split("+") and n not in sync]
+            run.sync_segments = sync + merges
             return
         except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
             continue
