@@ -36,7 +36,6 @@ class RunData:
     problem: str = ""  # why there is no timeline / distribution ("" when the file was read)
 
 
-
 def median_index(values: list[float]) -> int | None:
     """Index of the median value (the lower one for an even count), None for no values."""
     if not values:
@@ -99,7 +98,7 @@ def read_result_csv(path: str | os.PathLike) -> tuple[list[str], list[dict[str, 
 
 def find_run_file(runs_dir: Path, row: dict[str, str]) -> Path | None:
     """The run JSON of a result row: <runs>/<name>_<dtype>_<device>.json (newest when several)."""
-    name, dtype = row.get("name") or Path(row.get("cfg", "")).stem, row.get("dtype", "")
+    name, dtype = row_name(row), row.get("dtype", "")
     if not name or not runs_dir.is_dir():
         return None
     pattern = f"{glob.escape(name)}_{glob.escape(dtype)}_*.json" if dtype else f"{glob.escape(name)}_*.json"
@@ -156,7 +155,7 @@ def _read_plan(run: RunData, plan_path: str, fallback: str) -> None:
             merges = [n for n, k in run.kinds.items() if "merge" in k.split("+") and n not in sync]
             run.sync_segments = sync + merges
             return
-        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError):
             continue
     names = [s for segs in run.spans.values() for s in segs]
     run.kinds = {s: ("merge" if "merge" in s else "stem" if s.startswith("stem") else "segment") for s in names}

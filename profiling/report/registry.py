@@ -39,6 +39,7 @@ def list_sections() -> list[str]:
 
 
 def get_section(name: str) -> Section:
+    """The registered section `name`; KeyError naming the registered ones otherwise."""
     if name not in _SECTIONS:
         raise KeyError(f"report section {name!r}: not registered (registered: {list_sections()})")
     return _SECTIONS[name]
