@@ -301,3 +301,15 @@ def test_every_section_draws_an_empty_csv_and_a_full_one(name, workdir):
     assert isinstance(get_section(name).render(load_inputs(workdir / "empty.csv")), str)
     html = get_section(name).render(load_inputs(workdir / "result.csv"))
     assert isinstance(html, str) and "Traceback" not in html
+
+
+def test_a_garbled_or_missing_plan_falls_back_to_segment_names(workdir):
+    plan = workdir / "art" / "R-18-CC" / "plan.json"
+    for text in ('{"segments": {"a": 1}, "sync_points": 3}', "[1, 2]", None):
+        if text is None:
+            plan.unlink()
+        else:
+            plan.write_text(text)
+        run = read_run(workdir / "runs" / "R-18-CC_fp32_host.json")
+        assert run.sync_segments == ["s1.merge+head"] and run.kinds["stem"] == "stem"
+        assert timeline_svg("R-18-CC", run).count('class="sync"') == 1
