@@ -24,6 +24,7 @@ from configs.loader import find_configs
 from configs.vocab import DTYPES
 from pipeline.batch import log_internal, run_configs
 from pipeline.options import RunOptions
+from profiling.report import write_report_safely
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=-1, help="warm-up runs (overrides DEPLOY.WARMUP)")
     ap.add_argument("--force", action="store_true", help="re-measure configs already in the CSV and reconvert")
     ap.add_argument("--dry-run", action="store_true", help="load, validate and build; print params and FLOPs")
+    ap.add_argument("--no-report", action="store_true", help="do not write report.html next to the result CSV")
     return ap.parse_args(argv)
 
 
@@ -67,8 +69,11 @@ def main(argv=None) -> int:
         device = get_device(opt.device, **kwargs)
         out_csv = Path(args.output_csv or workdir / "result.csv")
         with device.session(log=lambda m: print(m, flush=True)):
-            return run_configs(files, opt, device, out_csv, dry_run=args.dry_run,
+            code = run_configs(files, opt, device, out_csv, dry_run=args.dry_run,
                                log=lambda m: print(m, flush=True), err=lambda m: print(m, file=sys.stderr, flush=True))
+        if not args.dry_run and not args.no_report:  # never raises: a plot failure costs no result and no exit code
+            write_report_safely(out_csv, workdir / "runs", out_csv.parent / "report.html", log=print)
+        return code
     except NnspliceError as e:  # a bad flag or config folder, no device, lock refused
         print(f"error: {e}", file=sys.stderr)
         return exit_code(e)

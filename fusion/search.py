@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from configs.errors import UserError
+from profiling.progress import Progress
 
 from .finetune import DataSettings, FinetuneConfig
 from .graph import FusionGraph
@@ -262,6 +263,9 @@ class Search:
             self._original()
         rng = np.random.default_rng([self.cfg.seed, len(self.state.rows)])
         stop = "budget"
+        # a bar of the time budget on a terminal; elsewhere quiet (every candidate already logs a line)
+        bar = Progress("fusion search", total=round(self.cfg.budget_s), unit="s", lines=False)
+        bar.step(round(self._spent()))
         while True:
             if self._spent() >= self.cfg.budget_s:
                 break
@@ -271,6 +275,9 @@ class Search:
             if not self.step(rng):
                 stop = "exhausted"
                 break
+            bar.step(round(self._spent()) - bar.n, candidates=len(self.state.rows) - 1,
+                     best_us=self.state.elite[0][0] if self.state.elite else "-")
+        bar.close()
         return self.summary(stop)
 
     def _spent(self) -> float:

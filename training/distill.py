@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from profiling.progress import Progress
+
 EpochCallback = Callable[[int, dict[str, Any]], bool | None]
 
 
@@ -84,6 +86,7 @@ def _loop(model: nn.Module, loaders: Mapping[str, DataLoader], epochs: int, lr: 
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     res, t0 = TrainResult(), time.perf_counter()
     step = 0
+    bar = Progress("training", total=epochs, unit="epoch")
     for epoch in range(1, epochs + 1):
         model.train()
         total, n = 0.0, 0
@@ -105,12 +108,14 @@ def _loop(model: nn.Module, loaders: Mapping[str, DataLoader], epochs: int, lr: 
             metrics["val"] = evaluate(model, loaders["val"], eval_task)
         res.history.append(metrics)
         res.epochs_run = epoch
+        bar.step(**{k: v for k, v in metrics.items() if k != "epoch"})
         if on_epoch is not None and on_epoch(epoch, metrics):
             res.stopped = "callback"
             break
         if time_budget_s is not None and time.perf_counter() - t0 > time_budget_s:
             res.stopped = "budget"
             break
+    bar.close()
     model.eval()
     res.seconds = time.perf_counter() - t0
     return res

@@ -15,6 +15,7 @@ from typing import Callable
 
 from configs.errors import UserError
 from profiling.predictor import COMPUTE_LADDER, SYNC_LADDER, LatencyPredictor, Sample
+from profiling.progress import Progress
 from profiling.store import MeasurementStore
 
 from .measure import LaneSetup, StageMeasurement, StageMeasurer
@@ -153,6 +154,8 @@ class StageSearch:
                  f"{len(cands)} pass alpha/beta/FLOPs")
         measured: dict[StageCandidate, Evaluated] = {}
         n_gamma_pred = 0
+        # a bar on a terminal; elsewhere quiet (every round already logs a line)
+        bar = Progress(f"stage {ctx.index + 1}", total=self.opt.max_rounds, unit="round", lines=False)
         while cands:
             self.normalise(ctx, res, list(measured.values()))
             gamma_lim = {lane: self.cons.gamma * res.anchor_us[lane] for lane in lanes}
@@ -191,9 +194,11 @@ class StageSearch:
             self.log(f"    round {res.rounds}: ranked {len(scored)}, measured {len(batch)}; predicted best "
                      f"{top.cand.label} {top.pred_total / 1e3:.3f} ms, measured {top.meas.total_us / 1e3:.3f} ms "
                      f"({err:+.1%})")
+            bar.step(measured=len(measured), best_ms=min(e.meas.total_us for e in measured.values()) / 1e3)
             if abs(err) <= self.opt.tol:
                 res.stop = "converged"
                 break
+        bar.close()
         res.evaluated = list(measured.values())
         self.normalise(ctx, res, res.evaluated)
         res.report.gamma_predicted = n_gamma_pred

@@ -4,15 +4,16 @@
 times candidate plans, the name of its measurement store and the lock held while searching.
 
 Over adb the device must run the plan runner itself (a Linux device with Python, numpy and
-ai-edge-litert, or the loopback device): android_runtime.remote pushes the runner code; this
-module times them with the device's time_plans (android_runtime.alternate pushed with the runner), the candidates' segment .tflite files and plan JSONs
-into one flat folder (sha256-cached pushes: a file the device already has is never sent again),
-runs the driver there and pulls its JSON back. Device layout, under /data/local/tmp/nnsplice:
+ai-edge-litert, or the loopback device). Candidates are timed by the device's own ``time_plans``
+(android_runtime.devices): the runner code and android_runtime.alternate, the candidates' segment
+.tflite files and plan JSONs are pushed into one flat folder (sha256-cached pushes: a file the device
+already has is never sent again), the alternation runs there and its JSON is pulled back. Device
+layout, under /data/local/tmp/nnsplice:
 
-    runtime/android_runtime/alternate.py  (pushed with the plan runner)
-    search/<content hash>.tflite          converted branches and merges (names are content keys)
-    search/plan-<sha16>.json              stage plans (their segments sit next to them)
-    search/runs/<sha16>.json              the driver's output, pulled back
+    runtime/android_runtime/alternate.py  pushed with the plan runner
+    alternate/<content hash>.tflite       converted branches and merges (names are content keys)
+    alternate/plan-<sha16>.json           stage plans (their segments sit next to them)
+    alternate/runs/<sha16>.json           the alternation's output, pulled back
 
 Android phones without Python (benchmark_model, `--android_runtime`) are refused with a UserError:
 branch times could be composed from per-segment runs, but the sync cost at the merge, which
