@@ -18,7 +18,7 @@ from profiling.report.inputs import read_run
 from profiling.report.plots import timeline_svg
 from profiling.report.sections_runs import downsample, grouped, results_table
 from profiling.report.sections_search import pareto_front
-from profiling.results import COLUMNS, write_results
+from pipeline.record import COLUMNS, write_results
 
 TWO_LANES = {"cpu0": ["stem", "s1.cpu", "s1.merge+head"], "cpu1": ["s1.gpu"]}
 ONE_LANE = {"cpu0": ["model"]}
