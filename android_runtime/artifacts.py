@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from configs.errors import UserError
+from android_runtime.plan import PlanError, load_plan
 
 TFLITE_IDENTIFIER = b"TFL3"
 TFLITE_SCHEMA_VERSION = 3
@@ -120,7 +121,6 @@ def check_plan_files(plan_path: Path | str) -> tuple["object", dict[str, ModelFi
     Raises:
         ArtifactError: the plan does not load, or a segment file fails ``check_model``.
     """
-    from android_runtime.plan import PlanError, load_plan
 
     plan_path = Path(plan_path)
     try:

@@ -19,6 +19,11 @@ from android_runtime.benchmark_model import (
 from configs.errors import ParseError
 from configs.errors import UserError
 from profiling.energy import no_estimate
+from android_runtime.remote import REMOTE_ROOT, PushLog
+from android_runtime.energy_sampler import SAMPLER_SH
+from android_runtime.energy_sampler import EnergyScript, estimate_from_files
+from android_runtime.remote import energy_fields, plan_key, probe_energy, read_device_files
+from android_runtime.remote import RUN_TIMEOUT_S
 
 
 class BenchmarkModelRunner:
@@ -41,7 +46,6 @@ class BenchmarkModelRunner:
     def __init__(self, dev, runtime_dir: Path | str, pushes=None, root: bool = False, energy: bool = True,
                  idle_s: float = 1.0, interval_s: float = 0.05, min_secs: float = 1.0,
                  log: Callable[[str], None] = lambda m: None):
-        from android_runtime.remote import REMOTE_ROOT, PushLog
 
         self.dev, self.root, self.energy, self.log = dev, root, energy, log
         self.idle_s, self.min_secs = idle_s, min_secs
@@ -57,7 +61,6 @@ class BenchmarkModelRunner:
 
     def push_runtime(self) -> None:
         """Push every file of the runtime folder (executable) and the sampler script."""
-        from android_runtime.energy_sampler import SAMPLER_SH
 
         for path in sorted(p for p in self.local.rglob("*") if p.is_file()):
             rel = path.relative_to(self.local).as_posix()
@@ -103,8 +106,6 @@ class BenchmarkModelRunner:
             warmup, runs: per segment run.
             x: input array for the plan input (NHWC float32), None for random input.
         """
-        from android_runtime.energy_sampler import EnergyScript, estimate_from_files
-        from android_runtime.remote import energy_fields, plan_key, probe_energy, read_device_files
 
         q = shlex.quote
         self.push_runtime()
@@ -137,7 +138,6 @@ class BenchmarkModelRunner:
                    + (f"{{ {script.before()}{body}{script.after()}; }}" if script else body))
         self.log(f"  composing on {self.dev.serial}: {len(groups)} groups, {len(index)} benchmark_model runs"
                  f"{' (su)' if self.root else ''}")
-        from android_runtime.remote import RUN_TIMEOUT_S
 
         self.dev.shell(command, timeout=RUN_TIMEOUT_S, check=False)
         files = [f"{out_dir}/{i}.{ext}" for i in range(len(index)) for ext in ("txt", "rc")]

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from configs.errors import ConfigError
 from configs.schema import PipelineConfig
+from . import blocks
+from .blocks import BLOCKS, STEMS
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,6 @@ def spec_from_config(cfg: PipelineConfig) -> NetworkSpec:
     (ANYNET.MERGES[i] false) a branch's input is its own output of stage i, and MB_VER 1's
     conv-first width is computed from that width.
     """
-    from . import blocks  # noqa: F401  (fills the registries; torch is imported lazily there)
-    from .blocks import BLOCKS, STEMS
 
     a, f = cfg.ANYNET, cfg.path
     if a.STEM_TYPE not in STEMS:

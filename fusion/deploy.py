@@ -31,6 +31,14 @@ from .config import FusionConfig
 from branching import complexity
 from training import to_tensor_images
 from android_runtime.runner import SegmentExecutor
+from .zoo import ZooSettings
+from .archs import build_arch
+from .graph import FusionGraph, graph_from_models
+from .modules import build_fused
+from .tasks import get_benchmark, get_task
+from .zoo import load_zoo
+from .tasks import get_benchmark, task_arrays
+from .zoo import loader_config
 
 CODE_VERSION = "fusion-deploy-1"  # bump when conversion changes the artifacts
 N_CALIBRATION = 16  # int8 calibration images per task (training split)
@@ -78,7 +86,6 @@ def named_outputs(net: Any, tasks: list[str]):
 
 
 def _zoo_settings(cfg: FusionConfig):
-    from .zoo import ZooSettings
 
     z = cfg.ZOO
     return ZooSettings(epochs=z.EPOCHS, lr=z.LR, batch_size=z.BATCH_SIZE, train_limit=z.TRAIN_LIMIT or None,
@@ -97,16 +104,11 @@ def build_deployment(cfg: FusionConfig, weights: bool = True, log=print) -> Depl
     import torch
 
 
-    from .archs import build_arch
-    from .graph import FusionGraph, graph_from_models
-    from .modules import build_fused
-    from .tasks import get_benchmark, get_task
 
     bench = get_benchmark(cfg.FUSION.BENCHMARK)
     shape = (bench.channels, bench.input_size, bench.input_size)
     tasks = cfg.tasks
     if weights:
-        from .zoo import load_zoo
 
         zoo = load_zoo(bench, _zoo_settings(cfg), cfg.ZOO.CACHE or None, train_missing=cfg.FUSION.TRAIN_MISSING,
                        log=log)
@@ -149,8 +151,6 @@ def build_deployment(cfg: FusionConfig, weights: bool = True, log=print) -> Depl
 def _calibration(dep: Deployment):
     """int8 calibration: N_CALIBRATION training images of every task, NHWC."""
 
-    from .tasks import get_benchmark, task_arrays
-    from .zoo import loader_config
 
     lc = loader_config(get_benchmark(dep.cfg.FUSION.BENCHMARK))
     xs = [to_tensor_images(task_arrays(t, "train", N_CALIBRATION, 1)[0], lc) for t in dep.cfg.tasks]
@@ -196,8 +196,6 @@ def evaluate_deployment(dep: Deployment, conv: Converted) -> Evaluation:
     import torch
 
 
-    from .tasks import get_benchmark, task_arrays
-    from .zoo import loader_config
 
     lc = loader_config(get_benchmark(dep.cfg.FUSION.BENCHMARK))
     n = dep.cfg.FUSION.EVAL_SAMPLES
@@ -238,8 +236,6 @@ def check_device(cfg: FusionConfig, opt_device: str, device: Any) -> None:
 def timing_input(dep: Deployment):
     """The input timed runs feed: the first test image of the first task, NHWC float32 [1, H, W, C]."""
 
-    from .tasks import get_benchmark, task_arrays
-    from .zoo import loader_config
 
     x = to_tensor_images(task_arrays(dep.cfg.tasks[0], "test", 1, 0)[0],
                          loader_config(get_benchmark(dep.cfg.FUSION.BENCHMARK)))

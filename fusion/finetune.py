@@ -21,6 +21,7 @@ from .tasks import Benchmark, task_arrays
 from training import make_loader
 from training import evaluate
 from training.distill import distill
+from .zoo import loader_config
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,6 @@ class Recovery:
 def load_fusion_data(bench: Benchmark, settings: DataSettings | None = None) -> FusionData:
     """Builds the benchmark's loaders from the installed datasets (UserError when missing)."""
 
-    from .zoo import loader_config
 
     s = settings or DataSettings()
     cfg = loader_config(bench, s.batch_size, s.seed)

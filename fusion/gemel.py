@@ -24,6 +24,9 @@ from .finetune import DataSettings, FinetuneConfig
 from .tasks import get_benchmark
 from .zoo import ZooSettings
 from training.distill import distill
+from .finetune import load_fusion_data, task_accuracy
+from .zoo import load_zoo
+from .tasks import list_benchmarks
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,6 @@ def tie(models: Mapping[str, Any], groups: list[LayerGroup]) -> Any:
 def gemel_merge(cfg: GemelConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Ties as many layer groups as the accuracy budget allows; returns (and writes) a report."""
 
-    from .finetune import load_fusion_data, task_accuracy
-    from .zoo import load_zoo
 
     if not 0.0 <= cfg.acc_drop <= 1.0:
         raise UserError(f"--acc-drop {cfg.acc_drop}: an absolute accuracy drop must be in [0, 1] (e.g. 0.01)")
@@ -167,7 +168,6 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from .tasks import list_benchmarks
 
     p = argparse.ArgumentParser(prog="python -m fusion.gemel", description="Gemel-style layer tying across task networks.")
     p.add_argument("--benchmark", required=True, help=f"one of: {', '.join(list_benchmarks())}")

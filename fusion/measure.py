@@ -14,6 +14,7 @@ from configs.errors import UserError
 from configs.registry import Registry
 from converter.tflite import export_tflite
 from profiling.latency import time_tflite
+from .modules import TupleOutputs
 
 DEVICES: Registry = Registry("fusion latency device")
 
@@ -33,7 +34,6 @@ def export_multitask(net: Any, tasks: list[str], input_shape: tuple[int, ...], p
     import torch
 
 
-    from .modules import TupleOutputs
 
     wrapped = TupleOutputs(net, tasks).eval()
     return export_tflite(wrapped, (torch.zeros(1, *input_shape),), path, dtype=dtype)

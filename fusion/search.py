@@ -36,6 +36,19 @@ from .search_config import SearchConfig, parse_budget  # noqa: F401  (re-exporte
 from .searchlog import finetune_accounting, note, read_state, rule_filtered
 from .tasks import get_benchmark
 from .zoo import ZooSettings
+from .measure import list_devices
+from .tasks import list_benchmarks
+from .finetune import load_fusion_data, task_accuracy
+from .graph import graph_from_models
+from .zoo import load_zoo
+from .measure import measure
+from .measure import export_multitask
+from .modules import build_fused
+from .modules import separate_net
+from .mutation import sharing_seeds
+from .mutation import random_mutation
+from .modules import build_fused, inherit
+from .finetune import recover
 
 LOG_NAME = "search.jsonl"
 
@@ -56,9 +69,6 @@ class Search:
     def __init__(self, cfg: SearchConfig, log: Callable[[str], None] = print):
         import torch
 
-        from .finetune import load_fusion_data, task_accuracy
-        from .graph import graph_from_models
-        from .zoo import load_zoo
 
         self.cfg, self.say = cfg.validate(), log
         self.bench = get_benchmark(cfg.benchmark)
@@ -81,7 +91,6 @@ class Search:
     def _latency(self, net: Any, g: FusionGraph) -> dict[str, Any]:
         """The graph's measured latency: from the latency store when this graph was timed there with the
         same settings (marked reused), else converted and timed now (and added to the store)."""
-        from .measure import measure
 
         key = json.dumps([self.bench.name, g.canonical_hash(), self.cfg.device, asdict(self.cfg.latency)])
         store = Path(self.cfg.latency_store) if self.cfg.latency_store else None
@@ -101,7 +110,6 @@ class Search:
     def _export(self, net: Any, g: FusionGraph) -> Path:
         """Converts the (fine-tuned) network to <out>/tflite/..._<hash>_... (the file its latency was
         measured on, or, when the latency came from the store, a file of this search)."""
-        from .measure import export_multitask
 
         return export_multitask(net, list(self.bench.archs), self.input_shape, self._tflite_path(g.canonical_hash()),
                                 self.cfg.latency.dtype)
@@ -131,14 +139,11 @@ class Search:
 
     def _original(self) -> None:
         t0 = time.perf_counter()
-        from .modules import build_fused
 
         net = build_fused(self.root, self.models)
         lat = self._latency(net, self.root)
         separate, separate_paths = {}, {}
         if self.cfg.measure_separate:
-            from .measure import measure
-            from .modules import separate_net
 
             for t, m in self.models.items():
                 r = measure(separate_net({t: m}), [t], self.input_shape, self._tflite_path(f"{t}_{self.zoo[t].arch}"),
@@ -155,7 +160,6 @@ class Search:
         if not self.cfg.seeds:
             return None
         if self._seeds is None:
-            from .mutation import sharing_seeds
 
             self._seeds = sharing_seeds(self.root, self.cfg.relaxed)
         for muts, g in self._seeds:
@@ -165,7 +169,6 @@ class Search:
 
     def _propose(self, rng: np.random.Generator) -> tuple[str, FusionGraph, FusionGraph, bool] | None:
         """(description, graph, parent, is_seed) of the next candidate; None when nothing is left."""
-        from .mutation import random_mutation
 
         seed = self._next_seed()
         if seed is not None:
@@ -185,7 +188,6 @@ class Search:
         """Evaluates one candidate; False when no unseen candidate is left."""
         import torch
 
-        from .modules import build_fused, inherit
 
         st, cfg = self.state, self.cfg
         proposal = self._propose(rng)
@@ -246,7 +248,6 @@ class Search:
         return True
 
     def _recover(self, net: Any, changed: list[str] | None, fixed: list[str], ft: Any = None) -> Any:
-        from .finetune import recover
 
         return recover(net, self.models, self.data, self.orig_val, self.orig_test, self.cfg.acc_drop,
                        ft or self.cfg.finetune, seed=self.cfg.seed, changed=changed, fixed=fixed)
@@ -320,8 +321,6 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from .measure import list_devices
-    from .tasks import list_benchmarks
 
     p = argparse.ArgumentParser(prog="python -m fusion.search", description=__doc__.split("\n\n")[0])
     p.add_argument("--benchmark", required=True, help=f"one of: {', '.join(list_benchmarks())}")

@@ -23,6 +23,7 @@ from configs.errors import UserError
 from .tasks import Benchmark, get_benchmark, get_task, list_benchmarks, task_arrays
 from training import LoaderConfig
 from training import evaluate, make_loader, train_classifier
+from .archs import build_arch
 
 CODE_VERSION = "fusion-zoo-1"  # bump when training or architecture code changes what a key produces
 DEFAULT_CACHE = Path(os.environ.get("NNSPLICE_CACHE", Path.home() / ".cache" / "nnsplice")) / "fusion"
@@ -74,7 +75,6 @@ def train_task_model(bench: Benchmark, task: str, settings: ZooSettings, cache_d
     """Trains one task network from scratch and writes it to the cache."""
     import torch
 
-    from .archs import build_arch
 
     t = get_task(task)
     cfg = loader_config(bench, settings.batch_size, settings.seed)
@@ -112,7 +112,6 @@ def load_zoo(benchmark: str | Benchmark, settings: ZooSettings | None = None, ca
     """
     import torch
 
-    from .archs import build_arch
 
     bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     settings = settings or ZooSettings()

@@ -17,6 +17,9 @@ import sys
 
 from configs.errors import UserError
 from configs.duration import parse_duration
+from . import Constraints, LoopOptions, SearchOptions, SpaceOptions, TrainOptions
+from .remote import AdbOptions
+from . import search
 
 
 def parse_budget(text: str) -> float:
@@ -80,8 +83,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def options(a: argparse.Namespace):
-    from . import Constraints, LoopOptions, SearchOptions, SpaceOptions, TrainOptions
-    from .remote import AdbOptions
 
     try:
         deltas = tuple(int(x) for x in a.depth_deltas.split(",") if x.strip())
@@ -103,7 +104,6 @@ def options(a: argparse.Namespace):
 def main(argv=None) -> int:
     a = parse_args(argv)
 
-    from . import search
 
     try:
         s = search(a.base, a.out, options(a), log=lambda m: print(m, flush=True))

@@ -22,6 +22,8 @@ from .measure import LaneSetup, StageMeasurement, StageMeasurer
 from .samples import anchors, branch_group, load_factor, stage_holdout_errors, stored_samples, sync_group
 from .space import (Constraints, FilterReport, SpaceOptions, StageCandidate, StageContext, enumerate_candidates,
                     unbranched)
+from branching.anynet import BranchedAnyNet
+from .space import StageContext
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,6 @@ def stage_contexts_base(spec, im_size: int) -> list[tuple[int, int]]:
     """(input width, input size) of every stage of an unbranched base network, from a meta-device pass."""
     import torch
 
-    from branching.anynet import BranchedAnyNet
 
     with torch.device("meta"):
         model = BranchedAnyNet(spec)
@@ -243,7 +244,6 @@ def stage_contexts_base(spec, im_size: int) -> list[tuple[int, int]]:
 
 def search_stages(spec, im_size: int, search: StageSearch, budget_s: float) -> list[StageResult]:
     """Searches every stage in order; raises UserError when the constraints leave no stage a split."""
-    from .space import StageContext
 
     shapes = stage_contexts_base(spec, im_size)
     precheck_flops(spec, shapes, search)
@@ -269,7 +269,6 @@ def search_stages(spec, im_size: int, search: StageSearch, budget_s: float) -> l
 
 def precheck_flops(spec, shapes: list[tuple[int, int]], search: StageSearch) -> None:
     """Fails before any measurement when the FLOPs filters alone leave no stage a split (base input widths)."""
-    from .space import StageContext
 
     results = []
     for i, st in enumerate(spec.stages):

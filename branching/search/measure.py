@@ -27,6 +27,9 @@ from .space import StageCandidate, StageContext
 from android_runtime.devices import HostDevice
 from android_runtime.plan import LaneSpec, Plan, Segment, TensorSpec
 from converter.build import export_cached, sha256_file
+from branching.anynet import Branch
+from branching.anynet import Merge
+from .space import unbranched
 
 MEASURE_VERSION = "3"  # bump when what a measurement means changes (plan shape, statistic)
 
@@ -186,7 +189,6 @@ class StageMeasurer:
     def branch_file(self, ctx: StageContext, depth: int, width: int) -> Path:
         import torch
 
-        from branching.anynet import Branch
 
         spec = ctx.branch_spec("b", depth, width)
         torch.manual_seed(0)
@@ -197,7 +199,6 @@ class StageMeasurer:
     def merge_file(self, shapes: list[tuple[int, int, int]]) -> Path:
         import torch
 
-        from branching.anynet import Merge
 
         xs = tuple(torch.zeros(1, c, h, w) for c, h, w in shapes)
         return self._tflite(Merge().eval(), xs, f"merge:{shapes}")
@@ -226,7 +227,6 @@ class StageMeasurer:
                     lanes=lanes, segments=segs, sync_points=[])
 
     def _run(self, key: str, ctx: StageContext, cand: StageCandidate) -> list[Measurement]:
-        from .space import unbranched
 
         hw_out = math.ceil(ctx.hw_in / ctx.base.stride)
         plan = self._plan(ctx, cand, key[:8])

@@ -23,6 +23,8 @@ from typing import Any, Callable
 from profiling.store import Measurement, MeasurementStore, content_key
 
 from .loop import StageResult
+from .emit import write_yaml
+from .network import network_flops
 
 MERGE_VERSION = "1"  # bump when what a merge decision's timing means changes
 
@@ -73,8 +75,6 @@ def decide_merges(d: dict[str, Any], name: str, results: list[StageResult], stor
     Returns:
         (MERGES per stage, one decision per sync point that could be skipped).
     """
-    from .emit import write_yaml
-    from .network import network_flops
 
     merges = [True] * len(results)
     decisions: list[MergeDecision] = []

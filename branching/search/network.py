@@ -14,6 +14,8 @@ from android_runtime.runner import run_plan
 from branching.segments import convert_config
 from android_runtime.devices import get_device
 from configs.loader import load_config
+from branching import complexity, spec_from_config
+from branching.anynet import BranchedAnyNet
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,6 @@ def network_flops(cfg: PipelineConfig) -> tuple[int, int]:
     """(params, FLOPs) of a config's network at its deployment input size."""
     import torch
 
-    from branching import complexity, spec_from_config
-    from branching.anynet import BranchedAnyNet
 
     with torch.device("meta"):
         model = BranchedAnyNet(spec_from_config(cfg))

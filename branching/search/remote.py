@@ -38,6 +38,9 @@ from android_runtime.devices import get_device, list_devices
 from android_runtime.device_info import CpuCluster, CpuTopology
 from android_runtime.remote import REMOTE_ROOT, PythonPlanRunner
 from android_runtime.remote import RUN_TIMEOUT_S
+from .network import NetworkTiming
+from .lanes import adb_lanes, resolve_lanes
+from .network import compare_networks
 
 # Delegate libraries the plan runner loads for accelerator lanes (as android_runtime/runner.py does).
 DELEGATE_LIBS = {"gpu": "libtensorflowlite_gpu_delegate.so", "dsp": "libhexagon_interface.so"}
@@ -154,7 +157,6 @@ class SearchTarget:
     def compare_networks(self, cfgs: dict, workdir: Path, rounds: int, warmup: int, runs: int,
                          log: Callable[[str], None] = lambda m: None) -> dict:
         """Whole networks side by side on this device (branching.search.network.compare_networks)."""
-        from .network import compare_networks
 
         if self._plan_device is None:
             return compare_networks(cfgs, workdir, rounds, warmup, runs, log)
@@ -168,7 +170,6 @@ def compare_on_device(cfgs: dict, workdir: Path, device: Any, rounds: int = 3, w
     import statistics
 
 
-    from .network import NetworkTiming
 
     plans = {}
     for name, cfg in cfgs.items():
@@ -192,7 +193,6 @@ def open_target(device: str, letters: list[str], adb: AdbOptions = AdbOptions(),
             runner (Android without Python), or a device that cannot be reached.
     """
 
-    from .lanes import adb_lanes, resolve_lanes
 
     if device == "host":
         lanes = resolve_lanes("host", letters)

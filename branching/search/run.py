@@ -32,6 +32,11 @@ from .train import TrainOptions
 from android_runtime.devices import get_device
 from configs.loader import processors_of
 from configs.schema import LaneCfg
+from branching import spec_from_config
+from .emit import branched_config_dict, candidate_rows, write_csv, write_svg, write_yaml
+from .network import network_flops
+from .train import check_dataset
+from .train import train_pair
 
 
 @dataclass(frozen=True)
@@ -98,10 +103,8 @@ def search(base_path: str | os.PathLike, out_dir: str | os.PathLike, opt: Search
     if target.device != "host":
         base = _on_main_lane(base, target)
     if opt.train:
-        from .train import check_dataset
 
         check_dataset(opt.training)  # fail now, not after the search
-    from branching import spec_from_config
 
     spec = spec_from_config(base)
     out = Path(out_dir)
@@ -117,8 +120,6 @@ def search(base_path: str | os.PathLike, out_dir: str | os.PathLike, opt: Search
         results = search_stages(spec, base.im_size, ss, opt.loop.budget_s)
     search_s = time.perf_counter() - t_start
 
-    from .emit import branched_config_dict, candidate_rows, write_csv, write_svg, write_yaml
-    from .network import network_flops
 
     name = branched_name(base.name, letters)
     d = branched_config_dict(base, results, lanes, base.DEPLOY.DTYPE, base.im_size)
@@ -182,7 +183,6 @@ def search(base_path: str | os.PathLike, out_dir: str | os.PathLike, opt: Search
         log(f"  {opt.stat}: base {b_us / 1e3:.2f} ms, branched {s_us / 1e3:.2f} ms (ratio {s_us / b_us:.2f}, "
             f"predicted from stages {pred_us / 1e3:.2f} ms; FLOPs ratio {nf / bf:.2f})")
     if opt.train:
-        from .train import train_pair
 
         log("training on Fashion-MNIST")
         summary["accuracy"] = train_pair(base, branched, out / "weights", Path(opt.store_dir), opt.training, log)

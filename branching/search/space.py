@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, field
 
 from branching.spec import BranchSpec
+from branching.anynet import Branch
+from branching.counting import complexity
 
 
 @dataclass(frozen=True)
@@ -162,8 +164,6 @@ def branch_cost(ctx: StageContext, depth: int, width: int) -> Cost:
     """FLOPs, params and activations of one branch, counted on a meta-device copy (no weights)."""
     import torch
 
-    from branching.anynet import Branch
-    from branching.counting import complexity
 
     with torch.device("meta"):
         m = Branch(ctx.branch_spec("b", depth, width), ctx.w_in, ctx.block_type, ctx.se_r)

@@ -25,6 +25,9 @@ from training import LoaderConfig, make_loader, to_tensor_images
 from configs.loader import load_config
 from training import evaluate, train_classifier
 from training.distill import distill
+from branching import spec_from_config
+from branching import build_model, spec_from_config
+from .emit import write_yaml
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,6 @@ def _scale(w: int, mult: float, base, block_type: str) -> int:
 
 def proxy_dict(cfg: PipelineConfig, opt: TrainOptions) -> dict[str, Any]:
     """The config's network as a Fashion-MNIST proxy: widths x width_mult, 32x32 input, 10 classes."""
-    from branching import spec_from_config
 
     spec = spec_from_config(cfg)
     d = copy.deepcopy(config_to_dict(cfg))
@@ -96,9 +98,7 @@ def _loaders(opt: TrainOptions):
 
 
 def _model(d: dict[str, Any], path: Path, seed: int):
-    from branching import build_model, spec_from_config
 
-    from .emit import write_yaml
 
     write_yaml(d, path, "Fashion-MNIST proxy written by branching.search (weights beside it)")
     cfg = load_config(path)
