@@ -124,6 +124,7 @@ Plan LoadPlan(const std::string& path) {
     if (!names.insert(seg.name).second) r.Fail(w, "appears twice");
     seg.lane = r.Str(s, "lane", w);
     seg.file = r.Str(s, "file", w);
+    seg.sha256 = r.Str(s, "sha256", w);
     if (seg.file.empty() || seg.file.find("..") != std::string::npos || seg.file[0] == '/') {
       r.Fail(w + " file", "= '" + seg.file + "': a file name inside the plan's folder");
     }

@@ -27,6 +27,7 @@ struct SegmentSpec {
   std::string name;
   std::string lane;
   std::string file;  // relative to the plan's folder
+  std::string sha256;  // of the file (checked before LiteRT maps it)
   std::vector<TensorSpec> inputs;   // in the .tflite signature's input order
   std::vector<TensorSpec> outputs;  // in the plan's order (matched to signature outputs by name or position)
 };

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "errors.h"
+#include "sha256.h"
 
 namespace nnsplice {
 namespace {
@@ -79,6 +80,11 @@ CompiledSegment::CompiledSegment(const LiteRtApi& api, LiteRtEnvironment env, co
   const std::string where = plan.path + ": segment " + spec.name + " (" + spec.file + ")";
   struct stat st;
   if (stat(path_.c_str(), &st) != 0) throw UserError(where + ": file not found in the plan's folder");
+  const std::string digest = Sha256File(path_);
+  if (digest != spec.sha256) {
+    throw UserError(where + ": sha256 " + digest.substr(0, 12) + "... differs from the plan's " +
+                    spec.sha256.substr(0, 12) + "... (truncated, corrupt or from another conversion: reconvert)");
+  }
   LiteRtStatus s = api.CreateModelFromFile(env, path_.c_str(), &model_);
   if (s != kLiteRtStatusOk) {
     throw UserError(where + ": not a loadable .tflite (LiteRT status " + std::to_string(s) +
