@@ -10,6 +10,7 @@
 
 #include "errors.h"
 #include "sha256.h"
+#include "tflite_check.h"
 
 namespace nnsplice {
 namespace {
@@ -85,6 +86,8 @@ CompiledSegment::CompiledSegment(const LiteRtApi& api, LiteRtEnvironment env, co
     throw UserError(where + ": sha256 " + digest.substr(0, 12) + "... differs from the plan's " +
                     spec.sha256.substr(0, 12) + "... (truncated, corrupt or from another conversion: reconvert)");
   }
+  const std::string broken = CheckTflite(path_);
+  if (!broken.empty()) throw UserError(where + ": not a whole .tflite (" + broken + "; truncated or corrupt: reconvert)");
   LiteRtStatus s = api.CreateModelFromFile(env, path_.c_str(), &model_);
   if (s != kLiteRtStatusOk) {
     throw UserError(where + ": not a loadable .tflite (LiteRT status " + std::to_string(s) +
