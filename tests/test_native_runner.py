@@ -299,3 +299,83 @@ def test_exit_codes_map_to_error_families_and_argv_is_complete():
                        litert_lib="/d/libLiteRt.so") == [
         "r", "p.json", "--warmup", "2", "--runs", "9", "--no-pin", "--input", "x.npy", "--out", "o.json",
         "--litert_lib", "/d/libLiteRt.so", "--allow_fallback"]
+
+
+# --- the adb path: the loopback device run as a phone WITHOUT Python ------------------------
+
+def _cpufreq_root(root: Path) -> Path:
+    """Sysfs CPU entries for this machine's cores (the runner really pins there); no battery."""
+    for cpu in range(os.cpu_count() or 1):
+        d = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "cpuinfo_max_freq").write_text("2000000\n")
+    return root
+
+
+@pytest.mark.slow
+@pytest.mark.device
+def test_pipeline_over_adb_with_the_native_runner_and_no_python(server, runner_bin, tmp_path, capsys):
+    import csv
+
+    import run_pipeline
+    from android_runtime.adb import adb_call, free_port
+    from android_runtime.devices import AdbPlanDevice
+    from android_runtime.loopback import LoopbackDevice
+    from conftest import TINY_BRANCHED
+
+    root = _cpufreq_root(tmp_path / "phone")
+    loop = LoopbackDevice(root, port=free_port())
+    serial = f"127.0.0.1:{loop.start()}"
+    cfgs = tmp_path / "cfg"
+    cfgs.mkdir()
+    (cfgs / "TINY-N.yaml").write_text(TINY_BRANCHED)
+    work, out = tmp_path / "work", tmp_path / "result.csv"
+    try:
+        # The device's "Python" does not exist: only the native runner can measure there.
+        rc = run_pipeline.main(["--configs", str(cfgs), "--serial", serial, "--adb_host", f"127.0.0.1:{server.port}",
+                                "--device_python", "/no/such/python3", "--native_runner", str(runner_bin.parent),
+                                "--runs", "20", "--workdir", str(work), "--output_csv", str(out)])
+        assert rc == 0, capsys.readouterr().err
+        with out.open(newline="") as f:
+            (row,) = list(csv.DictReader(f))
+        assert row["status"] == "ok", row["error"]
+        assert row["latency_method"] == "measured" and int(row["runs"]) == 20 and float(row["latency"]) > 0
+        assert float(row["max_abs_diff"]) < 1e-5 and row["device"].startswith(f"adb:{serial}")
+        (raw_file,) = (work / "runs").glob("TINY-N_*.json")
+        raw = json.loads(raw_file.read_text())
+        assert raw["runner"] == "native" and raw["latency_method"] == "measured" and len(raw["latency_us"]) == 20
+        assert raw["device"]["runner"] == "native" and raw["pushes"]["pushed"] > 0
+        assert raw["native"]["litert"]["library"].endswith("/data/local/tmp/nnsplice/native/libLiteRt.so")
+        native_dir = root / "data/local/tmp/nnsplice/native"
+        assert (native_dir / "nnsplice_runner").is_file() and (native_dir / "libLiteRt.so").is_file()
+        assert not (root / "data/local/tmp/nnsplice/runtime/android_runtime").exists()  # no Python code pushed
+        # Same plan again through the device object: everything is on the device already.
+        dev = AdbPlanDevice(serial, adb_host=f"127.0.0.1:{server.port}", native_runner=str(runner_bin.parent),
+                            energy=False)
+        again = dev.run_plan(_plan_of(work), 1, 3)
+        assert again["pushes"]["pushed"] == 0 and again["runner"] == "native" and len(again["latency_us"]) == 3
+    finally:
+        loop.stop()
+        try:
+            adb_call(server, f"disconnect {serial}", lambda c: c.disconnect(serial), scope="server")
+        except DeviceError:
+            pass
+
+
+def _plan_of(work: Path) -> Path:
+    (plan,) = (work / "artifacts").glob("TINY-N_*/plan.json")
+    return plan
+
+
+def test_native_runner_folder_is_checked_before_anything_runs(tmp_path):
+    from android_runtime.native_remote import native_folder_files
+
+    with pytest.raises(UserError, match=r"--native_runner = .*not a folder"):
+        native_folder_files(tmp_path / "none")
+    (tmp_path / "nnsplice_runner").write_text("")
+    with pytest.raises(UserError, match=r"no libLiteRt\.so in it; build it with \./setup\.sh"):
+        native_folder_files(tmp_path)
+    (tmp_path / "libLiteRt.so").write_text("")
+    (tmp_path / "libLiteRtGpuAccelerator.so").write_text("")
+    assert [p.name for p in native_folder_files(tmp_path)] == ["nnsplice_runner", "libLiteRt.so",
+                                                               "libLiteRtGpuAccelerator.so"]
