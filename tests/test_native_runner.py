@@ -265,6 +265,16 @@ def test_gpu_lane_without_a_gpu_needs_allow_fallback(branched, tmp_path, runner_
                                and not s["fully_accelerated"] for s in on_gpu_lane)
     assert all(not s["fallback"] for s in seg.values() if s["lane"] == "cpu0")
     assert res["lanes"]["cpu1"]["delegate"] == "gpu" and len(res["latency_us"]) == 3
+    # With the wheel's WebGPU accelerator on the library path LiteRT registers a GPU accelerator;
+    # without a GPU adapter compiling for it fails: exit 3 quoting LiteRT (a machine with a GPU runs it).
+    env = {**os.environ, "LD_LIBRARY_PATH": str(native.litert_lib_dir())}
+    p = subprocess.run([str(runner_bin), str(gpu), "--runs", "1", "--out", str(tmp_path / "gpu.json")],
+                       capture_output=True, text=True, timeout=120, env=env)
+    if p.returncode == 0:
+        seg = json.loads((tmp_path / "gpu.json").read_text())["native"]["segments"]
+        assert all(s["accelerator"] == "gpu" and s["fully_accelerated"] for s in seg.values() if s["lane"] == "cpu1")
+    else:
+        _one_line_error(p, 3, "lane cpu1 (delegate gpu): compiling for gpu failed", "[LiteRT: ERROR")
 
 
 @pytest.mark.slow

@@ -36,7 +36,7 @@ LiteRtApi LiteRtApi::Load(const std::string& path, const std::string& exe_dir) {
   void* lib = nullptr;
   std::string last_error, opened;
   for (const auto& p : tries) {
-    lib = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL);
+    lib = dlopen(p.c_str(), RTLD_NOW | RTLD_GLOBAL);  // accelerator libraries may bind to it
     if (lib != nullptr) {
       opened = p;
       break;
