@@ -389,3 +389,72 @@ def test_native_runner_folder_is_checked_before_anything_runs(tmp_path):
     (tmp_path / "libLiteRtGpuAccelerator.so").write_text("")
     assert [p.name for p in native_folder_files(tmp_path)] == ["nnsplice_runner", "libLiteRt.so",
                                                                "libLiteRtGpuAccelerator.so"]
+
+
+# --- android_runtime/setup_android_binaries.sh, offline: a file:// mirror stands for the release --
+
+SETUP = ROOT / "android_runtime" / "setup_android_binaries.sh"
+AARCH64_ELF = bytes.fromhex("7f454c46020101") + bytes(11) + bytes.fromhex("b700") + bytes(44)
+
+
+def _setup(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SHA256_")}
+    return subprocess.run(["bash", str(SETUP), *args], capture_output=True, text=True, timeout=60,
+                          env={**clean, **(env or {})})
+
+
+def _mirror(tmp_path: Path, names: list[str], content=lambda n: AARCH64_ELF + n.encode()) -> tuple[str, dict]:
+    folder = tmp_path / "mirror" / "2.3.0" / "android_arm64"
+    folder.mkdir(parents=True)
+    sums = {}
+    for n in names:
+        (folder / n).write_bytes(content(n))
+        var = "SHA256_" + "".join(c if c.isalnum() else "_" for c in n.upper())
+        sums[var] = hashlib.sha256((folder / n).read_bytes()).hexdigest()
+    return f"file://{tmp_path / 'mirror'}", sums
+
+
+BASE_FILES = ["libLiteRt.so", "libLiteRtGpuAccelerator.so", "benchmark_model", "run_model"]
+
+
+def test_setup_script_fails_closed_without_checksums_and_checks_its_arguments(tmp_path):
+    out = tmp_path / "bin"
+    p = _setup("--android_runtime", str(out))
+    assert p.returncode == 3 and "Nothing was downloaded" in p.stderr and not out.exists()
+    for var in ("SHA256_LIBLITERT_SO", "SHA256_LIBLITERTGPUACCELERATOR_SO", "SHA256_BENCHMARK_MODEL",
+                "SHA256_RUN_MODEL"):
+        assert var in p.stderr
+    p = _setup("--android_runtime", str(out), "--print_urls", "--qualcomm", "v75")
+    assert p.returncode == 0 and not out.exists()
+    urls = [ln.split()[1] for ln in p.stdout.splitlines()]
+    assert urls[0] == "https://storage.googleapis.com/litert/binaries/2.3.0/android_arm64/libLiteRt.so"
+    assert any(u.endswith("/libLiteRtDispatch_Qualcomm.so") for u in urls)
+    assert any(u.endswith("/libQnnHtpV75Skel.so") for u in urls) and all("/2.3.0/" in u for u in urls)
+    for args, msg in [((), "--android_runtime DIR is required"), (("--frob",), "unknown option --frob"),
+                      (("--android_runtime", str(out), "--litert_version", "latest"), "pinned only"),
+                      (("--android_runtime", str(out), "--qualcomm", "v99"), "one of v68"),
+                      (("--android_runtime", str(out), "--hexagon_skel_dir", str(tmp_path)), "no libhexagon_nn_skel")]:
+        p = _setup(*args)
+        assert p.returncode == 2 and msg in p.stderr, (args, p.stderr)
+
+
+def test_setup_script_verifies_every_download_and_never_keeps_a_bad_one(tmp_path):
+    url, sums = _mirror(tmp_path, BASE_FILES)
+    out = tmp_path / "bin"
+    p = _setup("--android_runtime", str(out), env={"LITERT_BASE_URL": url, **sums})
+    assert p.returncode == 0, p.stderr
+    assert sorted(f.name for f in out.iterdir()) == sorted(BASE_FILES)
+    assert os.access(out / "benchmark_model", os.X_OK) and not os.access(out / "libLiteRt.so", os.X_OK)
+    assert (out / "run_model").read_bytes().endswith(b"run_model")
+    # A checksum that does not match: refused, and nothing of it in the folder.
+    out2 = tmp_path / "bin2"
+    p = _setup("--android_runtime", str(out2), env={"LITERT_BASE_URL": url, **sums, "SHA256_RUN_MODEL": "0" * 64})
+    assert p.returncode == 3 and "run_model has sha256" in p.stderr and not (out2 / "run_model").exists()
+
+
+def test_setup_script_refuses_a_matching_file_that_is_not_an_aarch64_elf(tmp_path):
+    url, sums = _mirror(tmp_path, BASE_FILES, content=lambda n: b"<html>proxy login</html>" if n == "benchmark_model"
+                        else AARCH64_ELF)
+    p = _setup("--android_runtime", str(tmp_path / "bin"), env={"LITERT_BASE_URL": url, **sums})
+    assert p.returncode == 3 and "benchmark_model is not an aarch64 ELF" in p.stderr
+    assert not (tmp_path / "bin" / "benchmark_model").exists()
