@@ -11,10 +11,14 @@ namespace {
 
 constexpr const char* kSymbolVersion = "VERS_1.0";  // what the 2.3.0 wheel exports
 
+// Resolves `name` at kSymbolVersion, else unversioned (then clears `*versioned`).
 template <typename F>
-void Resolve(void* lib, const char* name, F* fn, const std::string& path) {
+void Resolve(void* lib, const char* name, F* fn, const std::string& path, bool* versioned) {
   void* sym = dlvsym(lib, name, kSymbolVersion);
-  if (sym == nullptr) sym = dlsym(lib, name);  // unversioned build (e.g. an Android release)
+  if (sym == nullptr) {
+    sym = dlsym(lib, name);  // a build without symbol versions (e.g. an Android release)
+    *versioned = false;
+  }
   if (sym == nullptr) {
     throw EnvError(path + " has no " + name + " (@" + kSymbolVersion +
                    "): it is not the LiteRT the runner was built for (ai-edge-litert 2.3.0); "
@@ -48,13 +52,10 @@ LiteRtApi LiteRtApi::Load(const std::string& path, const std::string& exe_dir) {
     throw EnvError("cannot load libLiteRt.so (" + last_error + "); pass --litert_lib PATH, put it next to the "
                    "runner or on LD_LIBRARY_PATH (the ai-edge-litert wheel's copy: setup.sh links to it)");
   }
-  char resolved[4096];
   LiteRtApi a{};
-  a.library_path = (dlinfo(lib, RTLD_DI_ORIGIN, resolved) == 0) ? std::string(resolved) + "/" +
-      opened.substr(opened.rfind('/') == std::string::npos ? 0 : opened.rfind('/') + 1) : opened;
-  a.symbol_version = kSymbolVersion;
-  const std::string& p = a.library_path;
-#define NNS_RESOLVE(field) Resolve(lib, "LiteRt" #field, &a.field, p)
+  const std::string& p = opened;
+  bool versioned = true;
+#define NNS_RESOLVE(field) Resolve(lib, "LiteRt" #field, &a.field, p, &versioned)
   NNS_RESOLVE(CreateEnvironment);
   NNS_RESOLVE(DestroyEnvironment);
   NNS_RESOLVE(GetNumAccelerators);
@@ -100,6 +101,10 @@ LiteRtApi LiteRtApi::Load(const std::string& path, const std::string& exe_dir) {
   NNS_RESOLVE(LockTensorBuffer);
   NNS_RESOLVE(UnlockTensorBuffer);
 #undef NNS_RESOLVE
+  a.symbol_version = versioned ? kSymbolVersion : "unversioned";
+  Dl_info info{};  // the file the functions really come from (dladdr: bionic has no RTLD_DI_ORIGIN)
+  a.library_path = dladdr(reinterpret_cast<void*>(a.CreateEnvironment), &info) && info.dli_fname
+                       ? info.dli_fname : opened;
   return a;
 }
 
