@@ -25,6 +25,7 @@
 #include "litert_c.h"
 #include "npy.h"
 #include "plan.h"
+#include "report.h"
 #include "runner.h"
 #include "segment.h"
 
@@ -214,125 +215,44 @@ int Main(int argc, char** argv, Captured* cap) {
     for (int64_t d : plan.input.shape) n *= static_cast<size_t>(d);
     x = SeededInput(n, a.seed);
   }
-  if (a.bare && plan.segments.size() != 1) {
-    throw UserError("--bare: " + a.plan + " has " + std::to_string(plan.segments.size()) +
-                    " segments; the bare invoke loop times a single-segment plan");
-  }
   RunnerOptions ro;
   ro.pin = a.pin;
   ro.allow_fallback = a.allow_fallback;
   ro.spin_us = a.spin_us;
-  std::vector<RunRecord> records;
-  std::string seg_json, outputs_json;
+  RunReport rep;
+  rep.plan_arg = a.plan;
+  rep.warmup = a.warmup;
+  rep.runs = a.runs;
+  rep.pinned = a.pin;
+  rep.mode = a.bare ? "bare" : "lanes";
+  rep.input = a.input.empty() ? "seeded" : a.input;
+  rep.allow_fallback = a.allow_fallback;
+  rep.litert = litert;
+  rep.outputs_dir = a.outputs;
   {
-    std::unique_ptr<PlanRunner> runner;
-    std::unique_ptr<Slot> bin;
-    std::vector<std::unique_ptr<Slot>> bouts;
-    std::unique_ptr<CompiledSegment> bseg;
-    if (a.bare) {  // one segment, invoked in a loop on this thread: no lanes, no hand-over
-      const SegmentSpec& s = plan.segments[0];
-      const LaneSpec& lane = plan.lane(s.lane);
-      if (a.pin) PinToCores(lane.name, lane.cores);
-      bin = MakeSlot(api, env, plan.input);
-      std::vector<Slot*> outs;
-      for (const auto& t : s.outputs) {
-        bouts.push_back(MakeSlot(api, env, t));
-        outs.push_back(bouts.back().get());
-      }
-      CompileOptions co;
-      co.allow_fallback = a.allow_fallback;
-      bseg = std::make_unique<CompiledSegment>(api, env, plan, s, lane, std::vector<Slot*>{bin.get()}, outs, co);
-      void* p = nullptr;
-      Check(api.LockTensorBuffer(bin->buffer, &p, kLiteRtTensorBufferLockModeWrite), "LiteRtLockTensorBuffer", "input");
-      std::memcpy(p, x.data(), x.size() * sizeof(float));
-      api.UnlockTensorBuffer(bin->buffer);
-      for (int i = 0; i < a.warmup + a.runs; ++i) {
-        auto t0 = std::chrono::steady_clock::now();
-        bseg->Run();
-        double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
-        if (i >= a.warmup) records.push_back(RunRecord{us, {{0.0, us}}});
-      }
-    } else {
-      runner = std::make_unique<PlanRunner>(api, env, plan, ro);
-      runner->SetInput(x);
-      for (int i = 0; i < a.warmup; ++i) runner->Run();
-      for (int i = 0; i < a.runs; ++i) records.push_back(runner->Run());
-    }
-    for (size_t i = 0; i < plan.segments.size(); ++i) {
-      const CompiledSegment& seg = a.bare ? *bseg : *runner->segments()[i];
-      const AccelReport& r = seg.report();
-      seg_json += std::string(i ? ", " : "") + JsonQuote(plan.segments[i].name) + ": {\"lane\": " +
-                  JsonQuote(plan.segments[i].lane) + ", \"requested\": " + JsonQuote(r.requested) +
-                  ", \"accelerator\": " + JsonQuote(r.accelerator) + ", \"fully_accelerated\": " +
-                  (r.fully_accelerated ? "true" : "false") + ", \"fallback\": " + (r.fallback ? "true" : "false") +
-                  ", \"why\": " + JsonQuote(r.why) + ", \"zero_copy\": " + (r.zero_copy ? "true" : "false") + "}";
-    }
+    std::unique_ptr<Runner> runner;
+    if (a.bare) runner = std::make_unique<BareRunner>(api, env, plan, ro);
+    else runner = std::make_unique<PlanRunner>(api, env, plan, ro);
+    runner->SetInput(x);
+    for (int i = 0; i < a.warmup; ++i) runner->Run();
+    for (int i = 0; i < a.runs; ++i) rep.records.push_back(runner->Run());
+    for (size_t i = 0; i < plan.segments.size(); ++i) rep.accel.push_back(runner->report(i));
     if (!a.outputs.empty()) {
       mkdir(a.outputs.c_str(), 0755);
       for (const auto& name : ResultNames(plan)) {
-        std::vector<float> v;
         std::vector<int64_t> shape;
-        if (a.bare) {
-          for (const auto& s : bouts) {
-            if (s->spec.name != name) continue;
-            shape = s->spec.shape;
-            v.resize(s->elements);
-            void* p = nullptr;
-            Check(api.LockTensorBuffer(s->buffer, &p, kLiteRtTensorBufferLockModeRead), "LiteRtLockTensorBuffer", name);
-            std::memcpy(v.data(), p, v.size() * 4);
-            api.UnlockTensorBuffer(s->buffer);
-          }
-        } else {
-          v = runner->Read(name);
-          for (const auto& s : plan.segments) {
-            for (const auto& t : s.outputs) {
-              if (t.name == name) shape = t.shape;
-            }
+        for (const auto& s : plan.segments) {
+          for (const auto& t : s.outputs) {
+            if (t.name == name) shape = t.shape;
           }
         }
-        WriteNpy(a.outputs + "/" + SafeName(name), shape, v.data());
-        outputs_json += std::string(outputs_json.empty() ? "" : ", ") + JsonQuote(name) + ": " + JsonQuote(SafeName(name));
+        WriteNpy(a.outputs + "/" + SafeName(name), shape, runner->Read(name).data());
+        rep.outputs.emplace_back(name, SafeName(name));
       }
-    }
-    if (a.bare) {
-      bseg.reset();
-      api.DestroyTensorBuffer(bin->buffer);
-      for (auto& s : bouts) api.DestroyTensorBuffer(s->buffer);
     }
   }
   api.DestroyEnvironment(env);
-  // The run JSON: runner.py's keys first, then what only the native runner knows.
-  std::string j = "{\"plan\": " + JsonQuote(a.plan) + ", \"name\": " + JsonQuote(plan.name) + ", \"dtype\": " +
-                  JsonQuote(plan.dtype) + ", \"warmup\": " + std::to_string(a.warmup) + ", \"runs\": " +
-                  std::to_string(a.runs) + ", \"latency_us\": [";
-  for (size_t i = 0; i < records.size(); ++i) j += (i ? ", " : "") + JsonNumber(records[i].latency_us);
-  j += "], \"lanes\": {";
-  for (size_t li = 0; li < plan.lanes.size(); ++li) {
-    const LaneSpec& l = plan.lanes[li];
-    j += std::string(li ? ", " : "") + JsonQuote(l.name) + ": {\"cores\": [";
-    for (size_t c = 0; c < l.cores.size(); ++c) j += (c ? ", " : "") + std::to_string(l.cores[c]);
-    j += "], \"threads\": " + std::to_string(l.threads) + ", \"delegate\": " + JsonQuote(l.delegate) +
-         ", \"segments\": {";
-    bool first = true;
-    for (size_t si = 0; si < plan.segments.size(); ++si) {
-      if (plan.segments[si].lane != l.name) continue;
-      j += std::string(first ? "" : ", ") + JsonQuote(plan.segments[si].name) + ": [";
-      first = false;
-      for (size_t r = 0; r < records.size(); ++r) {
-        j += (r ? ", [" : "[") + JsonNumber(records[r].segments[si].first) + ", " +
-             JsonNumber(records[r].segments[si].second) + "]";
-      }
-      j += "]";
-    }
-    j += "}}";
-  }
-  j += "}, \"pinned\": " + std::string(a.pin ? "true" : "false") + ", \"host\": {\"platform\": \"linux\", \"cpus\": " +
-       std::to_string(sysconf(_SC_NPROCESSORS_ONLN)) + "}, \"runner\": \"native\", \"native\": {\"mode\": " +
-       JsonQuote(a.bare ? "bare" : "lanes") + ", \"input\": " + JsonQuote(a.input.empty() ? "seeded" : a.input) +
-       ", \"allow_fallback\": " + (a.allow_fallback ? "true" : "false") + ", \"litert\": " + litert +
-       ", \"segments\": {" + seg_json + "}}";
-  if (!a.outputs.empty()) j += ", \"outputs\": {\"dir\": " + JsonQuote(a.outputs) + ", \"files\": {" + outputs_json + "}}";
-  j += "}\n";
+  const std::string j = RunJson(plan, rep);
   if (a.out.empty()) {
     std::fputs(j.c_str(), stdout);
   } else {

@@ -164,14 +164,7 @@ void PlanRunner::LaneMain(size_t lane_index) {
   }
 }
 
-void PlanRunner::SetInput(const std::vector<float>& x) {
-  Slot* in = slots_[0].get();
-  if (x.size() != in->elements) throw InternalError("input has " + std::to_string(x.size()) + " values");
-  void* p = nullptr;
-  Check(api_.LockTensorBuffer(in->buffer, &p, kLiteRtTensorBufferLockModeWrite), "LiteRtLockTensorBuffer", "input");
-  std::memcpy(p, x.data(), x.size() * sizeof(float));
-  Check(api_.UnlockTensorBuffer(in->buffer), "LiteRtUnlockTensorBuffer", "input");
-}
+void PlanRunner::SetInput(const std::vector<float>& x) { WriteSlot(api_, *slots_[0], x); }
 
 RunRecord PlanRunner::Run() {
   RunRecord rec;
@@ -192,14 +185,45 @@ RunRecord PlanRunner::Run() {
   return rec;
 }
 
-std::vector<float> PlanRunner::Read(const std::string& tensor) const {
-  Slot* s = slot(tensor);
-  std::vector<float> out(s->elements);
-  void* p = nullptr;
-  Check(api_.LockTensorBuffer(s->buffer, &p, kLiteRtTensorBufferLockModeRead), "LiteRtLockTensorBuffer", tensor);
-  std::memcpy(out.data(), p, out.size() * sizeof(float));
-  Check(api_.UnlockTensorBuffer(s->buffer), "LiteRtUnlockTensorBuffer", tensor);
-  return out;
+std::vector<float> PlanRunner::Read(const std::string& tensor) const { return ReadSlot(api_, *slot(tensor)); }
+
+BareRunner::BareRunner(const LiteRtApi& api, LiteRtEnvironment env, const Plan& plan, const RunnerOptions& options)
+    : api_(api) {
+  if (plan.segments.size() != 1) {
+    throw UserError("--bare: " + plan.path + " has " + std::to_string(plan.segments.size()) +
+                    " segments; the bare invoke loop times a single-segment plan");
+  }
+  const SegmentSpec& s = plan.segments[0];
+  const LaneSpec& lane = plan.lane(s.lane);
+  if (options.pin) PinToCores(lane.name, lane.cores);
+  slots_.push_back(MakeSlot(api, env, plan.input));
+  std::vector<Slot*> outs;
+  for (const auto& t : s.outputs) {
+    slots_.push_back(MakeSlot(api, env, t));
+    outs.push_back(slots_.back().get());
+  }
+  CompileOptions co;
+  co.allow_fallback = options.allow_fallback;
+  segment_ = std::make_unique<CompiledSegment>(api, env, plan, s, lane, std::vector<Slot*>{slots_[0].get()}, outs, co);
+}
+
+BareRunner::~BareRunner() {
+  segment_.reset();
+  for (auto& s : slots_) api_.DestroyTensorBuffer(s->buffer);
+}
+
+RunRecord BareRunner::Run() {
+  const auto t0 = Clock::now();
+  segment_->Run();
+  const double us = Us(t0, Clock::now());
+  return RunRecord{us, {{0.0, us}}};
+}
+
+std::vector<float> BareRunner::Read(const std::string& tensor) const {
+  for (const auto& s : slots_) {
+    if (s->spec.name == tensor) return ReadSlot(api_, *s);
+  }
+  throw InternalError("no tensor " + tensor);
 }
 
 }  // namespace nnsplice

@@ -32,20 +32,31 @@ struct RunRecord {
   std::vector<std::pair<double, double>> segments;  // indexed like Plan::segments
 };
 
-class PlanRunner {
+// What main() drives: the lane runner or the bare loop.
+class Runner {
+ public:
+  virtual ~Runner() = default;
+  // Copies `x` (the plan input's element count) into the input tensor's buffer (once: zero-copy after).
+  virtual void SetInput(const std::vector<float>& x) = 0;
+  // One inference; throws a lane's error.
+  virtual RunRecord Run() = 0;
+  // The float32 contents of a plan tensor (after a run).
+  virtual std::vector<float> Read(const std::string& tensor) const = 0;
+  // What segment i (Plan::segments order) was compiled for.
+  virtual const AccelReport& report(size_t i) const = 0;
+};
+
+class PlanRunner : public Runner {
  public:
   // Starts the lane threads; each pins itself, compiles its segments and reports. Throws the first
   // lane's error (UserError/EnvError/InternalError).
   PlanRunner(const LiteRtApi& api, LiteRtEnvironment env, const Plan& plan, const RunnerOptions& options);
-  ~PlanRunner();
+  ~PlanRunner() override;
 
-  // Copies `x` (the plan input's element count) into the input tensor's buffer.
-  void SetInput(const std::vector<float>& x);
-  // One inference; throws a lane's error.
-  RunRecord Run();
-  // The float32 contents of a plan tensor (after a run).
-  std::vector<float> Read(const std::string& tensor) const;
-  const std::vector<std::unique_ptr<CompiledSegment>>& segments() const { return segments_; }
+  void SetInput(const std::vector<float>& x) override;
+  RunRecord Run() override;
+  std::vector<float> Read(const std::string& tensor) const override;
+  const AccelReport& report(size_t i) const override { return segments_[i]->report(); }
 
  private:
   void LaneMain(size_t lane_index);
@@ -72,6 +83,24 @@ class PlanRunner {
   size_t started_ = 0;
   RunRecord* record_ = nullptr;
   std::chrono::steady_clock::time_point t0_;
+};
+
+// A one-segment plan invoked in a loop on the calling thread (pinned to the segment's lane): no
+// lane threads, no hand-over. The floor the plan runner is compared with (--bare).
+class BareRunner : public Runner {
+ public:
+  BareRunner(const LiteRtApi& api, LiteRtEnvironment env, const Plan& plan, const RunnerOptions& options);
+  ~BareRunner() override;
+
+  void SetInput(const std::vector<float>& x) override { WriteSlot(api_, *slots_[0], x); }
+  RunRecord Run() override;
+  std::vector<float> Read(const std::string& tensor) const override;
+  const AccelReport& report(size_t) const override { return segment_->report(); }
+
+ private:
+  const LiteRtApi& api_;
+  std::vector<std::unique_ptr<Slot>> slots_;  // the input, then the outputs
+  std::unique_ptr<CompiledSegment> segment_;
 };
 
 // The lane's thread pins itself to `cores`; throws EnvError naming the lane when it cannot.

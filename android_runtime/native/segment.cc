@@ -61,6 +61,28 @@ std::unique_ptr<Slot> MakeSlot(const LiteRtApi& api, LiteRtEnvironment env, cons
   return s;
 }
 
+void WriteSlot(const LiteRtApi& api, Slot& slot, const std::vector<float>& x) {
+  if (x.size() != slot.elements) {
+    throw InternalError("tensor " + slot.spec.name + " takes " + std::to_string(slot.elements) + " values, not " +
+                        std::to_string(x.size()));
+  }
+  void* p = nullptr;
+  Check(api.LockTensorBuffer(slot.buffer, &p, kLiteRtTensorBufferLockModeWrite), "LiteRtLockTensorBuffer",
+        slot.spec.name);
+  std::memcpy(p, x.data(), x.size() * sizeof(float));
+  Check(api.UnlockTensorBuffer(slot.buffer), "LiteRtUnlockTensorBuffer", slot.spec.name);
+}
+
+std::vector<float> ReadSlot(const LiteRtApi& api, const Slot& slot) {
+  std::vector<float> out(slot.elements);
+  void* p = nullptr;
+  Check(api.LockTensorBuffer(slot.buffer, &p, kLiteRtTensorBufferLockModeRead), "LiteRtLockTensorBuffer",
+        slot.spec.name);
+  std::memcpy(out.data(), p, out.size() * sizeof(float));
+  Check(api.UnlockTensorBuffer(slot.buffer), "LiteRtUnlockTensorBuffer", slot.spec.name);
+  return out;
+}
+
 bool HasAccelerator(const LiteRtApi& api, LiteRtEnvironment env, int hw) {
   LiteRtParamIndex n = 0;
   Check(api.GetNumAccelerators(env, &n), "LiteRtGetNumAccelerators", "listing accelerators");

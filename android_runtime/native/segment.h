@@ -89,6 +89,10 @@ class CompiledSegment {
 // A float32 host-memory slot for `spec` (the buffer is the caller's to destroy).
 std::unique_ptr<Slot> MakeSlot(const LiteRtApi& api, LiteRtEnvironment env, const TensorSpec& spec);
 
+// Copies `x` into / out of a slot's buffer (locking it). Throws InternalError on a size mismatch.
+void WriteSlot(const LiteRtApi& api, Slot& slot, const std::vector<float>& x);
+std::vector<float> ReadSlot(const LiteRtApi& api, const Slot& slot);
+
 // Whether the environment registered an accelerator for `hw` (a kLiteRtHwAccelerator* bit).
 bool HasAccelerator(const LiteRtApi& api, LiteRtEnvironment env, int hw);
 
