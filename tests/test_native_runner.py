@@ -138,6 +138,26 @@ def test_outputs_equal_the_python_runner_on_a_branched_plan(branched):
 
 
 @pytest.mark.slow
+def test_int8_plan_quantizes_at_segment_boundaries_as_the_python_runner(tmp_path, runner_bin):
+    """int8 segments exchange int8 tensors: the runner converts with each tensor's scale and zero
+    point (round half to even, clamp), as runner._quantize/_dequantize do, from two lanes at once."""
+    from android_runtime.runner import synthetic_input
+    from configs import load_config
+    from converter.build import convert_config
+
+    text = NOMERGE.read_text().replace("DEPLOY: {WARMUP: 1, RUNS: 3}", "DEPLOY: {WARMUP: 1, RUNS: 3, DTYPE: int8}")
+    assert "DTYPE: int8" in text
+    (tmp_path / "TINY-INT8.yaml").write_text(text)
+    conv = convert_config(load_config(tmp_path / "TINY-INT8.yaml", [0, 1]), tmp_path / "work")
+    x = synthetic_input(conv.plan, seed=5)
+    py = _python_outputs(conv.plan_path, x)
+    nat = native.run_outputs(conv.plan_path, x, runs=3)
+    assert np.abs(nat["logits"] - py["logits"]).max() <= 1e-6
+    seg = native.run_plan(conv.plan_path, 1, 2)["native"]["segments"]
+    assert not any(s["zero_copy"] for s in seg.values())  # converted through private int8 buffers
+
+
+@pytest.mark.slow
 def test_multi_output_plan_maps_outputs_by_signature_name_and_position(multi):
     x = np.random.default_rng(3).standard_normal((1, 8)).astype(np.float32)
     py = _python_outputs(multi, x)

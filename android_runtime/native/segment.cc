@@ -346,6 +346,8 @@ void Dequantize(const void* src, float* dst, size_t n, const Quant& q) {
 }  // namespace
 
 void CompiledSegment::Run() {
+  // Quantized tensors are converted through the plan tensor's host memory directly: its buffer
+  // object is shared by every consumer, and LiteRT refuses two locks of one object at a time.
   auto lock = [&](LiteRtTensorBuffer b, int mode) {
     void* p = nullptr;
     Check(api_.LockTensorBuffer(b, &p, mode), "LiteRtLockTensorBuffer", spec_.name);
@@ -354,14 +356,13 @@ void CompiledSegment::Run() {
   for (size_t i = 0; i < inputs_.size(); ++i) {
     const Quant& q = in_quant_[i];
     if (q.element_type == kLiteRtElementTypeFloat32) continue;
-    const float* src = static_cast<const float*>(lock(inputs_[i]->buffer, kLiteRtTensorBufferLockModeRead));
+    const float* src = static_cast<const float*>(inputs_[i]->host);
     void* dst = lock(in_bufs_[i], kLiteRtTensorBufferLockModeWrite);
     size_t n = inputs_[i]->elements;
     if (q.element_type == kLiteRtElementTypeInt8) Quantize<int8_t>(src, dst, n, q, -128.f, 127.f);
     else if (q.element_type == kLiteRtElementTypeUInt8) Quantize<uint8_t>(src, dst, n, q, 0.f, 255.f);
     else Quantize<int16_t>(src, dst, n, q, -32768.f, 32767.f);
-    api_.UnlockTensorBuffer(in_bufs_[i]);
-    api_.UnlockTensorBuffer(inputs_[i]->buffer);
+    Check(api_.UnlockTensorBuffer(in_bufs_[i]), "LiteRtUnlockTensorBuffer", spec_.name);
   }
   Check(api_.RunCompiledModel(compiled_, 0, in_bufs_.size(), in_bufs_.data(), out_bufs_.size(), out_bufs_.data()),
         "LiteRtRunCompiledModel", "segment " + spec_.name);
@@ -369,13 +370,12 @@ void CompiledSegment::Run() {
     const Quant& q = out_quant_[i];
     if (q.element_type == kLiteRtElementTypeFloat32) continue;
     const void* src = lock(out_bufs_[i], kLiteRtTensorBufferLockModeRead);
-    float* dst = static_cast<float*>(lock(outputs_[i]->buffer, kLiteRtTensorBufferLockModeWrite));
+    float* dst = static_cast<float*>(outputs_[i]->host);
     size_t n = outputs_[i]->elements;
     if (q.element_type == kLiteRtElementTypeInt8) Dequantize<int8_t>(src, dst, n, q);
     else if (q.element_type == kLiteRtElementTypeUInt8) Dequantize<uint8_t>(src, dst, n, q);
     else Dequantize<int16_t>(src, dst, n, q);
-    api_.UnlockTensorBuffer(outputs_[i]->buffer);
-    api_.UnlockTensorBuffer(out_bufs_[i]);
+    Check(api_.UnlockTensorBuffer(out_bufs_[i]), "LiteRtUnlockTensorBuffer", spec_.name);
   }
 }
 
