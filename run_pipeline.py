@@ -37,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--android_runtime", default="", help="folder with benchmark_model (+ delegate libs), pushed to\n"
                     "an Android device; latency is then composed per stage (setup_android_binaries.sh)")
     ap.add_argument("--device_python", default="python3", help="Python on a Linux device for the plan runner")
+    ap.add_argument("--native_runner", default="", help="folder with the native plan runner for the device\n"
+                    "(nnsplice_runner + libLiteRt.so; build/native here): measured without Python")
     ap.add_argument("--lock_timeout", type=float, default=60.0,
                     help="seconds to wait for another pipeline holding the device (default 60)")
     ap.add_argument("--num_threads", type=int, default=0, help="interpreter threads per lane (overrides DEPLOY)")
@@ -56,10 +58,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    adb = args.device == "adb" or bool(args.serial or args.adb_host or args.android_runtime)
+    adb = args.device == "adb" or bool(args.serial or args.adb_host or args.android_runtime or args.native_runner)
     kwargs = dict(serial=args.serial, adb_host=args.adb_host, no_root=args.no_root,
                   android_runtime=args.android_runtime, device_python=args.device_python,
-                  lock_timeout_s=args.lock_timeout) if adb else {}
+                  native_runner=args.native_runner, lock_timeout_s=args.lock_timeout) if adb else {}
     workdir = Path(args.workdir)
     opt = RunOptions(workdir=workdir, device="adb" if adb else args.device, num_threads=args.num_threads,
                      core_affinity=args.core_affinity, dtype=args.dtype, warmup=args.warmup, runs=args.runs,

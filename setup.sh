@@ -20,4 +20,14 @@ if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id 
   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
     || echo "warning: could not install chromium; the report's browser test will skip and say so" >&2
 fi
+# The native plan runner (android_runtime/native, C++17 over LiteRT's C API) against the wheel's
+# libLiteRt.so, into build/native (git-ignored); cmake rebuilds only what changed.
+if command -v cmake >/dev/null && command -v c++ >/dev/null; then
+  LITERT_DIR="$("$VENV/bin/python" -c "import ai_edge_litert, os; print(os.path.dirname(ai_edge_litert.__file__))")"
+  { cmake -S android_runtime/native -B build/native -DLITERT_LIB_DIR="$LITERT_DIR" >/dev/null \
+      && cmake --build build/native --parallel 2 >/dev/null; } \
+    || echo "warning: the native runner did not build (android_runtime/native); the Python runner still works" >&2
+else
+  echo "warning: cmake/c++ not found: the native runner is not built (apt-get install cmake g++)" >&2
+fi
 echo "nnsplice environment ready in $VENV"

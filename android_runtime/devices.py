@@ -29,6 +29,7 @@ from android_runtime.lanes import default_phone_lanes
 from android_runtime.device import LOCK_PATH
 from android_runtime.artifacts import check_plan_files
 from android_runtime.composed_runner import BenchmarkModelRunner
+from android_runtime.native_remote import NativePlanRunner
 from android_runtime.remote import REMOTE_ROOT, RUN_TIMEOUT_S, PythonPlanRunner
 
 DEVICES: Registry = Registry("device")
@@ -198,6 +199,8 @@ class AdbPlanDevice:
         no_root: never use ``su``.
         android_runtime: local folder pushed to the device (benchmark_model and delegates).
         device_python: Python on the device for the plan runner.
+        native_runner: local folder with the native runner for the device (nnsplice_runner +
+            libLiteRt.so, android_runtime/native_remote.py): runs plans without Python, measured.
         energy: sample power during runs when the device exposes it.
         idle_s: idle baseline sampled before the runs (s).
         sample_interval_s: fuel-gauge sampling interval during runs (s).
@@ -210,6 +213,7 @@ class AdbPlanDevice:
     no_root: bool = False
     android_runtime: str = ""
     device_python: str = "python3"
+    native_runner: str = ""
     energy: bool = True
     idle_s: float = 1.0
     sample_interval_s: float = 0.05
@@ -229,6 +233,10 @@ class AdbPlanDevice:
         if self.android_runtime and not Path(self.android_runtime).is_dir():
             raise UserError(f"--android_runtime = {self.android_runtime!r}: not a folder; fetch the binaries with "
                             "android_runtime/setup_android_binaries.sh --android_runtime DIR")
+        if self.native_runner:
+            from android_runtime.native_remote import native_folder_files
+
+            native_folder_files(self.native_runner)  # refuses a folder without the runner or its library
 
     @property
     def latency_method(self) -> str:
@@ -333,7 +341,8 @@ class AdbPlanDevice:
         p = self.dev.props
         return {"device": f"adb:{self.dev.serial}", "model": p.model, "soc": p.soc, "board": p.board, "abi": p.abi,
                 "android": p.android_version, "sdk": p.sdk, "cores": self.cores(), "topology": self.topology_text(),
-                "root": self.dev.has_root, "runner": "benchmark_model" if self.android_runtime else self.device_python}
+                "root": self.dev.has_root, "runner": "benchmark_model" if self.android_runtime else
+                "native" if self.native_runner else self.device_python}
 
     def label(self) -> str:
         """The result row's ``device`` column: ``adb:SERIAL (model, soc, abi)``."""
@@ -408,8 +417,10 @@ class AdbPlanDevice:
             raw = runner.run(plan_path, plan, models, warmup, runs, x=x)
         else:
 
-            runner = PythonPlanRunner(self.dev, self.device_python, self.pushes, energy=self.energy,
-                                      idle_s=self.idle_s, interval_s=self.sample_interval_s, log=log)
+            runner = (NativePlanRunner(self.dev, self.native_runner, self.pushes, energy=self.energy, idle_s=self.idle_s,
+                                       interval_s=self.sample_interval_s, log=log) if self.native_runner else
+                      PythonPlanRunner(self.dev, self.device_python, self.pushes, energy=self.energy,
+                                       idle_s=self.idle_s, interval_s=self.sample_interval_s, log=log))
             raw = runner.run(plan_path, [s.file for s in plan.segments], warmup, runs, check=not self._python_ok,
                              x=x)
             self._python_ok = True

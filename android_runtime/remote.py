@@ -141,6 +141,12 @@ class PythonPlanRunner:
             self.pushes.add(self.dev.push(plan_path.parent / name, f"{folder}/{name}"))
         return folder
 
+    def runner_command(self, plan_json: str, out: str, warmup: int, runs: int) -> str:
+        """The shell command that runs a pushed plan (from ``self.runtime``) and writes ``out``."""
+        q = shlex.quote
+        return (f"{q(self.python)} -m android_runtime.runner {q(plan_json)} "
+                f"--warmup {int(warmup)} --runs {int(runs)} --out {q(out)}")
+
     def run(self, plan_path: Path, segment_files: list[str], warmup: int, runs: int, check: bool = True,
             x=None) -> dict:
         """Push what is missing, run the plan, return the runner JSON plus energy fields.
@@ -159,8 +165,7 @@ class PythonPlanRunner:
         script = (EnergyScript(f"{REMOTE_ROOT}/energy", f"{self.runtime}/sampler.sh", probe, idle_s=self.idle_s,
                                interval_s=self.interval_s)
                   if probe is not None and probe.method != "none" else None)
-        run = (f"{q(self.python)} -m android_runtime.runner {q(folder + '/plan.json')} "
-               f"--warmup {int(warmup)} --runs {int(runs)} --out {q(out)}")
+        run = self.runner_command(folder + "/plan.json", out, warmup, runs)
         if x is not None:
             import numpy as np
 

@@ -1,77 +1,158 @@
 #!/usr/bin/env bash
-# Fetch Google's prebuilt android_arm64 TFLite/LiteRT binaries into the folder that
-# run_pipeline.py pushes to a phone with --android_runtime DIR (every file in it is pushed to
-# /data/local/tmp/nnsplice/android/ and benchmark_model runs from there).
+# Fetch LiteRT's prebuilt android_arm64 binaries of one pinned release into the folder that
+# run_pipeline.py pushes to a phone (--android_runtime DIR for benchmark_model, --native_runner DIR
+# for the native plan runner once its NDK build is copied in: see android_runtime/native/README.md).
 #
-#   android_runtime/setup_android_binaries.sh --android_runtime android_bin            # CPU (XNNPACK), GPU, NNAPI
-#   android_runtime/setup_android_binaries.sh --android_runtime android_bin --hexagon --accept_hexagon_license
-#   python run_pipeline.py --configs configs/pixel6 --serial SERIAL --android_runtime android_bin
+#   android_runtime/setup_android_binaries.sh --android_runtime android_bin                # runtime + tools
+#   android_runtime/setup_android_binaries.sh --android_runtime android_bin --qualcomm v75 # + Qualcomm NPU
+#   android_runtime/setup_android_binaries.sh --android_runtime android_bin --print_urls   # what it would fetch
 #
-# Needs internet and curl (or wget); run it once on the host the phone is attached to (the
-# Dockerfile runs it at build time). It cannot run on machines without internet, and no test
-# calls it. What it fetches:
-#   benchmark_model          the nightly android_aarch64 build (GPU and NNAPI delegates are linked in)
-#   libhexagon_interface.so  (--hexagon) the Hexagon delegate's interface library, from the
-#                            tensorflow-lite-hexagon AAR on Maven Central (jni/arm64-v8a/)
-#   libhexagon_nn_skel*.so   (--hexagon) Qualcomm's DSP-side libraries; their licence must be
-#                            accepted explicitly (--accept_hexagon_license), this script never does
-#                            it for you. The DSP needs int8 plans (configs/sd888/*D*.yaml are int8).
-# URLs and versions below are what Google documented at the time of writing; not verifiable
-# offline. Override them with the environment variables of the same name.
+# Options:
+#   --android_runtime DIR   where the files go (required)
+#   --litert_version V      LiteRT release (default 2.3.0: the version android_runtime/native was checked against)
+#   --qualcomm HTP          also the Qualcomm dispatch library and the QNN libraries for Hexagon
+#                           version HTP (v68, v69, v73, v75, v79, v81)
+#   --hexagon               also the legacy TFLite Hexagon delegate interface (benchmark_model --use_hexagon)
+#   --hexagon_skel_dir D    copy libhexagon_nn_skel*.so from D: Qualcomm's DSP libraries, which you
+#                           extract yourself after accepting Qualcomm's licence (never downloaded here)
+#   --print_urls            print every URL, destination and checksum variable; download nothing
+#
+# Every file is pinned: its URL names the release, and its sha256 must be given in the environment
+# variable printed by --print_urls (SHA256_LIBLITERT_SO, ...). A file whose checksum is unknown is
+# not fetched: the script stops before any download naming every variable to set (fail closed).
+# Each download is verified (sha256, then an aarch64 ELF header for binaries and libraries) and
+# moved into place only then. Nothing downloaded is ever executed here; archives are unpacked with
+# unzip. Needs curl (or wget), sha256sum and internet; the mirror can be changed with
+# LITERT_BASE_URL (default https://storage.googleapis.com/litert/binaries).
 set -euo pipefail
 
-BENCHMARK_MODEL_URL="${BENCHMARK_MODEL_URL:-https://storage.googleapis.com/tensorflow-nightly-public/prod/tensorflow/release/lite/tools/nightly/latest/android_aarch64_benchmark_model}"
+LITERT_VERSION="2.3.0"
+LITERT_BASE_URL="${LITERT_BASE_URL:-https://storage.googleapis.com/litert/binaries}"
 HEXAGON_AAR_VERSION="${HEXAGON_AAR_VERSION:-2.16.1}"
-HEXAGON_AAR_URL="${HEXAGON_AAR_URL:-https://repo1.maven.org/maven2/org/tensorflow/tensorflow-lite-hexagon/${HEXAGON_AAR_VERSION}/tensorflow-lite-hexagon-${HEXAGON_AAR_VERSION}.aar}"
-HEXAGON_SKEL_URL="${HEXAGON_SKEL_URL:-https://storage.googleapis.com/download.tensorflow.org/tflite/hexagon_nn_skel_v1.20.0.0.run}"
+MAVEN_URL="${MAVEN_URL:-https://repo1.maven.org/maven2}"
 
 out=""
+qualcomm=""
 hexagon=0
-accept=0
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; }
+skel_dir=""
+print_only=0
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --android_runtime) out="${2:?--android_runtime needs a folder}"; shift 2 ;;
+    --litert_version) LITERT_VERSION="${2:?--litert_version needs a version, e.g. 2.3.0}"; shift 2 ;;
+    --qualcomm) qualcomm="${2:?--qualcomm needs the Hexagon version, e.g. v75}"; shift 2 ;;
     --hexagon) hexagon=1; shift ;;
-    --accept_hexagon_license) accept=1; shift ;;
+    --hexagon_skel_dir) skel_dir="${2:?--hexagon_skel_dir needs a folder}"; shift 2 ;;
+    --print_urls) print_only=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 [ -n "$out" ] || { echo "error: --android_runtime DIR is required (see --help)" >&2; exit 2; }
-mkdir -p "$out"
+if ! [[ "$LITERT_VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
+  echo "error: --litert_version = '$LITERT_VERSION': a release number such as 2.3.0 (no 'latest' or 'nightly': pinned only)" >&2
+  exit 2
+fi
+case "$qualcomm" in
+  ""|v68|v69|v73|v75|v79|v81) ;;
+  *) echo "error: --qualcomm = '$qualcomm': one of v68, v69, v73, v75, v79, v81 (the phone's Hexagon version)" >&2; exit 2 ;;
+esac
+if [ -n "$skel_dir" ] && ! ls "$skel_dir"/libhexagon_nn_skel*.so >/dev/null 2>&1; then
+  echo "error: --hexagon_skel_dir = '$skel_dir': no libhexagon_nn_skel*.so in it" >&2; exit 2
+fi
 
-fetch() {  # fetch URL FILE: download to a temp name, then move into place
-  local url="$1" dest="$2"
-  echo "fetching $url"
-  if command -v curl >/dev/null; then curl -fL --retry 3 -o "$dest.part" "$url"
-  elif command -v wget >/dev/null; then wget -q -O "$dest.part" "$url"
-  else echo "error: need curl or wget" >&2; exit 1; fi
-  mv "$dest.part" "$dest"
+# name|url|kind (elf: an aarch64 binary or library; zip: an archive to unpack)
+base="$LITERT_BASE_URL/$LITERT_VERSION/android_arm64"
+files=(
+  "libLiteRt.so|$base/libLiteRt.so|elf"
+  "libLiteRtGpuAccelerator.so|$base/libLiteRtGpuAccelerator.so|elf"
+  "benchmark_model|$base/benchmark_model|elf"
+  "run_model|$base/run_model|elf"
+)
+if [ -n "$qualcomm" ]; then
+  upper="$(echo "$qualcomm" | tr a-z A-Z)"
+  for f in libLiteRtDispatch_Qualcomm.so libQnnHtp.so libQnnSystem.so "libQnnHtp${upper}Stub.so" \
+           "libQnnHtp${upper}Skel.so"; do
+    files+=("$f|$base/$f|elf")
+  done
+fi
+if [ "$hexagon" = 1 ]; then
+  files+=("tensorflow-lite-hexagon-$HEXAGON_AAR_VERSION.aar|$MAVEN_URL/org/tensorflow/tensorflow-lite-hexagon/$HEXAGON_AAR_VERSION/tensorflow-lite-hexagon-$HEXAGON_AAR_VERSION.aar|zip")
+fi
+
+var_of() {  # SHA256_<NAME>: the file name upper-cased, every other character an underscore
+  echo "SHA256_$(echo "$1" | tr 'a-z' 'A-Z' | sed 's/[^A-Z0-9]/_/g')"
 }
 
-fetch "$BENCHMARK_MODEL_URL" "$out/benchmark_model"
-chmod 755 "$out/benchmark_model"
-# An ELF for aarch64 starts with 7f 45 4c 46 and has e_machine 0xb7 at byte 18.
-if [ "$(head -c 4 "$out/benchmark_model" | od -An -tx1 | tr -d ' \n')" != "7f454c46" ]; then
-  echo "error: $out/benchmark_model is not an ELF binary (a proxy or error page?)" >&2; exit 1
+if [ "$print_only" = 1 ]; then
+  for entry in "${files[@]}"; do
+    IFS='|' read -r name url kind <<<"$entry"
+    var="$(var_of "$name")"
+    echo "$name  $url  $var=${!var:-<unset>}"
+  done
+  exit 0
 fi
 
-if [ "$hexagon" = 1 ]; then
-  tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
-  fetch "$HEXAGON_AAR_URL" "$tmp/hexagon.aar"
-  (cd "$tmp" && unzip -q -o hexagon.aar 'jni/arm64-v8a/*')
-  cp "$tmp"/jni/arm64-v8a/libhexagon_interface.so "$out/"
-  if [ "$accept" != 1 ]; then
-    echo "Hexagon skel libraries NOT fetched: read Qualcomm's licence in $HEXAGON_SKEL_URL and rerun with" \
-         "--accept_hexagon_license to accept it." >&2
-  else
-    fetch "$HEXAGON_SKEL_URL" "$tmp/skel.run"
-    chmod 755 "$tmp/skel.run"
-    (cd "$tmp" && echo "I ACCEPT" | ./skel.run >/dev/null)
-    find "$tmp" -name 'libhexagon_nn_skel*.so' -exec cp {} "$out/" \;
+missing=()
+for entry in "${files[@]}"; do
+  IFS='|' read -r name url kind <<<"$entry"
+  var="$(var_of "$name")"
+  sum="${!var:-}"
+  if ! [[ "$sum" =~ ^[0-9a-f]{64}$ ]]; then
+    missing+=("$var")
   fi
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "error: no sha256 known for LiteRT $LITERT_VERSION's files: set ${missing[*]} (64 lower-case hex" \
+       "digits each, from a copy you trust; --print_urls lists the URLs). Nothing was downloaded." >&2
+  exit 3
+fi
+command -v sha256sum >/dev/null || { echo "error: need sha256sum (coreutils)" >&2; exit 3; }
+
+mkdir -p "$out"
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+fetch() {  # fetch URL FILE
+  local url="$1" dest="$2"
+  echo "fetching $url"
+  if command -v curl >/dev/null; then curl -fsSL --retry 3 -o "$dest" "$url"
+  elif command -v wget >/dev/null; then wget -q -O "$dest" "$url"
+  else echo "error: need curl or wget" >&2; exit 3; fi
+}
+
+is_aarch64_elf() {  # ELF magic, 64-bit, little-endian, e_machine 0xb7 (AArch64): read, never run
+  local h
+  h="$(head -c 20 "$1" | od -An -tx1 | tr -d ' \n')"
+  [ "${h:0:8}" = 7f454c46 ] && [ "${h:8:2}" = 02 ] && [ "${h:10:2}" = 01 ] && [ "${h:36:4}" = b700 ]
+}
+
+for entry in "${files[@]}"; do
+  IFS='|' read -r name url kind <<<"$entry"
+  var="$(var_of "$name")"
+  fetch "$url" "$tmp/$name"
+  got="$(sha256sum "$tmp/$name" | cut -d' ' -f1)"
+  if [ "$got" != "${!var}" ]; then
+    echo "error: $url has sha256 $got, $var says ${!var}: refused (nothing of it kept)" >&2
+    exit 3
+  fi
+  if [ "$kind" = elf ]; then
+    if ! is_aarch64_elf "$tmp/$name"; then
+      echo "error: $url is not an aarch64 ELF file (a proxy or error page?): refused" >&2
+      exit 3
+    fi
+    mode=644
+    case "$name" in *.so) ;; *) mode=755 ;; esac  # executable on the phone; never run here
+    install -m "$mode" "$tmp/$name" "$out/$name"
+  else
+    (cd "$tmp" && unzip -q -o "$name" 'jni/arm64-v8a/*')
+    install -m 644 "$tmp/jni/arm64-v8a/libhexagon_interface.so" "$out/libhexagon_interface.so"
+  fi
+done
+if [ -n "$skel_dir" ]; then
+  install -m 644 "$skel_dir"/libhexagon_nn_skel*.so "$out/"
 fi
 
-echo "android runtime in $out:"
+echo "LiteRT $LITERT_VERSION android_arm64 runtime in $out:"
 ls -l "$out"

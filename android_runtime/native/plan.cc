@@ -1,0 +1,202 @@
+#include "plan.h"
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "errors.h"
+#include "json.h"
+
+namespace nnsplice {
+namespace {
+
+class Reader {
+ public:
+  explicit Reader(const std::string& file) : file_(file) {}
+
+  [[noreturn]] void Fail(const std::string& key, const std::string& why) const {
+    throw UserError(file_ + ": " + key + " " + why);
+  }
+  const Json& Get(const Json& obj, const std::string& key, const std::string& where, Json::Type t,
+                  const char* want) const {
+    const Json* v = obj.find(key);
+    std::string full = where.empty() ? key : where + "." + key;
+    if (v == nullptr) Fail(full, "is missing: malformed plan");
+    if (!v->is(t)) Fail(full, std::string("is ") + v->type_name() + ", expected " + want);
+    return *v;
+  }
+  std::string Str(const Json& o, const std::string& k, const std::string& w) const {
+    return Get(o, k, w, Json::Type::kString, "a string").as_string();
+  }
+  int64_t Int(const Json& v, const std::string& where) const {
+    if (!v.is(Json::Type::kNumber) || v.as_number() != static_cast<double>(static_cast<int64_t>(v.as_number()))) {
+      Fail(where, std::string("is ") + v.type_name() + ", expected an integer");
+    }
+    return static_cast<int64_t>(v.as_number());
+  }
+  TensorSpec Tensor(const Json& t, const std::string& where) const {
+    if (!t.is(Json::Type::kObject)) Fail(where, "is not an object");
+    TensorSpec s;
+    s.name = Str(t, "name", where);
+    const Json& shape = Get(t, "shape", where, Json::Type::kArray, "a list of integers");
+    for (size_t i = 0; i < shape.as_array().size(); ++i) {
+      int64_t d = Int(shape.as_array()[i], where + ".shape[" + std::to_string(i) + "]");
+      if (d <= 0) Fail(where + ".shape", "has dimension " + std::to_string(d) + ": static positive sizes only");
+      s.shape.push_back(d);
+    }
+    const Json* dt = t.find("dtype");
+    s.dtype = (dt && dt->is(Json::Type::kString)) ? dt->as_string() : "float32";
+    if (s.dtype != "float32") Fail(where + ".dtype", "= '" + s.dtype + "': segments exchange float32 only");
+    return s;
+  }
+
+ private:
+  std::string file_;
+};
+
+}  // namespace
+
+const LaneSpec& Plan::lane(const std::string& n) const {
+  for (const auto& l : lanes) {
+    if (l.name == n) return l;
+  }
+  throw UserError(path + ": no lane " + n);
+}
+
+Plan LoadPlan(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw UserError(path + ": plan file not found or not readable");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  Json d;
+  try {
+    d = Json::Parse(ss.str());
+  } catch (const std::runtime_error& e) {
+    throw UserError(path + ": not a readable plan JSON (" + e.what() + ")");
+  }
+  Reader r(path);
+  if (!d.is(Json::Type::kObject)) r.Fail("(top level)", "is not an object");
+  const Json* ver = d.find("version");
+  if (ver == nullptr || !ver->is(Json::Type::kNumber) || ver->as_number() != kPlanVersion) {
+    r.Fail("version", "= " + std::string(ver ? (ver->is(Json::Type::kNumber) ? JsonNumber(ver->as_number(), 0)
+                                                                               : ver->type_name()) : "missing") +
+                          ": this runner reads plan version " + std::to_string(kPlanVersion));
+  }
+  Plan p;
+  p.path = path;
+  size_t slash = path.rfind('/');
+  p.dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  p.name = r.Str(d, "name", "");
+  p.dtype = r.Str(d, "dtype", "");
+  p.input = r.Tensor(r.Get(d, "input", "", Json::Type::kObject, "an object"), "input");
+  p.output = r.Tensor(r.Get(d, "output", "", Json::Type::kObject, "an object"), "output");
+  const Json& lanes = r.Get(d, "lanes", "", Json::Type::kObject, "an object of lanes");
+  if (lanes.as_object().empty()) r.Fail("lanes", "is empty");
+  for (const auto& kv : lanes.as_object()) {
+    std::string w = "lanes." + kv.first;
+    LaneSpec l;
+    l.name = kv.first;
+    const Json& cores = r.Get(kv.second, "cores", w, Json::Type::kArray, "a list of core numbers");
+    for (size_t i = 0; i < cores.as_array().size(); ++i) {
+      int64_t c = r.Int(cores.as_array()[i], w + ".cores[" + std::to_string(i) + "]");
+      if (c < 0 || c >= 1024) r.Fail(w + ".cores", "has " + std::to_string(c) + ": core numbers are 0-1023");
+      l.cores.push_back(static_cast<int>(c));
+    }
+    if (l.cores.empty()) r.Fail(w + ".cores", "is empty: a lane needs at least one core");
+    const Json& th = r.Get(kv.second, "threads", w, Json::Type::kNumber, "an integer");
+    int64_t threads = r.Int(th, w + ".threads");
+    if (threads < 1 || threads > 64) r.Fail(w + ".threads", "= " + std::to_string(threads) + ": 1-64 allowed");
+    l.threads = static_cast<int>(threads);
+    l.delegate = r.Str(kv.second, "delegate", w);
+    p.lanes.push_back(l);
+  }
+  for (auto& l : p.lanes) AcceleratorOf(p, l);  // rejects unknown delegates now
+  const Json& segs = r.Get(d, "segments", "", Json::Type::kArray, "a list of segments");
+  if (segs.as_array().empty()) r.Fail("segments", "is empty");
+  std::set<std::string> names;
+  for (size_t i = 0; i < segs.as_array().size(); ++i) {
+    const Json& s = segs.as_array()[i];
+    std::string w = "segments[" + std::to_string(i) + "]";
+    if (!s.is(Json::Type::kObject)) r.Fail(w, "is not an object");
+    SegmentSpec seg;
+    seg.name = r.Str(s, "name", w);
+    w = "segment " + seg.name;
+    if (!names.insert(seg.name).second) r.Fail(w, "appears twice");
+    seg.lane = r.Str(s, "lane", w);
+    seg.file = r.Str(s, "file", w);
+    seg.sha256 = r.Str(s, "sha256", w);
+    if (seg.file.empty() || seg.file.find("..") != std::string::npos || seg.file[0] == '/') {
+      r.Fail(w + " file", "= '" + seg.file + "': a file name inside the plan's folder");
+    }
+    const Json& ins = r.Get(s, "inputs", w, Json::Type::kArray, "a list of tensors");
+    for (size_t j = 0; j < ins.as_array().size(); ++j) {
+      seg.inputs.push_back(r.Tensor(ins.as_array()[j], w + " inputs[" + std::to_string(j) + "]"));
+    }
+    const Json& outs = r.Get(s, "outputs", w, Json::Type::kArray, "a list of tensors");
+    for (size_t j = 0; j < outs.as_array().size(); ++j) {
+      seg.outputs.push_back(r.Tensor(outs.as_array()[j], w + " outputs[" + std::to_string(j) + "]"));
+    }
+    if (seg.outputs.empty()) r.Fail(w + " outputs", "is empty");
+    p.segments.push_back(seg);
+  }
+  r.Get(d, "sync_points", "", Json::Type::kArray, "a list");
+  // check_plan: lanes exist, every input is produced earlier (with the same shape), the output is produced.
+  std::set<std::string> lane_names;
+  for (const auto& l : p.lanes) lane_names.insert(l.name);
+  std::vector<TensorSpec> produced = {p.input};
+  auto find = [&](const std::string& n) -> const TensorSpec* {
+    for (const auto& t : produced) {
+      if (t.name == n) return &t;
+    }
+    return nullptr;
+  };
+  for (const auto& s : p.segments) {
+    if (!lane_names.count(s.lane)) {
+      std::string all;
+      for (const auto& l : p.lanes) all += (all.empty() ? "" : ", ") + l.name;
+      r.Fail("segment " + s.name + " lane", "= '" + s.lane + "': not among lanes [" + all + "]");
+    }
+    for (const auto& t : s.inputs) {
+      const TensorSpec* src = find(t.name);
+      if (src == nullptr) r.Fail("segment " + s.name + " input", "'" + t.name + "' is not produced by an earlier segment");
+      if (src->shape != t.shape) r.Fail("segment " + s.name + " input '" + t.name + "'", "shape differs from its producer's");
+    }
+    for (const auto& t : s.outputs) {
+      if (find(t.name)) r.Fail("segment " + s.name + " output", "'" + t.name + "' is produced twice");
+      produced.push_back(t);
+    }
+  }
+  if (!find(p.output.name)) r.Fail("output", "'" + p.output.name + "' is produced by no segment");
+  return p;
+}
+
+std::vector<std::string> ResultNames(const Plan& plan) {
+  std::set<std::string> consumed;
+  for (const auto& s : plan.segments) {
+    for (const auto& t : s.inputs) consumed.insert(t.name);
+  }
+  std::vector<std::string> names;
+  bool has_output = false;
+  for (const auto& s : plan.segments) {
+    for (const auto& t : s.outputs) {
+      if (!consumed.count(t.name)) {
+        names.push_back(t.name);
+        has_output = has_output || t.name == plan.output.name;
+      }
+    }
+  }
+  if (!has_output) names.push_back(plan.output.name);
+  return names;
+}
+
+std::string AcceleratorOf(const Plan& plan, const LaneSpec& lane) {
+  const std::string& d = lane.delegate;
+  if (d == "xnnpack" || d == "builtin") return "cpu";
+  if (d == "gpu") return "gpu";
+  if (d == "hexagon" || d == "npu" || d == "dsp") return "npu";
+  throw UserError(plan.path + ": lanes." + lane.name + ".delegate = '" + d +
+                  "': the native runner runs xnnpack|builtin (CPU), gpu (GPU), hexagon|npu|dsp (NPU); nnapi is "
+                  "not a LiteRT accelerator: map the lane to gpu or hexagon");
+}
+
+}  // namespace nnsplice
