@@ -11,8 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from configs.errors import UserError
 from android_runtime.plan import PlanError, load_plan
+from configs.errors import UserError
 
 TFLITE_IDENTIFIER = b"TFL3"
 TFLITE_SCHEMA_VERSION = 3

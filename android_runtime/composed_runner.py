@@ -13,17 +13,27 @@ from pathlib import Path
 from typing import Callable
 
 from android_runtime.benchmark_model import (
-    BenchmarkArgs, InputLayer, benchmark_argv, compose_latency, fallback_warnings, lane_command, stage_groups,
+    BenchmarkArgs,
+    InputLayer,
+    benchmark_argv,
+    compose_latency,
+    fallback_warnings,
+    lane_command,
+    stage_groups,
     timing_from_output,
 )
-from configs.errors import ParseError
-from configs.errors import UserError
+from android_runtime.energy_sampler import SAMPLER_SH, EnergyScript, estimate_from_files
+from android_runtime.remote import (
+    REMOTE_ROOT,
+    RUN_TIMEOUT_S,
+    PushLog,
+    energy_fields,
+    plan_key,
+    probe_energy,
+    read_device_files,
+)
+from configs.errors import ParseError, UserError
 from profiling.energy import no_estimate
-from android_runtime.remote import REMOTE_ROOT, PushLog
-from android_runtime.energy_sampler import SAMPLER_SH
-from android_runtime.energy_sampler import EnergyScript, estimate_from_files
-from android_runtime.remote import energy_fields, plan_key, probe_energy, read_device_files
-from android_runtime.remote import RUN_TIMEOUT_S
 
 
 class BenchmarkModelRunner:

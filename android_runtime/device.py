@@ -20,8 +20,14 @@ from typing import Any, Callable, Iterator, TypeVar
 
 from android_runtime.adb import DEFAULT_SERVER_PORT, DEFAULT_TIMEOUT, AdbTarget, adb_call, connect
 from android_runtime.device_info import (
-    CpuTopology, DeviceProps, cluster_cpus, device_props, parse_cpu_max_freqs, parse_getprop,
-    parse_lock_reply, parse_push_state,
+    CpuTopology,
+    DeviceProps,
+    cluster_cpus,
+    device_props,
+    parse_cpu_max_freqs,
+    parse_getprop,
+    parse_lock_reply,
+    parse_push_state,
 )
 from configs.errors import DeviceError
 

@@ -15,22 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Protocol
 
+from android_runtime.adb import DEFAULT_SERVER_PORT, adb_call, connect
+from android_runtime.artifacts import check_plan_files
+from android_runtime.composed_runner import BenchmarkModelRunner
+from android_runtime.device import LOCK_PATH, AdbDevice
+from android_runtime.lanes import default_phone_lanes
+from android_runtime.native_remote import NativePlanRunner, native_folder_files
+from android_runtime.remote import REMOTE_ROOT, RUN_TIMEOUT_S, PushLog, PythonPlanRunner
 from configs.errors import ConfigError, DeviceError, UserError
 from configs.loader import processors_of
 from configs.registry import Registry
 
 from .alternate import time_alternately
 from .runner import run_plan, runtime_version
-from android_runtime.adb import DEFAULT_SERVER_PORT
-from android_runtime.device import AdbDevice
-from android_runtime.remote import PushLog
-from android_runtime.adb import adb_call, connect
-from android_runtime.lanes import default_phone_lanes
-from android_runtime.device import LOCK_PATH
-from android_runtime.artifacts import check_plan_files
-from android_runtime.composed_runner import BenchmarkModelRunner
-from android_runtime.native_remote import NativePlanRunner
-from android_runtime.remote import REMOTE_ROOT, RUN_TIMEOUT_S, PythonPlanRunner
 
 DEVICES: Registry = Registry("device")
 
@@ -234,7 +231,6 @@ class AdbPlanDevice:
             raise UserError(f"--android_runtime = {self.android_runtime!r}: not a folder; fetch the binaries with "
                             "android_runtime/setup_android_binaries.sh --android_runtime DIR")
         if self.native_runner:
-            from android_runtime.native_remote import native_folder_files
 
             native_folder_files(self.native_runner)  # refuses a folder without the runner or its library
 

@@ -21,11 +21,22 @@ from dataclasses import dataclass
 
 from configs.errors import ParseError
 from profiling.energy import (
-    MIN_SAMPLES, USB_WARNING, EnergyEstimate, RawSamples, estimate_rails, idle_power_from_rails, mean_power_w,
-    no_estimate, parse_dumpsys_battery, parse_power_samples, parse_usb_online, to_power_trace,
+    MIN_SAMPLES,
+    USB_WARNING,
+    EnergyEstimate,
+    RawSamples,
+    detect_current_unit,
+    detect_voltage_unit,
+    estimate_rails,
+    idle_power_from_rails,
+    mean_power_w,
+    no_estimate,
+    parse_dumpsys_battery,
+    parse_energy_counters,
+    parse_power_samples,
+    parse_usb_online,
+    to_power_trace,
 )
-from profiling.energy import parse_energy_counters
-from profiling.energy import detect_current_unit, detect_voltage_unit
 
 POWER_SUPPLY_GLOB = "/sys/class/power_supply/*"
 RAILS_GLOB = "/sys/bus/iio/devices/iio:device*/energy_value"

@@ -19,9 +19,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from android_runtime.plan import load_plan
 from android_runtime.runner import result_names, synthetic_input
 from configs.errors import DeviceError, UserError
-from android_runtime.plan import load_plan
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 RUNNER_NAME = "nnsplice_runner"

@@ -27,7 +27,12 @@ from typing import Callable
 
 from android_runtime.device import DEVICE_TMP, AdbDevice, PushResult
 from android_runtime.energy_sampler import (
-    SAMPLER_SH, EnergyScript, estimate_from_files, parse_probe, probe_command, read_files_command,
+    SAMPLER_SH,
+    EnergyScript,
+    estimate_from_files,
+    parse_probe,
+    probe_command,
+    read_files_command,
     split_files_output,
 )
 from configs.errors import DeviceError

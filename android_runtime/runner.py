@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from android_runtime.plan import Plan, PlanError, Segment, load_plan
-
 from configs.vocab import DELEGATES
 
 # Shared libraries of the delegates that need one (found on the device's library path).

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from configs.errors import ConfigError
 from configs.schema import PipelineConfig
-from . import blocks
+
 from .blocks import BLOCKS, STEMS
 
 

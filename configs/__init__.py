@@ -5,8 +5,7 @@ devices that have nothing but numpy and LiteRT): errors, vocabulary and the regi
 Config loading: ``configs.loader`` (NN-Stretch YAML + DEPLOY), ``configs.schema`` (the dataclasses).
 The YAML files themselves live in the sub-folders (configs/host, configs/fusion, ...).
 """
-from .errors import (ConfigError, DeviceError, GraphError, InternalError, NnspliceError, ParseError, PlanError,
-                     UserError)
+from .errors import ConfigError, DeviceError, GraphError, InternalError, NnspliceError, ParseError, PlanError, UserError
 from .registry import Registry
 from .vocab import DELEGATES, DTYPES, PROCESSORS, TARGETS
 

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .vocab import DELEGATES, DTYPES, TARGETS
 from .schema import AnyNetCfg, DataCfg, DeployCfg, LaneCfg, ModelCfg, PipelineConfig
+from .vocab import DELEGATES, DTYPES, TARGETS
 
 # Top-level sections of pycls/NN-Stretch configs that nnsplice records but does not use.
 RECORDED_SECTIONS = ("OPTIM", "NUM_GPUS", "OUT_DIR", "DATA_LOADER", "BN", "RNG_SEED", "LOG_PERIOD",

@@ -16,7 +16,6 @@ the plan on the device):
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -24,21 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from android_runtime.plan import LaneSpec
+from android_runtime.runner import SegmentExecutor
+from branching import complexity
 from configs.errors import UserError
 from converter.build import Built, BuiltSegment, Converted, convert
-
-from .config import FusionConfig
-from branching import complexity
 from training import to_tensor_images
-from android_runtime.runner import SegmentExecutor
-from .zoo import ZooSettings
+
 from .archs import build_arch
+from .config import FusionConfig
 from .graph import FusionGraph, graph_from_models
 from .modules import build_fused
-from .tasks import get_benchmark, get_task
-from .zoo import load_zoo
-from .tasks import get_benchmark, task_arrays
-from .zoo import loader_config
+from .tasks import get_benchmark, get_task, task_arrays
+from .zoo import ZooSettings, load_zoo, loader_config
 
 CODE_VERSION = "fusion-deploy-1"  # bump when conversion changes the artifacts
 N_CALIBRATION = 16  # int8 calibration images per task (training split)

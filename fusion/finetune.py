@@ -15,12 +15,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from configs.errors import UserError
+from training import evaluate, make_loader
+from training.distill import distill
 
 from .curve import cannot_reach, extrapolate
 from .tasks import Benchmark, task_arrays
-from training import make_loader
-from training import evaluate
-from training.distill import distill
 from .zoo import loader_config
 
 

@@ -19,14 +19,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from configs.errors import UserError
-
-from .finetune import DataSettings, FinetuneConfig
-from .tasks import get_benchmark
-from .zoo import ZooSettings
 from training.distill import distill
-from .finetune import load_fusion_data, task_accuracy
-from .zoo import load_zoo
-from .tasks import list_benchmarks
+
+from .finetune import DataSettings, FinetuneConfig, load_fusion_data, task_accuracy
+from .tasks import get_benchmark, list_benchmarks
+from .zoo import ZooSettings, load_zoo
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from configs.errors import UserError
 from configs.registry import Registry
 from converter.tflite import export_tflite
 from profiling.latency import time_tflite
+
 from .modules import TupleOutputs
 
 DEVICES: Registry = Registry("fusion latency device")

@@ -30,25 +30,15 @@ import numpy as np
 from configs.errors import UserError
 from profiling.progress import Progress
 
-from .finetune import DataSettings, FinetuneConfig
-from .graph import FusionGraph
+from .finetune import DataSettings, FinetuneConfig, load_fusion_data, recover, task_accuracy
+from .graph import FusionGraph, graph_from_models
+from .measure import export_multitask, list_devices, measure
+from .modules import build_fused, inherit, separate_net
+from .mutation import random_mutation, sharing_seeds
 from .search_config import SearchConfig, parse_budget  # noqa: F401  (re-exported: fusion.search's API)
 from .searchlog import finetune_accounting, note, read_state, rule_filtered
-from .tasks import get_benchmark
-from .zoo import ZooSettings
-from .measure import list_devices
-from .tasks import list_benchmarks
-from .finetune import load_fusion_data, task_accuracy
-from .graph import graph_from_models
-from .zoo import load_zoo
-from .measure import measure
-from .measure import export_multitask
-from .modules import build_fused
-from .modules import separate_net
-from .mutation import sharing_seeds
-from .mutation import random_mutation
-from .modules import build_fused, inherit
-from .finetune import recover
+from .tasks import get_benchmark, list_benchmarks
+from .zoo import ZooSettings, load_zoo
 
 LOG_NAME = "search.jsonl"
 

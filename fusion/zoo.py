@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from configs.errors import UserError
+from training import LoaderConfig, evaluate, make_loader, train_classifier
 
-from .tasks import Benchmark, get_benchmark, get_task, list_benchmarks, task_arrays
-from training import LoaderConfig
-from training import evaluate, make_loader, train_classifier
 from .archs import build_arch
+from .tasks import Benchmark, get_benchmark, get_task, list_benchmarks, task_arrays
 
 CODE_VERSION = "fusion-zoo-1"  # bump when training or architecture code changes what a key produces
 DEFAULT_CACHE = Path(os.environ.get("NNSPLICE_CACHE", Path.home() / ".cache" / "nnsplice")) / "fusion"

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .data import (LoaderConfig, list_datasets, load_dataset, load_fashion_mnist, load_mnist_digits,
-                   read_idx)
+from .data import LoaderConfig, list_datasets, load_dataset, load_fashion_mnist, load_mnist_digits, read_idx
 
 
 def make_loader(images, labels, cfg: LoaderConfig | None = None, shuffle: bool = False):

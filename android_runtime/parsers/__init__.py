@@ -33,6 +33,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ._common import ParseError
+from .delegates import DelegateApplication, coverage_of_original, parse_delegates
+from .nnstretch import (
+    CpuUsage,
+    PowerReading,
+    StageWait,
+    parse_nnstretch_lines,
+    parse_power_lines,
+    parse_stage_waits,
+)
+from .op_profile import NodeTypeRow, OpProfile, OpProfileRow, parse_op_profiles
 from .timings import (
     InferenceSummary,
     MemoryFootprint,
@@ -43,16 +53,6 @@ from .timings import (
     parse_memory_footprint,
     parse_stat_fields,
     parse_timing_stats,
-)
-from .op_profile import NodeTypeRow, OpProfile, OpProfileRow, parse_op_profiles
-from .delegates import DelegateApplication, coverage_of_original, parse_delegates
-from .nnstretch import (
-    CpuUsage,
-    PowerReading,
-    StageWait,
-    parse_nnstretch_lines,
-    parse_power_lines,
-    parse_stage_waits,
 )
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 import re
 from typing import Iterator, Literal
 
-from configs.errors import ParseError
-
+from configs.errors import ParseError  # noqa: F401  (re-exported to the parsers)
 
 Phase = Literal["setup", "warmup", "regular"]
 StatSource = Literal[

@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from ._common import Phase, _NUM, _phases
+from ._common import _NUM, Phase, _phases
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ._common import StatSource, _NUM, ParseError, _lines
-from .timings import TimingStat, parse_stat_fields, _PROFILE_HEADERS
+from ._common import _NUM, ParseError, StatSource, _lines
+from .timings import _PROFILE_HEADERS, TimingStat, parse_stat_fields
 
 
 @dataclass(frozen=True)

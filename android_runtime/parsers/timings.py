@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from ._common import StatSource, _NUM, ParseError, _lines, _phases
+from ._common import _NUM, ParseError, StatSource, _lines, _phases
 
 
 @dataclass(frozen=True)

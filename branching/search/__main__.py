@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from configs.errors import UserError
 from configs.duration import parse_duration
-from . import Constraints, LoopOptions, SearchOptions, SpaceOptions, TrainOptions
+from configs.errors import UserError
+
+from . import Constraints, LoopOptions, SearchOptions, SpaceOptions, TrainOptions, search
 from .remote import AdbOptions
-from . import search
 
 
 def parse_budget(text: str) -> float:

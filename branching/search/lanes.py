@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from android_runtime.devices import get_device
+from android_runtime.lanes import ACCELERATOR_DELEGATES
 from configs.errors import UserError
 
 from .measure import LaneSetup
-from android_runtime.lanes import ACCELERATOR_DELEGATES
-from android_runtime.devices import get_device
 
 if TYPE_CHECKING:
     from android_runtime.device_info import CpuTopology

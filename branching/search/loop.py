@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from branching.anynet import BranchedAnyNet
 from configs.errors import UserError
 from profiling.predictor import COMPUTE_LADDER, SYNC_LADDER, LatencyPredictor, Sample
 from profiling.progress import Progress
@@ -20,10 +21,15 @@ from profiling.store import MeasurementStore
 
 from .measure import LaneSetup, StageMeasurement, StageMeasurer
 from .samples import anchors, branch_group, load_factor, stage_holdout_errors, stored_samples, sync_group
-from .space import (Constraints, FilterReport, SpaceOptions, StageCandidate, StageContext, enumerate_candidates,
-                    unbranched)
-from branching.anynet import BranchedAnyNet
-from .space import StageContext
+from .space import (
+    Constraints,
+    FilterReport,
+    SpaceOptions,
+    StageCandidate,
+    StageContext,
+    enumerate_candidates,
+    unbranched,
+)
 
 
 @dataclass(frozen=True)

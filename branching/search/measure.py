@@ -19,17 +19,15 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
-from profiling.store import Measurement, MeasurementStore, content_key
-
-from .space import StageCandidate, StageContext
 from android_runtime.devices import HostDevice
 from android_runtime.plan import LaneSpec, Plan, Segment, TensorSpec
+from branching.anynet import Branch, Merge
 from converter.build import export_cached, sha256_file
-from branching.anynet import Branch
-from branching.anynet import Merge
-from .space import unbranched
+from profiling.store import Measurement, MeasurementStore, content_key
+
+from .space import StageCandidate, StageContext, unbranched
 
 MEASURE_VERSION = "3"  # bump when what a measurement means changes (plan shape, statistic)
 

@@ -13,8 +13,8 @@ contents, so an interrupted or repeated search does not time them again.
 from __future__ import annotations
 
 import copy
-import math
 import dataclasses
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 from profiling.store import Measurement, MeasurementStore, content_key
 
-from .loop import StageResult
 from .emit import write_yaml
+from .loop import StageResult
 from .network import network_flops
 
 MERGE_VERSION = "1"  # bump when what a merge decision's timing means changes

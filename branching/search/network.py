@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from configs.schema import PipelineConfig
-from android_runtime.runner import run_plan
-from branching.segments import convert_config
 from android_runtime.devices import get_device
-from configs.loader import load_config
+from android_runtime.runner import run_plan
 from branching import complexity, spec_from_config
 from branching.anynet import BranchedAnyNet
+from branching.segments import convert_config
+from configs.loader import load_config
+from configs.schema import PipelineConfig
 
 
 @dataclass(frozen=True)

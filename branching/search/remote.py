@@ -22,25 +22,20 @@ decides whether a split pays, cannot be measured that way.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from configs.errors import DeviceError, UserError
-
-from .measure import HostStageRunner, LaneSetup, StageRunner
-from profiling.store import device_store_name
-from branching.segments import convert_config
-from android_runtime.devices import get_device, list_devices
 from android_runtime.device_info import CpuCluster, CpuTopology
-from android_runtime.remote import REMOTE_ROOT, PythonPlanRunner
-from android_runtime.remote import RUN_TIMEOUT_S
-from .network import NetworkTiming
+from android_runtime.devices import get_device, list_devices
+from branching.segments import convert_config
+from configs.errors import DeviceError, UserError
+from profiling.store import device_store_name
+
 from .lanes import adb_lanes, resolve_lanes
-from .network import compare_networks
+from .measure import HostStageRunner, LaneSetup, StageRunner
+from .network import NetworkTiming, compare_networks
 
 # Delegate libraries the plan runner loads for accelerator lanes (as android_runtime/runner.py does).
 DELEGATE_LIBS = {"gpu": "libtensorflowlite_gpu_delegate.so", "dsp": "libhexagon_interface.so"}

@@ -15,28 +15,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from android_runtime.devices import get_device
+from branching import spec_from_config
 from configs import UserError
-from configs.loader import load_config
-from configs.schema import PipelineConfig
+from configs.loader import load_config, processors_of
+from configs.schema import LaneCfg, PipelineConfig
 from profiling.predictor import holdout_errors, repeat_errors, share_within
 from profiling.store import MeasurementStore
 
+from .emit import branched_config_dict, candidate_rows, write_csv, write_svg, write_yaml
 from .lanes import parse_lanes
 from .loop import LoopOptions, StageResult, StageSearch, search_stages
 from .measure import StageMeasurer
 from .merges import decide_merges, skippable, with_merges
 from .merges import summary as merge_summary
+from .network import network_flops
 from .remote import AdbOptions, SearchTarget, open_target
 from .space import Constraints, SpaceOptions
-from .train import TrainOptions
-from android_runtime.devices import get_device
-from configs.loader import processors_of
-from configs.schema import LaneCfg
-from branching import spec_from_config
-from .emit import branched_config_dict, candidate_rows, write_csv, write_svg, write_yaml
-from .network import network_flops
-from .train import check_dataset
-from .train import train_pair
+from .train import TrainOptions, check_dataset, train_pair
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
-from branching.spec import BranchSpec
 from branching.anynet import Branch
 from branching.counting import complexity
+from branching.spec import BranchSpec
 
 
 @dataclass(frozen=True)

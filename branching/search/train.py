@@ -14,20 +14,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from configs import UserError
-from configs.loader import config_to_dict
+from branching import build_model, spec_from_config
+from configs.loader import config_to_dict, load_config
 from configs.schema import PipelineConfig
 from profiling.store import content_key
-
-from .space import branch_group_w, valid_width
+from training import LoaderConfig, evaluate, make_loader, to_tensor_images, train_classifier
 from training.data import load_fashion_mnist
-from training import LoaderConfig, make_loader, to_tensor_images
-from configs.loader import load_config
-from training import evaluate, train_classifier
 from training.distill import distill
-from branching import spec_from_config
-from branching import build_model, spec_from_config
+
 from .emit import write_yaml
+from .space import branch_group_w, valid_width
 
 
 @dataclass(frozen=True)

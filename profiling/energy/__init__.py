@@ -10,8 +10,19 @@ Pure functions over text the device side captured (android_runtime.energy_sample
 from .battery import BatteryStatus, parse_dumpsys_battery, parse_usb_online
 from .estimate import EnergyEstimate, Method, integrate_uj, no_estimate
 from .fuel_gauge import (
-    MIN_SAMPLES, USB_WARNING, CurrentUnit, PowerTrace, RawSamples, VoltageUnit, detect_current_unit,
-    detect_voltage_unit, estimate_fuel_gauge, idle_power_from_samples, mean_power_w, parse_power_samples, to_power_trace,
+    MIN_SAMPLES,
+    USB_WARNING,
+    CurrentUnit,
+    PowerTrace,
+    RawSamples,
+    VoltageUnit,
+    detect_current_unit,
+    detect_voltage_unit,
+    estimate_fuel_gauge,
+    idle_power_from_samples,
+    mean_power_w,
+    parse_power_samples,
+    to_power_trace,
 )
 from .rails import RailCounter, estimate_rails, idle_power_from_rails, parse_energy_counters, rail_delta
 
