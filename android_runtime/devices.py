@@ -32,8 +32,8 @@ from .runner import run_plan, runtime_version
 DEVICES: Registry = Registry("device")
 
 
-def list_devices() -> list[str]:
-    return DEVICES.names()
+def list_devices(pattern: str = "*") -> list[str]:
+    return DEVICES.names(pattern)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from configs.errors import UserError
+from android_runtime.devices import get_device
+from configs.errors import NnspliceError, exit_code
 from profiling.progress import Progress
 
 from .finetune import DataSettings, FinetuneConfig, load_fusion_data, recover, task_accuracy
@@ -61,6 +62,7 @@ class Search:
 
 
         self.cfg, self.say = cfg.validate(), log
+        self.device = get_device(cfg.device, **cfg.device_kwargs)  # candidates are timed here
         self.bench = get_benchmark(cfg.benchmark)
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -90,7 +92,7 @@ class Search:
                 if rec.get("key") == key and Path(rec["latency"]["path"]).is_file():
                     return {**rec["latency"], "reused": True}
         lat = measure(net, list(self.bench.archs), self.input_shape, self._tflite_path(g.canonical_hash()),
-                      self.cfg.device, self.cfg.latency)
+                      self.device, self.cfg.latency)
         if store is not None:
             store.parent.mkdir(parents=True, exist_ok=True)
             with store.open("a") as f:
@@ -137,7 +139,7 @@ class Search:
 
             for t, m in self.models.items():
                 r = measure(separate_net({t: m}), [t], self.input_shape, self._tflite_path(f"{t}_{self.zoo[t].arch}"),
-                            self.cfg.device, self.cfg.latency)
+                            self.device, self.cfg.latency)
                 separate[t], separate_paths[t] = r[self.cfg.latency_stat], r["path"]
         row = self._row(self.root, "valid", "original", t0, accuracy=self.orig_test,
                         drop={t: 0.0 for t in self.orig_test}, latency_us=lat[self.cfg.latency_stat], latency=lat,
@@ -248,7 +250,12 @@ class Search:
 
     # --- the loop --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Runs (or resumes) the search; returns the summary also written to <out>/best.json."""
+        """Runs (or resumes) the search, holding the device (its lock over adb); returns the summary also
+        written to <out>/best.json."""
+        with self.device.session(log=self.say):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         self._t_start, self._base_s = time.perf_counter(), self.state.spent_s
         if not self.state.rows:
             self._original()
@@ -315,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fusion.search", description=__doc__.split("\n\n")[0])
     p.add_argument("--benchmark", required=True, help=f"one of: {', '.join(list_benchmarks())}")
     p.add_argument("--device", default="host", help=f"latency target, one of: {', '.join(list_devices())}")
+    p.add_argument("--serial", default="", help="adb serial of the device (with --device adb); IP:PORT is connected")
+    p.add_argument("--adb_host", default="", help="adb server HOST[:PORT] (default 127.0.0.1:5037)")
+    p.add_argument("--device_python", default="python3", help="Python on a Linux device for the plan runner")
     p.add_argument("--acc-drop", type=float, default=0.01, help="largest absolute accuracy drop per task, in [0, 1]")
     p.add_argument("--budget", default="20m", help="search time budget: 20m, 90s, 1h")
     p.add_argument("--iterations", type=int, default=None, help="stop after this many candidates")
@@ -345,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(a.threads)
         cfg = SearchConfig(
             benchmark=a.benchmark, out=a.out, acc_drop=a.acc_drop, budget_s=parse_budget(a.budget),
-            max_iterations=a.iterations, device=a.device, latency_stat=a.latency_stat, relaxed=not a.no_relaxed,
+            max_iterations=a.iterations, device=a.device,
+            device_kwargs=dict(serial=a.serial, adb_host=a.adb_host, device_python=a.device_python)
+            if a.device == "adb" else {}, latency_stat=a.latency_stat, relaxed=not a.no_relaxed,
             seed=a.seed, cache_dir=a.cache, rule_filter=not a.no_rule, seeds=not a.no_seeds,
             rescue_epochs=a.rescue_epochs,
             zoo=ZooSettings(epochs=a.zoo_epochs, train_limit=a.zoo_train_limit or None),
@@ -353,9 +365,9 @@ def main(argv: list[str] | None = None) -> int:
             finetune=replace(FinetuneConfig(), epochs=a.epochs, predictive=not a.no_predictive,
                              warmup_epochs=a.warmup_epochs))
         s = run_search(cfg)
-    except UserError as e:
+    except NnspliceError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exit_code(e)
     b = s["best"]
     ft = s["finetune"]
     print(f"{s['iterations']} candidates in {s['search_s']:.0f} s ({s['stopped']}): {s['status_counts']}")

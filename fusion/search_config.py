@@ -19,7 +19,8 @@ class SearchConfig:
     acc_drop: float = 0.01  # largest allowed absolute accuracy drop of the worst task, in [0, 1]
     budget_s: float = 1200.0  # wall-time budget of the search (a resumed search counts time already spent)
     max_iterations: int | None = None  # stop after this many candidates (None: only the budget)
-    device: str = "host"  # latency target, see fusion.measure.list_devices()
+    device: str = "host"  # latency target, see fusion.measure.list_devices() (android_runtime's devices)
+    device_kwargs: dict = field(default_factory=dict)  # get_device(device, **device_kwargs): serial, adb_host, ...
     latency_stat: str = "median_us"  # LatencyStats field the search minimises
     relaxed: bool = True  # allow merges across shape mismatches (with adapters)
     savings_bias: float = 4.0  # prefer mutations that remove more parameters (see mutation.random_mutation)

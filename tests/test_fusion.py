@@ -228,7 +228,7 @@ def test_bad_inputs(tmp_path, models, capsys, monkeypatch):
         SearchConfig("nope", str(tmp_path)).validate()
     with pytest.raises(UserError, match=r"--acc-drop 1.5: .* in \[0, 1\]"):
         SearchConfig("fashion3", str(tmp_path), acc_drop=1.5).validate()
-    with pytest.raises(UserError, match="--device 'pixel'.*allowed are host"):
+    with pytest.raises(UserError, match="--device 'pixel'.*allowed are adb, host"):
         SearchConfig("fashion3", str(tmp_path), device="pixel").validate()
     assert parse_budget("20m") == 1200 and parse_budget("1.5h") == 5400 and parse_budget("90") == 90
     with pytest.raises(UserError, match="--budget 'soon'"):
