@@ -191,3 +191,29 @@ def test_tiny_search_on_the_loopback_device(server, phone, tiny_base: Path, tmp_
     s2 = json.loads((tmp_path / "out2" / "summary.json").read_text())
     assert s2["measurements"]["timed_now"] == 0 and s2["measurements"]["reused_from_store"] > 0
     assert s2["measurements"]["device_pushes"]["pushed"] == 0 and s2["store"] == s["store"]
+
+
+@pytest.mark.device
+def test_fusion_candidates_are_timed_on_the_loopback_device(server, phone, tmp_path: Path):
+    """The fusion search's latency measurement goes through the same device registry: over adb the
+    candidate's .tflite is pushed and timed on the device, and the figure is the device's."""
+    import torch
+
+    from android_runtime.devices import get_device
+    from fusion.archs import build_arch
+    from fusion.measure import LatencyConfig, measure
+    from fusion.modules import separate_net
+
+    serial, root = phone
+    torch.manual_seed(0)
+    net = separate_net({"a": build_arch("vgg", 10, 1).eval(), "b": build_arch("vgg", 4, 1).eval()})
+    dev = get_device("adb", serial=serial, adb_host=f"127.0.0.1:{server.port}", device_python=VENV_PY)
+    with dev.session():
+        lat = measure(net, ["a", "b"], (1, 28, 28), tmp_path / "cand.tflite", dev, LatencyConfig(warmup=1, runs=5))
+    assert lat["device"] == "adb" and lat["runs"] == 5 and 0 < lat["min_us"] <= lat["median_us"]
+    assert lat["max_abs_diff"] < 1e-4
+    # The candidate ran on the device: its file and the alternation's output sit in the device's folder.
+    assert (root / "data/local/tmp/nnsplice/alternate/cand.tflite").is_file()
+    assert list((root / "data/local/tmp/nnsplice/alternate/runs").glob("*.json"))
+    with pytest.raises(UserError, match="--device 'pixel': not a device; allowed are adb, host"):
+        measure(net, ["a", "b"], (1, 28, 28), tmp_path / "x.tflite", "pixel")
