@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from android_runtime.devices import list_devices
 from configs.duration import parse_duration
-from configs.errors import UserError
+from configs.errors import NnspliceError, UserError, exit_code
+from configs.vocab import DTYPES
 
 from . import Constraints, LoopOptions, SearchOptions, SpaceOptions, TrainOptions, search
 from .remote import AdbOptions
@@ -35,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m branching.search", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--base", required=True, help="single-branch base config (.yaml), e.g. configs/host/R-18-C.yaml")
-    ap.add_argument("--device", default="host", choices=["host", "adb"],
+    ap.add_argument("--device", default="host", choices=list_devices(),
                     help="where candidates are measured: host (this machine's cores) or adb (a Linux device with "
                          "Python over adb, e.g. the loopback device; see --serial)")
     ap.add_argument("--serial", default="", help="adb serial; IP:PORT is adb connect-ed first (default: the only device)")
@@ -73,7 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stat", default="min", choices=["mean", "median", "min"],
                     help="statistic searched on (default min: result.csv's latency, and the most repeatable; "
                          "mean adds up over stages with sync delays included but follows the machine's load)")
-    ap.add_argument("--dtype", default="", choices=["", "fp32", "fp16", "int8"], help="overrides DEPLOY.DTYPE")
+    ap.add_argument("--dtype", default="", choices=["", *DTYPES], help="overrides DEPLOY.DTYPE")
     ap.add_argument("--im-size", type=int, default=0, help="deployment input size (default: the base config's)")
     ap.add_argument("--verify-rounds", type=int, default=3, help="interleaved whole-network rounds (0 = skip)")
     ap.add_argument("--no-skip-merge", action="store_true",
@@ -103,13 +105,11 @@ def options(a: argparse.Namespace):
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-
-
     try:
         s = search(a.base, a.out, options(a), log=lambda m: print(m, flush=True))
-    except UserError as e:
+    except NnspliceError as e:  # a bad flag or config (2), a device or the environment (3)
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return exit_code(e)
     except KeyboardInterrupt:
         print(f"interrupted: measurements so far are in {a.store}; rerun the same command to resume", file=sys.stderr)
         return 130
