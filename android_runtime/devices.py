@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from configs.errors import UserError
+from configs.errors import ConfigError, UserError
+from configs.safe_yaml import read_yaml
 from configs.registry import Registry
 
 DEVICES: Registry = Registry("device")
@@ -195,8 +196,6 @@ class AdbPlanDevice:
         """
         import dataclasses
 
-        import yaml
-
         from android_runtime.lanes import default_phone_lanes
         from configs import processors_of
         from configs.errors import DeviceError
@@ -204,9 +203,10 @@ class AdbPlanDevice:
         if not self.android_runtime:
             return cfg
         try:
-            deploy = (yaml.safe_load(Path(cfg.path).read_text()) or {}).get("DEPLOY") or {}
-        except (OSError, yaml.YAMLError):
+            raw = read_yaml(cfg.path)
+        except ConfigError:
             return cfg
+        deploy = (raw.get("DEPLOY") if isinstance(raw, dict) else None) or {}
         if deploy.get("LANES"):
             return cfg
         try:

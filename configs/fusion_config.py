@@ -26,6 +26,7 @@ from typing import Any
 from .errors import ConfigError
 from .loader import DELEGATES, DTYPES, TARGETS, read_section
 from .schema import LaneCfg
+from configs.safe_yaml import read_yaml
 
 MODES = ("separate", "fused")
 SECTIONS = ("FUSION", "ZOO", "DEPLOY")
@@ -79,11 +80,9 @@ class FusionConfig:
 
 def is_fusion_config(path: str | os.PathLike) -> bool:
     """Whether a YAML file has a top-level FUSION section (unreadable files are left to the loaders)."""
-    import yaml
-
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raw = read_yaml(path)
+    except ConfigError:
         return False
     return isinstance(raw, dict) and "FUSION" in raw
 
@@ -97,15 +96,10 @@ def load_fusion_config(path: str | os.PathLike, available_cores: list[int] | Non
     Raises:
         ConfigError: naming file, key, value and what is allowed.
     """
-    import yaml
-
     from fusion.tasks import get_benchmark, list_benchmarks
 
     f = str(path)
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f, "(file)", f, f"cannot be read as YAML ({str(e).splitlines()[0]})") from None
+    raw = read_yaml(path)  # size-capped, no anchors/aliases
     if not isinstance(raw, dict) or not isinstance(raw.get("FUSION"), dict):
         raise ConfigError(f, "FUSION", raw.get("FUSION") if isinstance(raw, dict) else raw,
                           "a mapping with BENCHMARK, MODE, ...")
