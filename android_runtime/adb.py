@@ -39,7 +39,7 @@ class AdbTarget:
         serial: device serial (``adb devices``), an ``IP:PORT`` for a network device,
             or None for "the only device attached".
         host: host of the adb server (``--adb_host``).
-        port: port of the adb server (``--adb_port``; adb's default is 5037).
+        port: port of the adb server (the PORT of ``--adb_host HOST:PORT``; adb's default is 5037).
     """
 
     serial: str | None = None
@@ -169,7 +169,7 @@ def adb_call(
 
     if not _server_up(target.host, target.port):
         raise DeviceError(f"no adb server at {target.server}: start one with `adb -P {target.port} start-server` "
-                          "(or point --adb_host/--adb_port at a running one).")
+                          "(or point --adb_host HOST:PORT at a running one).")
     client = adbutils.AdbClient(host=target.host, port=target.port, socket_timeout=timeout)
     if scope == "server":
         try:
