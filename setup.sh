@@ -15,4 +15,9 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null &
   (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
     || echo "warning: could not install dataset-fashion-mnist; Fashion-MNIST steps will say so" >&2
 fi
+# The loopback adb device confines the commands it runs with bubblewrap (android_runtime/README.md).
+if ! command -v bwrap >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) \
+    || echo "warning: could not install bubblewrap; the loopback adb device will refuse to start (--no-confine)" >&2
+fi
 echo "nnsplice environment ready in $VENV"
