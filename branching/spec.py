@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from configs.errors import ConfigError
 from configs.schema import PipelineConfig
 
+from .memory import check_fits
+
 
 @dataclass(frozen=True)
 class BranchSpec:
@@ -121,7 +123,9 @@ def spec_from_config(cfg: PipelineConfig) -> NetworkSpec:
     (ANYNET.MERGES[i] false) a branch's input is its own output of stage i, and MB_VER 1's
     conv-first width is computed from that width.
     """
-    from . import blocks  # noqa: F401  (fills the registries; torch is imported lazily there)
+    spec = _spec(cfg)
+    check_fits(spec, cfg)  # sizes first: an oversized network is refused before torch is even imported
+    from . import blocks  # noqa: F401  (fills the registries; torch is imported there)
     from .blocks import BLOCKS, STEMS
 
     a, f = cfg.ANYNET, cfg.path
@@ -129,6 +133,12 @@ def spec_from_config(cfg: PipelineConfig) -> NetworkSpec:
         raise ConfigError(f, "ANYNET.STEM_TYPE", a.STEM_TYPE, f"one of {', '.join(STEMS.names())}")
     if a.BLOCK_TYPE not in BLOCKS:
         raise ConfigError(f, "ANYNET.BLOCK_TYPE", a.BLOCK_TYPE, f"one of {', '.join(BLOCKS.names())}")
+    return spec
+
+
+def _spec(cfg: PipelineConfig) -> NetworkSpec:
+    """spec_from_config's arithmetic and value checks (no registries, no torch)."""
+    a, f = cfg.ANYNET, cfg.path
     if cfg.MODEL.ACTIVATION_FUN not in ("relu", "silu", "swish"):
         raise ConfigError(f, "MODEL.ACTIVATION_FUN", cfg.MODEL.ACTIVATION_FUN, "relu, silu or swish")
     stem_k = a.STEM_K or (7 if a.STEM_TYPE == "res_stem_in" else 3)

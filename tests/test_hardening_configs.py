@@ -4,6 +4,7 @@ Every case answers with one line naming the file (exit 2, no traceback) and quic
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from branching.memory import check_fits, estimate
+from branching.spec import _spec
 from configs import ConfigError, load_config
 from configs.errors import short_value
 from configs.fusion_config import is_fusion_config, load_fusion_config
@@ -90,3 +93,93 @@ def test_short_value_keeps_short_values_and_cuts_long_ones():
     assert short_value("abc") == "'abc'"
     cut = short_value(list(range(100_000)))
     assert cut.startswith("[0, 1, 2") and cut.endswith("characters)") and len(cut) < 160
+
+
+# --- upper bounds on network size (branching/memory.py) ----------------------------------------
+
+GOLDEN = json.loads((ROOT / "tests" / "golden" / "complexity.json").read_text())
+REFERENCE = ROOT.parent / "shared" / "reference" / "nn-stretch" / "configs"
+
+
+def _golden_path(key: str) -> Path:
+    return ROOT / "configs" / key if key.startswith("host/") else REFERENCE / key
+
+
+def small_config(tmp_path: Path, widths: str = "[[16], [16, 16], [32, 16]]", depths: str = "[[1], [1, 1], [1, 1]]",
+                 im_size: int = 32, orig: str = "[16, 32, 48]") -> Path:
+    p = tmp_path / "SIZE-CG.yaml"
+    p.write_text(f"""\
+MODEL: {{TYPE: mbanynet, NUM_CLASSES: 10}}
+ANYNET:
+  STEM_TYPE: simple_stem_in
+  STEM_W: 8
+  BLOCK_TYPE: res_bottleneck_block
+  DEPTHS: {depths}
+  WIDTHS: {widths}
+  STRIDES: [[1], [2, 2], [2, 2]]
+  BOT_MULS: [1, 1, 1]
+  GROUP_WS: [[8], [8, 8], [8, 8]]
+  DEVICES: [cpu, gpu]
+  ORIGINAL_WIDTHS: {orig}
+TRAIN: {{IM_SIZE: {im_size}}}
+""")
+    return p
+
+
+@pytest.mark.parametrize("key", sorted(k for k in GOLDEN if _golden_path(k).exists()))
+def test_analytic_size_matches_the_golden_complexity_of_every_config(key: str):
+    """The estimate that guards memory counts exactly what the built model has (no torch here)."""
+    cfg = load_config(_golden_path(key))
+    est = estimate(_spec(cfg), cfg.im_size)
+    assert (est.params, est.flops) == (GOLDEN[key]["params"], GOLDEN[key]["flops"])
+
+
+def test_analytic_size_matches_the_built_model_with_a_skipped_merge():
+    from branching import build_model, complexity, spec_from_config
+
+    cfg = load_config(ROOT / "tests" / "fixtures" / "TINY-CG-nomerge.yaml")
+    spec = spec_from_config(cfg)
+    cx = complexity(build_model(spec), (1, 3, cfg.im_size, cfg.im_size))
+    est = estimate(spec, cfg.im_size)
+    assert (est.params, est.flops, est.acts) == (cx.params, cx.flops, cx.acts)
+
+
+def test_a_million_wide_stage_is_refused_by_dry_run_in_under_a_second(tmp_path: Path):
+    """Before: torch tried to allocate 4 TB for this config."""
+    f = small_config(tmp_path, widths="[[16], [16, 16], [1000000, 16]]", orig="[16, 32, 1000016]")
+    t0 = time.monotonic()
+    done = run_cli("--configs", str(f), "--dry-run")
+    elapsed = time.monotonic() - t0
+    assert done.returncode == 2
+    line = one_line_error(done.stderr)
+    assert line.startswith(f"error: {f}: ANYNET.WIDTHS[2] = [1000000, 16]: the network needs about ")
+    assert "GB available" in line
+    assert elapsed < 1.0 or "torch" not in done.stdout, elapsed  # Python start-up included
+    assert elapsed < 3.0
+
+
+@pytest.mark.parametrize("change, key", [
+    (dict(widths="[[16], [16, 16], [30000, 16]]", orig="[16, 32, 30016]"), "ANYNET.WIDTHS[2]"),
+    (dict(depths="[[1], [1, 1], [100000000, 1]]"), "ANYNET.DEPTHS[2]"),
+    (dict(im_size=200_000), "TRAIN.IM_SIZE"),
+])
+def test_the_key_that_makes_a_network_too_big_is_named(tmp_path: Path, change: dict, key: str):
+    cfg = load_config(small_config(tmp_path, **change))
+    spec = _spec(cfg)
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError) as err:
+        check_fits(spec, cfg, limit=4 * 2 ** 30)  # a 4 GiB machine
+    assert time.monotonic() - t0 < 0.1
+    assert err.value.key == key
+    assert "but this machine has 4.29 GB available" in str(err.value)
+
+
+def test_a_normal_network_fits_and_its_estimate_is_what_it_needs(tmp_path: Path):
+    cfg = load_config(ROOT / "configs" / "host" / "R-18-C.yaml")
+    est = check_fits(_spec(cfg), cfg, limit=2 ** 30)
+    assert est is not None and est.params == 11_664_648
+    # fp32 weights twice, plus the largest layer's input and output (at least the 3x224x224 image)
+    assert est.peak_elems > 3 * 224 * 224
+    assert est.bytes_needed == 4 * (2 * 11_664_648 + est.peak_elems)
+    with pytest.raises(ConfigError, match="R-18-C.yaml: ANYNET.WIDTHS"):
+        check_fits(_spec(cfg), cfg, limit=50 * 2 ** 20)
