@@ -5,6 +5,7 @@ nodes in ``yaml.safe_load``; config files never need anchors, so they are refuse
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from .errors import ConfigError
 MAX_CONFIG_BYTES = 1024 * 1024  # config files are a few KB; anything above 1 MiB is not a config
 
 
+@functools.lru_cache(maxsize=1)
 def _loader_class():
     import yaml
 
