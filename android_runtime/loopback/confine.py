@@ -132,7 +132,7 @@ def _first_blocked(path: Path, who: RunAs) -> Path | None:
 
 def bwrap_args(policy: ExecPolicy, root: Path) -> list[str]:
     """bwrap's options for a command of a device rooted at `root` (absolute, resolved)."""
-    args = [policy.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-net", "--unshare-uts",
+    args = [policy.bwrap, "--die-with-parent", "--unshare-ipc", "--unshare-net", "--unshare-uts",
             "--unshare-cgroup-try", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
     masked: list[Path] = []
     for tmp in ("/tmp", "/var/tmp", "/dev/shm", "/run/lock"):
@@ -174,20 +174,26 @@ def command_argv(policy: ExecPolicy, root: Path, command: str) -> list[str]:
     return argv
 
 
-def give_to(path: Path, root: Path, run_as: RunAs | None) -> None:
-    """Make `path` and the folders between `root` and it owned by `run_as` (no-op for None).
+def adopt(root: Path, run_as: RunAs | None, keep: str = ".loopback") -> None:
+    """Make everything under `root` (but `root/keep`) owned by `run_as`; no-op for None.
 
-    Symlinks are never followed.
+    Files a host user or the sync service put into the root folder become the device user's, as
+    files on a phone belong to it. Walks with directory file descriptors and never follows a
+    symlink, so a command swapping a folder for a symlink meanwhile cannot redirect a chown.
     """
     if run_as is None:
         return
-    rel = path.relative_to(root)
-    p = root
-    for part in rel.parts:
-        p = p / part
-        try:
-            st = os.lstat(p)
-        except FileNotFoundError:
-            return
-        if (st.st_uid, st.st_gid) != (run_as.uid, run_as.gid):
-            os.chown(p, run_as.uid, run_as.gid, follow_symlinks=False)
+    ids = (run_as.uid, run_as.gid)
+    st = os.lstat(root)
+    if (st.st_uid, st.st_gid) != ids:
+        os.chown(root, *ids, follow_symlinks=False)
+    for dirpath, dirnames, filenames, dirfd in os.fwalk(root, follow_symlinks=False):
+        if dirpath == str(root) and keep in dirnames:
+            dirnames.remove(keep)
+        for name in dirnames + filenames:
+            try:
+                st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+                if (st.st_uid, st.st_gid) != ids:
+                    os.chown(name, *ids, dir_fd=dirfd, follow_symlinks=False)
+            except FileNotFoundError:  # removed by a command meanwhile
+                pass

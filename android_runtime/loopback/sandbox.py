@@ -33,7 +33,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from android_runtime.loopback.confine import ExecPolicy, RunAs, give_to
+from android_runtime.loopback.confine import ExecPolicy, RunAs, adopt
 from android_runtime.loopback.protocol import FileStat
 
 SHELL_MAPPED_PREFIXES = ("/data/local/tmp", "/sdcard", "/sys")
@@ -190,13 +190,7 @@ class Sandbox:
             _write_private(self.shim_dir / name, text, 0o755)
         for folder in (meta, self.shim_dir):
             os.chmod(folder, 0o755)
-        if self.run_as is not None:
-            os.chown(self.root, self.run_as.uid, self.run_as.gid)
-            for dirpath, dirnames, filenames in os.walk(self.root):
-                if Path(dirpath) == self.root and meta.name in dirnames:
-                    dirnames.remove(meta.name)
-                for name in dirnames + filenames:
-                    os.chown(os.path.join(dirpath, name), self.run_as.uid, self.run_as.gid, follow_symlinks=False)
+        self.adopt()
 
     @property
     def run_as(self) -> RunAs | None:
@@ -225,9 +219,10 @@ class Sandbox:
             raise PermissionError(13, "resolves outside the device's root folder", device_path)
         return path
 
-    def give(self, path: Path) -> None:
-        """Make a file the sync service wrote (and its new parent folders) the run-as user's."""
-        give_to(path, self.root, self.run_as)
+    def adopt(self) -> None:
+        """Everything in ROOT but ``.loopback`` becomes the run-as user's (``confine.adopt``): files that
+        the sync service or a host user put there, before each command and after each push."""
+        adopt(self.root, self.run_as, keep=self.shim_dir.parent.name)
 
 
 def _write_private(path: Path, text: str, mode: int) -> None:

@@ -51,6 +51,7 @@ class _Reader:
 
 
 async def _spawn(command: str, sandbox: Sandbox, merge_stderr: bool) -> asyncio.subprocess.Process:
+    sandbox.adopt()  # files a host user dropped into ROOT meanwhile become the device user's
     return await asyncio.create_subprocess_exec(
         *command_argv(sandbox.policy, sandbox.root, rewrite_command(command, sandbox.root)),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -186,9 +187,8 @@ async def _sync_send(stream: Stream, reader: _Reader, sandbox: Sandbox, arg: str
             f.write(b"".join(chunks))
         os.chmod(tmp, mode & 0o777)  # no setuid/setgid/sticky bits from a push
         os.utime(tmp, (mtime, mtime))
-        sandbox.give(tmp)
         os.replace(tmp, target)
-        sandbox.give(target.parent)
+        sandbox.adopt()
     except OSError as err:
         await stream.write(_fail(f"{path}: {err.strerror}"))
         return
