@@ -18,6 +18,7 @@ import asyncio
 import logging
 import sys
 
+from android_runtime.loopback.auth import user_key_file
 from android_runtime.loopback.confine import ConfinementError
 from android_runtime.loopback.server import DEFAULT_PORT, LoopbackDevice
 
@@ -59,18 +60,22 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO)
     try:
         device = LoopbackDevice(args.root, port=args.port, props=dict(args.prop), rooted=args.rooted,
-                                unauthorized=args.unauthorized, keys=args.keys, require_auth=not args.no_auth,
+                                unauthorized=args.unauthorized, keys=args.keys or [user_key_file()],
+                                require_auth=not args.no_auth,
                                 user=args.user, allow_root=args.allow_root, confine=not args.no_confine,
                                 expose=tuple(args.expose) if args.expose else None)
     except (ConfinementError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     keys = device.keyring.describe() if device.keyring else "NONE (--no-auth: any local client)"
-    print(f"loopback adb device on 127.0.0.1:{args.port}, root {device.sandbox.root}; EXECUTES COMMANDS ON THIS "
-          f"MACHINE {device.sandbox.policy.describe()}; trusted keys: {keys}; "
-          f"run: adb connect 127.0.0.1:{args.port}", flush=True)
+
+    def ready(port: int) -> None:
+        print(f"loopback adb device on 127.0.0.1:{port}, root {device.sandbox.root}; EXECUTES COMMANDS ON THIS "
+              f"MACHINE {device.sandbox.policy.describe()}; trusted keys: {keys}; "
+              f"run: adb connect 127.0.0.1:{port}", flush=True)
+
     try:
-        asyncio.run(device.serve_forever())
+        asyncio.run(device.serve_forever(ready))
     except KeyboardInterrupt:
         pass
     return 0

@@ -26,6 +26,7 @@ import logging
 import platform
 import threading
 from pathlib import Path
+from typing import Callable
 
 from android_runtime.adb import private_server_key_files
 from android_runtime.loopback import auth
@@ -276,9 +277,11 @@ class LoopbackDevice:
             conn.close()
         await asyncio.sleep(0)
 
-    async def serve_forever(self) -> None:
-        """Run until cancelled (used by ``python -m android_runtime.loopback``)."""
+    async def serve_forever(self, ready: Callable[[int], None] | None = None) -> None:
+        """Run until cancelled (used by ``python -m android_runtime.loopback``); ``ready(port)`` once listening."""
         await self.open()
+        if ready is not None:
+            ready(self.port)
         assert self._server is not None
         try:
             await self._server.serve_forever()
