@@ -5,6 +5,7 @@ The raw-socket tests speak adb's wire protocol to the device directly (no adb se
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -195,3 +196,18 @@ def test_commands_do_not_run_as_root(trusted):
     assert uids and all(u != "0" for u in uids), res.stdout
     assert (root / "data/local/tmp/mine").stat().st_uid != 0
     assert "Permission denied" in dev.shell("cat /etc/shadow 2>&1", check=False).stdout
+
+
+def test_a_sandbox_that_cannot_start_is_refused_at_start(tmp_path: Path):
+    """bwrap that cannot work (e.g. no user namespaces) must stop the device, not fail every command.
+
+    Test double: bwrap works on this machine, so a stand-in script fails the way bwrap does there.
+    """
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "bwrap").write_text("#!/bin/sh\necho 'bwrap: No permissions to creating new namespace' >&2\nexit 1\n")
+    (fake / "bwrap").chmod(0o755)
+    loop = LoopbackDevice(tmp_path / "phone", port=free_port(), confine=True)
+    loop.sandbox.policy = dataclasses.replace(loop.sandbox.policy, bwrap=str(fake / "bwrap"))
+    with pytest.raises(ConfinementError, match="No permissions to creating new namespace.*--no-confine"):
+        loop.start()

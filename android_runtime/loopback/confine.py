@@ -22,6 +22,7 @@ import os
 import pwd
 import shutil
 import stat
+import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,3 +198,24 @@ def adopt(root: Path, run_as: RunAs | None, keep: str = ".loopback") -> None:
                     os.chown(name, *ids, dir_fd=dirfd, follow_symlinks=False)
             except FileNotFoundError:  # removed by a command meanwhile
                 pass
+
+
+def probe(policy: ExecPolicy, root: Path) -> None:
+    """Run ``true`` the way commands will run, once, so a sandbox that cannot work here (no user
+    namespaces for an unprivileged user, say) is refused at start rather than failing every command.
+
+    Raises:
+        ConfinementError: quoting bwrap/setpriv's message and naming --no-confine.
+    """
+    if not policy.bwrap and policy.run_as is None:
+        return
+    argv = command_argv(policy, root, "true")
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, cwd=root)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise ConfinementError(f"cannot start device commands ({argv[0]}): {err}") from None
+    if done.returncode != 0:
+        msg = (done.stderr or done.stdout).strip().splitlines()
+        raise ConfinementError(f"device commands cannot run {policy.describe()}: `{' '.join(argv[:2])} ...` exited "
+                               f"{done.returncode} ({msg[-1] if msg else 'no message'}); pass --no-confine to run "
+                               "them unconfined")

@@ -33,7 +33,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from android_runtime.loopback.confine import ExecPolicy, RunAs, adopt
+from android_runtime.loopback.confine import ExecPolicy, RunAs, adopt, probe
 from android_runtime.loopback.protocol import FileStat
 
 SHELL_MAPPED_PREFIXES = ("/data/local/tmp", "/sdcard", "/sys")
@@ -191,6 +191,7 @@ class Sandbox:
         for folder in (meta, self.shim_dir):
             os.chmod(folder, 0o755)
         self.adopt()
+        probe(self.policy, self.root)
 
     @property
     def run_as(self) -> RunAs | None:
