@@ -20,6 +20,7 @@ from pathlib import Path
 
 from android_runtime.devices import get_device
 from configs.errors import NnspliceError, exit_code
+from configs.flags import float_at_least, hex_core_mask, int_at_least
 from configs.loader import find_configs
 from configs.vocab import DTYPES
 from pipeline.batch import log_internal, run_configs
@@ -39,17 +40,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device_python", default="python3", help="Python on a Linux device for the plan runner")
     ap.add_argument("--native_runner", default="", help="folder with the native plan runner for the device\n"
                     "(nnsplice_runner + libLiteRt.so; build/native here): measured without Python")
-    ap.add_argument("--lock_timeout", type=float, default=60.0,
+    ap.add_argument("--lock_timeout", type=float_at_least(0), default=60.0,
                     help="seconds to wait for another pipeline holding the device (default 60)")
-    ap.add_argument("--num_threads", type=int, default=0, help="interpreter threads per lane (overrides DEPLOY)")
-    ap.add_argument("--core_affinity", default="", help="hex core mask for every lane, e.g. f0 (overrides DEPLOY)")
+    ap.add_argument("--num_threads", type=int_at_least(0, "(0 = from the config)"), default=0,
+                    help="interpreter threads per lane (overrides DEPLOY; 0 = from the config)")
+    ap.add_argument("--core_affinity", type=hex_core_mask, default="",
+                    help="hex core mask for every lane, e.g. f0 (overrides DEPLOY)")
     ap.add_argument("--no_root", action="store_true", help="do not use su on the device")
     ap.add_argument("--input_image", default="", help="image to feed (default: seeded random input)")
     ap.add_argument("--output_csv", default="", help="result CSV (default <workdir>/result.csv)")
     ap.add_argument("--workdir", default="work", help="artifacts, plans, run logs (default ./work)")
     ap.add_argument("--dtype", default="", choices=["", *DTYPES], help="overrides DEPLOY.DTYPE")
-    ap.add_argument("--runs", type=int, default=0, help="timed runs (overrides DEPLOY.RUNS)")
-    ap.add_argument("--warmup", type=int, default=-1, help="warm-up runs (overrides DEPLOY.WARMUP)")
+    ap.add_argument("--runs", type=int_at_least(1), default=0, help="timed runs, 1 or more (overrides DEPLOY.RUNS)")
+    ap.add_argument("--warmup", type=int_at_least(0), default=-1,
+                    help="warm-up runs, 0 or more (overrides DEPLOY.WARMUP)")
     ap.add_argument("--force", action="store_true", help="re-measure configs already in the CSV and reconvert")
     ap.add_argument("--dry-run", action="store_true", help="load, validate and build; print params and FLOPs")
     ap.add_argument("--no-report", action="store_true", help="do not write report.html next to the result CSV")

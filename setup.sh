@@ -30,4 +30,9 @@ if command -v cmake >/dev/null && command -v c++ >/dev/null; then
 else
   echo "warning: cmake/c++ not found: the native runner is not built (apt-get install cmake g++)" >&2
 fi
+# The loopback adb device confines the commands it runs with bubblewrap (android_runtime/README.md).
+if ! command -v bwrap >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) \
+    || echo "warning: could not install bubblewrap; the loopback adb device will refuse to start (--no-confine)" >&2
+fi
 echo "nnsplice environment ready in $VENV"

@@ -39,7 +39,7 @@ class AdbTarget:
         serial: device serial (``adb devices``), an ``IP:PORT`` for a network device,
             or None for "the only device attached".
         host: host of the adb server (``--adb_host``).
-        port: port of the adb server (``--adb_port``; adb's default is 5037).
+        port: port of the adb server (the PORT of ``--adb_host HOST:PORT``; adb's default is 5037).
     """
 
     serial: str | None = None
@@ -169,7 +169,7 @@ def adb_call(
 
     if not _server_up(target.host, target.port):
         raise DeviceError(f"no adb server at {target.server}: start one with `adb -P {target.port} start-server` "
-                          "(or point --adb_host/--adb_port at a running one).")
+                          "(or point --adb_host HOST:PORT at a running one).")
     client = adbutils.AdbClient(host=target.host, port=target.port, socket_timeout=timeout)
     if scope == "server":
         try:
@@ -235,6 +235,18 @@ def free_port(avoid: range = range(5555, 5586)) -> int:
     raise RuntimeError("no free port found outside the adb emulator range")
 
 
+_PRIVATE_SERVER_KEYS: set[Path] = set()  # adbkey.pub of the PrivateAdbServers this process runs
+
+
+def private_server_key_files() -> list[Path]:
+    """Public keys of the private adb servers this process started and has not stopped.
+
+    A loopback device of this process trusts them by default: the server and the device are the
+    same user's tools (the tests' pairing of a private server with a loopback device).
+    """
+    return sorted(_PRIVATE_SERVER_KEYS)
+
+
 @dataclass
 class PrivateAdbServer:
     """An adb server of our own on a non-default port, with a private HOME for its keys.
@@ -274,7 +286,13 @@ class PrivateAdbServer:
             raise DeviceError(f"`{' '.join(argv)}` failed: {err}") from err
         if done.returncode != 0 or not _server_up("127.0.0.1", self.port):
             raise DeviceError(f"`{' '.join(argv)}` exited {done.returncode}: {done.stderr.strip()}")
+        _PRIVATE_SERVER_KEYS.add(self.public_key)
         return self.target
+
+    @property
+    def public_key(self) -> Path:
+        """The server's ``adbkey.pub`` (written by adb at its first start)."""
+        return Path(self.home or ".") / ".android" / "adbkey.pub"
 
     def stop(self, timeout: float = 10.0) -> None:
         """Kill the server (``host:kill``) and wait for its port to close; idempotent."""
@@ -283,6 +301,7 @@ class PrivateAdbServer:
             deadline = time.monotonic() + timeout
             while _server_up("127.0.0.1", self.port) and time.monotonic() < deadline:
                 time.sleep(0.05)
+        _PRIVATE_SERVER_KEYS.discard(self.public_key)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp, self.home = None, None

@@ -256,9 +256,10 @@ class AdbDevice:
             if reply.acquired:
                 break
             if reply.since is not None and reply.now - reply.since > stale_after:
-                self.shell(f"[ \"$(cat {q}/owner 2>/dev/null)\" = {shlex.quote(reply.owner)} ] && rm -rf {q}",
-                           check=False)
-                continue
+                broken = self.shell(f"[ \"$(cat {q}/owner 2>/dev/null)\" = {shlex.quote(reply.owner)} ] && rm -rf {q}",
+                                    check=False)
+                if broken.exit_code == 0:
+                    continue  # else (not ours to remove): wait and time out below instead of looping forever
             if time.monotonic() >= deadline:
                 age = f"{reply.now - reply.since} s" if reply.since is not None else "moments"
                 raise DeviceError(

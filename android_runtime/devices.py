@@ -25,6 +25,7 @@ from android_runtime.remote import REMOTE_ROOT, RUN_TIMEOUT_S, PushLog, PythonPl
 from configs.errors import ConfigError, DeviceError, UserError
 from configs.loader import processors_of
 from configs.registry import Registry
+from configs.safe_yaml import read_yaml
 
 from .alternate import time_alternately
 from .runner import run_plan, runtime_version
@@ -301,15 +302,15 @@ class AdbPlanDevice:
         """
         import dataclasses
 
-        import yaml
 
 
         if not self.android_runtime:
             return cfg
         try:
-            deploy = (yaml.safe_load(Path(cfg.path).read_text()) or {}).get("DEPLOY") or {}
-        except (OSError, yaml.YAMLError):
+            raw = read_yaml(cfg.path)
+        except ConfigError:
             return cfg
+        deploy = (raw.get("DEPLOY") if isinstance(raw, dict) else None) or {}
         if deploy.get("LANES"):
             return cfg
         try:

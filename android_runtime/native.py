@@ -135,7 +135,7 @@ def run_plan(plan_path: str | os.PathLike, warmup: int, runs: int, pin: bool = T
 
 
 def run_outputs(plan_path: str | os.PathLike, x, runs: int = 1, binary: str | os.PathLike | None = None,
-                allow_fallback: bool = False) -> dict[str, "np.ndarray"]:
+                allow_fallback: bool = False) -> dict[str, Any]:
     """Every result tensor of the last of ``runs`` inferences on ``x``, by name (``PlanRunner.run_outputs``)."""
     import numpy as np
 

@@ -11,6 +11,7 @@ from configs.errors import ConfigError
 from configs.schema import PipelineConfig
 
 from .blocks import BLOCKS, STEMS
+from .memory import check_fits
 
 
 @dataclass(frozen=True)
@@ -123,12 +124,19 @@ def spec_from_config(cfg: PipelineConfig) -> NetworkSpec:
     (ANYNET.MERGES[i] false) a branch's input is its own output of stage i, and MB_VER 1's
     conv-first width is computed from that width.
     """
-
+    spec = _spec(cfg)
+    check_fits(spec, cfg)  # sizes first: an oversized network is refused before anything is allocated
     a, f = cfg.ANYNET, cfg.path
     if a.STEM_TYPE not in STEMS:
         raise ConfigError(f, "ANYNET.STEM_TYPE", a.STEM_TYPE, f"one of {', '.join(STEMS.names())}")
     if a.BLOCK_TYPE not in BLOCKS:
         raise ConfigError(f, "ANYNET.BLOCK_TYPE", a.BLOCK_TYPE, f"one of {', '.join(BLOCKS.names())}")
+    return spec
+
+
+def _spec(cfg: PipelineConfig) -> NetworkSpec:
+    """spec_from_config's arithmetic and value checks (no registries, no torch)."""
+    a, f = cfg.ANYNET, cfg.path
     if cfg.MODEL.ACTIVATION_FUN not in ("relu", "silu", "swish"):
         raise ConfigError(f, "MODEL.ACTIVATION_FUN", cfg.MODEL.ACTIVATION_FUN, "relu, silu or swish")
     stem_k = a.STEM_K or (7 if a.STEM_TYPE == "res_stem_in" else 3)

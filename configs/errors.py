@@ -11,13 +11,27 @@ from __future__ import annotations
 
 from typing import Any
 
-MAX_VALUE_CHARS = 120  # longest quoted value in a message (a huge value must not flood the terminal)
+MAX_VALUE_CHARS = 120  # longest value quoted in an error message
+MAX_ALLOWED_CHARS = 400  # longest "what is allowed" text
 
 
-def short(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
-    """``repr(value)``, cut to ``limit`` characters with the omitted length stated."""
+def short_value(value: Any, limit: int = MAX_VALUE_CHARS) -> str:
+    """repr(value), cut to about `limit` characters with the full length said, for error messages.
+
+    A long string is cut before repr(), so quoting a huge value costs nothing.
+    """
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
     text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text)} characters)"
+
+
+def short_text(text: str, limit: int = MAX_ALLOWED_CHARS) -> str:
+    """`text` cut to `limit` characters (``...`` marks the cut)."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
 
 
 class NnspliceError(Exception):
@@ -37,7 +51,8 @@ class ConfigError(UserError):
 
     def __init__(self, file: str, key: str, value: Any, allowed: str):
         self.file, self.key, self.value, self.allowed = file, key, value, allowed
-        super().__init__(f"{file}: {key} = {short(value)}: {allowed}")
+        super().__init__(f"{short_text(str(file))}: {short_text(str(key))} = {short_value(value)}: "
+                         f"{short_text(allowed)}")
 
 
 class DeviceError(NnspliceError):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .safe_yaml import read_yaml
 from .schema import AnyNetCfg, DataCfg, DeployCfg, LaneCfg, ModelCfg, PipelineConfig
 from .vocab import DELEGATES, DTYPES, TARGETS
 
@@ -42,18 +43,8 @@ def load_config(path: str | os.PathLike, available_cores: list[int] | None = Non
     Raises:
         ConfigError: naming file, key, value and what is allowed.
     """
-    import yaml
-
     f = str(path)
-    try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f, "(file)", f, f"cannot be read: {e}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        first = str(e).splitlines()[0] if str(e) else "parse error"
-        raise ConfigError(f, "(file)", f, f"is not valid YAML ({first})") from None
+    raw = read_yaml(path)  # size-capped, no anchors/aliases
     if not isinstance(raw, dict):
         raise ConfigError(f, "(top level)", type(raw).__name__, "a YAML mapping of sections (MODEL, ANYNET, ...)")
     for sec in ("MODEL", "ANYNET"):

@@ -25,6 +25,7 @@ from typing import Any
 
 from configs.errors import ConfigError
 from configs.loader import read_section
+from configs.safe_yaml import read_yaml
 from configs.schema import LaneCfg
 from configs.vocab import DELEGATES, DTYPES, TARGETS
 
@@ -82,11 +83,9 @@ class FusionConfig:
 
 def is_fusion_config(path: str | os.PathLike) -> bool:
     """Whether a YAML file has a top-level FUSION section (unreadable files are left to the loaders)."""
-    import yaml
-
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raw = read_yaml(path)
+    except ConfigError:
         return False
     return isinstance(raw, dict) and "FUSION" in raw
 
@@ -100,14 +99,10 @@ def load_fusion_config(path: str | os.PathLike, available_cores: list[int] | Non
     Raises:
         ConfigError: naming file, key, value and what is allowed.
     """
-    import yaml
 
 
     f = str(path)
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f, "(file)", f, f"cannot be read as YAML ({str(e).splitlines()[0]})") from None
+    raw = read_yaml(path)  # size-capped, no anchors/aliases
     if not isinstance(raw, dict) or not isinstance(raw.get("FUSION"), dict):
         raise ConfigError(f, "FUSION", raw.get("FUSION") if isinstance(raw, dict) else raw,
                           "a mapping with BENCHMARK, MODE, ...")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from configs.errors import UserError
+from profiling.images import read_unit_rgb
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,7 @@ def cores_from_mask(mask: str) -> list[int]:
 def load_input(path: str, size: int):
     """An image file -> NHWC float32 [1, size, size, 3], ImageNet-normalised."""
     import numpy as np
-    from PIL import Image
 
-    try:
-        img = Image.open(path).convert("RGB").resize((size, size))
-    except (OSError, ValueError) as e:
-        raise UserError(f"--input_image = {path!r}: not a readable image ({e})") from None
-    a = np.asarray(img, dtype=np.float32) / 255.0
+    a = read_unit_rgb(path, size)  # scaled by bit depth (16-bit PNGs: / 65535)
     a = (a - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)
     return a[None].astype(np.float32)

@@ -456,8 +456,10 @@ def test_device_lost_mid_run_then_rerun_resumes_and_injection_is_harmless(server
     root = _phone_root(tmp_path / "phone", power=False)
     port = free_port()
     serial = f"127.0.0.1:{port}"
-    count, stalled = tmp_path / "runs.count", tmp_path / "STALLED"
-    wrapper = tmp_path / "stallpy"
+    # the wrapper and its files live on the device (the loopback device confines commands to its root)
+    count, stalled = root / "data/local/tmp/runs.count", root / "data/local/tmp/STALLED"
+    wrapper = root / "data/local/tmp/stallpy"
+    wrapper.parent.mkdir(parents=True, exist_ok=True)
     wrapper.write_text(f"""#!/bin/sh
 # wraps this venv's python; the 2nd plan run stalls so the test can pull the plug
 case "$*" in *android_runtime.runner*)

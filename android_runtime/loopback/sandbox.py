@@ -1,18 +1,21 @@
 """The folder that stands for the loopback device's filesystem, and the shims in it.
 
-Mapping (a test double for a phone, NOT a security sandbox):
+Mapping (a test double for a phone; what protects the host is ``confine.py``):
 
 * sync paths (push/pull/stat/list): every absolute device path ``/p`` is
   ``ROOT/p`` after ``posixpath.normpath`` (so ``..`` cannot climb above ROOT
-  textually; symlinks inside ROOT can still point anywhere).
+  textually), and a path whose symlinks resolve outside ROOT is refused
+  (``PermissionError``): the sync service runs with the device's own rights.
 * shell commands run on this machine with ``/bin/sh -c`` and the real host
-  binaries; only the prefixes in ``SHELL_MAPPED_PREFIXES`` are rewritten to
+  binaries (as the user and in the bwrap sandbox of ``confine.ExecPolicy``);
+  only the prefixes in ``SHELL_MAPPED_PREFIXES`` are rewritten to
   ``ROOT/...`` where they start a word (after a space, quote, ``=``, ``:``, ``(``,
   ``;``, ``|``, ``&``, ``<``, ``>`` or the line start). Paths built at run time
   (``cd /data; ls local/tmp``, ``$VAR/tmp``) are not rewritten. Text inside quotes
   is rewritten too (``echo '/sys/x'`` prints ``ROOT/sys/x`` on the device), so shell
   output has ``ROOT`` taken back out (``OutputUnmapper``): ``pwd`` in a mapped
-  folder shows the device path. Commands can touch anything the host user can.
+  folder shows the device path. Confined (the default), commands can write only
+  under ROOT; unconfined, anywhere the run-as user can.
 * ``getprop`` reads a property table written into ROOT; ``su`` either runs the
   command with ``LOOPBACK_UID=0`` (rooted; no real privilege change) or fails with
   ``su: not found`` and exit 127; ``id`` reports uid 2000 (shell) or 0 under su,
@@ -26,10 +29,11 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-import stat
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from android_runtime.loopback.confine import ExecPolicy, RunAs, adopt, probe
 from android_runtime.loopback.protocol import FileStat
 
 SHELL_MAPPED_PREFIXES = ("/data/local/tmp", "/sdcard", "/sys")
@@ -146,11 +150,13 @@ class Sandbox:
         root: absolute folder standing for the device's ``/``.
         props: the property table ``getprop`` answers from.
         rooted: whether ``su`` works.
+        policy: how commands run (``confine.ExecPolicy``); its ``run_as`` user is made ROOT's owner.
     """
 
     root: Path
     props: dict[str, str] = field(default_factory=dict)
     rooted: bool = False
+    policy: ExecPolicy = field(default_factory=ExecPolicy)  # who runs commands, and confined how
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -166,17 +172,31 @@ class Sandbox:
         return self.root / ".loopback" / "bin"
 
     def prepare(self) -> None:
-        """Create the mapped folders, the property table and the shims."""
+        """Create the mapped folders, the property table and the shims.
+
+        With ``run_as``, ROOT and everything in it become that user's, except ``.loopback`` (shims
+        and props: the server's, read-only to commands, recreated if a command replaced it).
+        """
         for prefix in SHELL_MAPPED_PREFIXES:
             device_to_host(prefix, self.root).mkdir(parents=True, exist_ok=True)
+        meta = self.shim_dir.parent
+        if meta.is_symlink() or (meta.exists() and os.lstat(meta).st_uid != os.geteuid()):
+            meta.unlink() if meta.is_symlink() or not meta.is_dir() else shutil.rmtree(meta)
         self.shim_dir.mkdir(parents=True, exist_ok=True)
         lines = "".join(f"{k}={v}\n" for k, v in sorted(self.props.items()))
-        (self.shim_dir.parent / "props").write_text(lines)
+        _write_private(meta / "props", lines, 0o644)
         shims = {"getprop": _GETPROP, "id": _ID, "su": _SU_ROOTED if self.rooted else _SU_MISSING}
         for name, text in shims.items():
-            path = self.shim_dir / name
-            path.write_text(text)
-            path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+            _write_private(self.shim_dir / name, text, 0o755)
+        for folder in (meta, self.shim_dir):
+            os.chmod(folder, 0o755)
+        self.adopt()
+        probe(self.policy, self.root)
+
+    @property
+    def run_as(self) -> RunAs | None:
+        """The unprivileged user commands run as, or None."""
+        return self.policy.run_as
 
     def env(self) -> dict[str, str]:
         """Environment of commands the device runs."""
@@ -189,5 +209,28 @@ class Sandbox:
         }
 
     def host_path(self, device_path: str) -> Path:
-        """``device_to_host`` for this sandbox."""
-        return device_to_host(device_path, self.root)
+        """``device_to_host`` for this sandbox, refusing a path whose symlinks lead outside ROOT.
+
+        Raises:
+            PermissionError: the resolved path is not under ROOT (an OSError: sync replies FAIL).
+        """
+        path = device_to_host(device_path, self.root)
+        real = Path(os.path.realpath(path))
+        if real != self.root and self.root not in real.parents:
+            raise PermissionError(13, "resolves outside the device's root folder", device_path)
+        return path
+
+    def adopt(self) -> None:
+        """Everything in ROOT but ``.loopback`` becomes the run-as user's (``confine.adopt``): files that
+        the sync service or a host user put there, before each command and after each push."""
+        adopt(self.root, self.run_as, keep=self.shim_dir.parent.name)
+
+
+def _write_private(path: Path, text: str, mode: int) -> None:
+    """Write a server-owned file without following a symlink planted at `path`."""
+    if path.is_symlink():
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)

@@ -1,10 +1,15 @@
 """A loopback adb device: an asyncio TCP endpoint that the real ``adb connect`` accepts.
 
-It speaks the device side of the adb transport (CNXN, OPEN, OKAY, WRTE, CLSE,
-optionally endless AUTH) and serves ``shell:``/``shell,v2:``/``exec:``/``sync:``
-by running commands on this machine inside a ``Sandbox`` folder (see
-``sandbox.py`` for the path mapping and its limits). It is a test double for a
-phone, not a security boundary: it binds 127.0.0.1 only.
+It speaks the device side of the adb transport (CNXN, AUTH, OPEN, OKAY, WRTE,
+CLSE) and serves ``shell:``/``shell,v2:``/``exec:``/``sync:`` by EXECUTING
+COMMANDS ON THIS MACHINE inside a ``Sandbox`` folder (see ``sandbox.py`` for the
+path mapping). It binds 127.0.0.1 only, and by default:
+
+* requires adb's RSA authentication (``auth.py``): only an adb server holding a key
+  of ``keys`` (default: this user's ``~/.android/adbkey.pub`` and the private adb
+  servers this process started) gets a shell; any other client stays unauthorized;
+* started as root, runs commands as ``nobody`` (``user=``), confined by bwrap to the
+  root folder (``confine.py``).
 
 Example (tests)::
 
@@ -18,12 +23,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import platform
 import threading
 from pathlib import Path
+from typing import Callable
 
+from android_runtime.adb import private_server_key_files
+from android_runtime.loopback import auth
 from android_runtime.loopback import protocol as p
+from android_runtime.loopback.confine import resolve_policy
 from android_runtime.loopback.sandbox import Sandbox
 from android_runtime.loopback.services import find_service
 
@@ -103,6 +111,8 @@ class _Connection:
         self.ids = itertools.count(1)
         self.max_payload = p.MAX_PAYLOAD_V1
         self.checksums = True
+        self.authenticated = device.keyring is None  # no key ring: authentication is off
+        self.token = b""
 
     def send(self, packet: p.Packet) -> None:
         if not self.writer.is_closing():
@@ -130,17 +140,14 @@ class _Connection:
         if pkt.command == p.A_CNXN:
             self.max_payload = max(p.MAX_PAYLOAD_V1, min(pkt.arg1, p.MAX_PAYLOAD))
             self.checksums = pkt.arg0 < p.A_VERSION_SKIP_CHECKSUM
-            if self.device.unauthorized:
-                self.send(p.Packet(p.A_AUTH, p.AUTH_TOKEN, 0, os.urandom(20)))
+            if self.device.unauthorized or not self.authenticated:
+                self.challenge()
             else:
-                banner = p.device_banner(self.device.sandbox.props)
-                self.send(p.Packet(p.A_CNXN, p.A_VERSION, p.MAX_PAYLOAD, banner))
+                self.connected()
         elif pkt.command == p.A_AUTH:
-            # Unauthorized mode: reject every signature; a public key waits for a user forever.
-            if self.device.unauthorized and pkt.arg0 == p.AUTH_SIGNATURE:
-                self.send(p.Packet(p.A_AUTH, p.AUTH_TOKEN, 0, os.urandom(20)))
-        elif self.device.unauthorized:
-            return
+            self.on_auth(pkt)
+        elif self.device.unauthorized or not self.authenticated:
+            return  # nothing but the handshake before authentication (as adbd)
         elif pkt.command == p.A_OPEN:
             self.open(pkt)
         elif pkt.command == p.A_OKAY and pkt.arg1 in self.streams:
@@ -150,6 +157,34 @@ class _Connection:
             self.send(p.Packet(p.A_OKAY, pkt.arg1, pkt.arg0))
         elif pkt.command == p.A_CLSE and pkt.arg1 in self.streams:
             self.streams.pop(pkt.arg1).remote_closed()
+
+    def challenge(self) -> None:
+        """AUTH TOKEN: a fresh 20-byte token for the host to sign."""
+        self.token = auth.token()
+        self.send(p.Packet(p.A_AUTH, p.AUTH_TOKEN, 0, self.token))
+
+    def connected(self) -> None:
+        banner = p.device_banner(self.device.sandbox.props)
+        self.send(p.Packet(p.A_CNXN, p.A_VERSION, p.MAX_PAYLOAD, banner))
+
+    def on_auth(self, pkt: p.Packet) -> None:
+        """A signature of our token by a trusted key completes the handshake; anything else is refused:
+        a wrong signature gets a new token, a public key (the host is out of keys) waits forever, as a
+        phone whose user never accepts. Unauthorized mode refuses every signature."""
+        if pkt.arg0 == p.AUTH_SIGNATURE and self.token and not self.authenticated:
+            token, self.token = self.token, b""
+            keyring = self.device.keyring
+            if not self.device.unauthorized and keyring is not None and \
+                    any(k.verify(token, pkt.payload) for k in keyring.keys()):
+                self.authenticated = True
+                self.connected()
+                return
+            self.challenge()
+        elif pkt.arg0 == p.AUTH_RSAPUBLICKEY and not self.device.unauthorized:
+            key = pkt.payload.rstrip(b"\0").decode(errors="replace")
+            trusted = self.device.keyring.describe() if self.device.keyring else "none"
+            log.warning("loopback: refused an adb host whose key is not trusted (%s ...%s); trusted keys: %s; "
+                        "add its adbkey.pub with --keys FILE", key[:12], key[-40:], trusted)
 
     def open(self, pkt: p.Packet) -> None:
         request = p.parse_service(pkt.payload)
@@ -183,15 +218,34 @@ class LoopbackDevice:
         props: property table entries, merged over ``default_props()``.
         rooted: whether ``su -c`` works.
         unauthorized: answer CNXN with AUTH forever, so the host lists it "unauthorized".
+        keys: files of trusted adb public keys (``adbkey.pub``, ``adb_keys``); None = this user's
+            ``~/.android/adbkey.pub`` (``$ANDROID_USER_HOME``) and the keys of the private adb
+            servers this process runs (``android_runtime.adb.PrivateAdbServer``).
+        require_auth: False turns RSA authentication off (any local client gets a shell).
+        user: started as root, the user commands run as (default ``nobody``).
+        allow_root: started as root, run commands as root.
+        confine: run commands in a bwrap sandbox (host read-only, ROOT writable, no network);
+            without bwrap installed the constructor raises ``confine.ConfinementError``.
+        expose: host paths commands may read though the user cannot reach them (default: this
+            Python's installation, so ``--device_python`` can name it).
     """
 
     def __init__(self, root: Path | str, port: int = DEFAULT_PORT, props: dict[str, str] | None = None,
-                 rooted: bool = False, unauthorized: bool = False):
+                 rooted: bool = False, unauthorized: bool = False, keys: list[Path | str] | None = None,
+                 require_auth: bool = True, user: str | None = None, allow_root: bool = False,
+                 confine: bool = True, expose: tuple[Path, ...] | None = None):
         if port in EMULATOR_PORTS:
             raise ValueError(f"port {port} is in 5555-5585, which the adb server probes as emulators")
-        self.sandbox = Sandbox(Path(root), {**default_props(), **(props or {})}, rooted)
+        policy = resolve_policy(user=user, allow_root=allow_root, confine=confine, expose=expose)
+        self.sandbox = Sandbox(Path(root), {**default_props(), **(props or {})}, rooted, policy)
         self.port = port
         self.unauthorized = unauthorized
+        if not require_auth:
+            self.keyring: auth.KeyRing | None = None
+        elif keys is None:
+            self.keyring = auth.KeyRing((auth.user_key_file(),), extra=private_server_key_files)
+        else:
+            self.keyring = auth.KeyRing(tuple(Path(k) for k in keys))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
         self._connections: set[_Connection] = set()
@@ -223,9 +277,11 @@ class LoopbackDevice:
             conn.close()
         await asyncio.sleep(0)
 
-    async def serve_forever(self) -> None:
-        """Run until cancelled (used by ``python -m android_runtime.loopback``)."""
+    async def serve_forever(self, ready: Callable[[int], None] | None = None) -> None:
+        """Run until cancelled (used by ``python -m android_runtime.loopback``); ``ready(port)`` once listening."""
         await self.open()
+        if ready is not None:
+            ready(self.port)
         assert self._server is not None
         try:
             await self._server.serve_forever()

@@ -12,6 +12,7 @@ import signal
 from typing import Awaitable, Callable, Protocol
 
 from android_runtime.loopback import protocol as p
+from android_runtime.loopback.confine import command_argv
 from android_runtime.loopback.sandbox import OutputUnmapper, Sandbox, rewrite_command, stat_of
 
 SYNC_DATA_MAX = 64 * 1024
@@ -50,8 +51,9 @@ class _Reader:
 
 
 async def _spawn(command: str, sandbox: Sandbox, merge_stderr: bool) -> asyncio.subprocess.Process:
+    sandbox.adopt()  # files a host user dropped into ROOT meanwhile become the device user's
     return await asyncio.create_subprocess_exec(
-        "/bin/sh", "-c", rewrite_command(command, sandbox.root),
+        *command_argv(sandbox.policy, sandbox.root, rewrite_command(command, sandbox.root)),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
         cwd=sandbox.root, env=sandbox.env(), start_new_session=True,
@@ -139,8 +141,18 @@ def _fail(message: str) -> bytes:
     return p.encode_sync_request(b"FAIL", message.encode())
 
 
+def _stat(sandbox: Sandbox, path: str, follow: bool = False) -> p.FileStat:
+    try:
+        return stat_of(sandbox.host_path(path), follow)
+    except PermissionError as err:
+        return p.FileStat(error=err.errno or 13)
+
+
 async def _sync_list(stream: Stream, sandbox: Sandbox, path: str, v2: bool) -> None:
-    folder = sandbox.host_path(path)
+    try:
+        folder = sandbox.host_path(path)
+    except PermissionError:
+        folder = sandbox.root / ".loopback" / "no-such-folder"
     names = [".", ".."] + sorted(os.listdir(folder)) if folder.is_dir() else []
     out = bytearray()
     for name in names:
@@ -163,14 +175,20 @@ async def _sync_send(stream: Stream, reader: _Reader, sandbox: Sandbox, arg: str
         else:
             await stream.write(_fail(f"unexpected {sync_id!r} in SEND"))
             return
-    target = sandbox.host_path(path)
     try:
+        target = sandbox.host_path(path)
         target.parent.mkdir(parents=True, exist_ok=True)  # fixed_push_mkdir
+        sandbox.host_path(path)  # again: no symlink swapped in while the folders were made
         tmp = target.with_name(f".{target.name}.loopback-part")
-        tmp.write_bytes(b"".join(chunks))
-        os.chmod(tmp, mode & 0o7777)
+        if tmp.is_symlink():
+            tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(b"".join(chunks))
+        os.chmod(tmp, mode & 0o777)  # no setuid/setgid/sticky bits from a push
         os.utime(tmp, (mtime, mtime))
         os.replace(tmp, target)
+        sandbox.adopt()
     except OSError as err:
         await stream.write(_fail(f"{path}: {err.strerror}"))
         return
@@ -179,7 +197,8 @@ async def _sync_send(stream: Stream, reader: _Reader, sandbox: Sandbox, arg: str
 
 async def _sync_recv(stream: Stream, sandbox: Sandbox, path: str) -> None:
     try:
-        with open(sandbox.host_path(path), "rb") as f:
+        fd = os.open(sandbox.host_path(path), os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
             while chunk := f.read(SYNC_DATA_MAX):
                 await stream.write(p.encode_sync_request(b"DATA", chunk))
     except OSError as err:
@@ -203,10 +222,10 @@ async def sync_service(stream: Stream, req: p.ServiceRequest, sandbox: Sandbox) 
             await stream.write(_fail(f"path must be absolute: {arg!r}"))
             continue
         if sync_id == b"STAT":
-            st = stat_of(sandbox.host_path(arg))
+            st = _stat(sandbox, arg)
             await stream.write(p.encode_stat_v1(p.FileStat() if st.error else st))
         elif sync_id in (b"STA2", b"LST2"):
-            st = stat_of(sandbox.host_path(arg), follow=sync_id == b"STA2")
+            st = _stat(sandbox, arg, follow=sync_id == b"STA2")
             await stream.write(p.encode_stat_v2(sync_id, st))
         elif sync_id in (b"LIST", b"LIS2"):
             await _sync_list(stream, sandbox, arg, v2=sync_id == b"LIS2")
