@@ -23,7 +23,7 @@ from configs.errors import NnspliceError, exit_code
 from configs.flags import float_at_least, hex_core_mask, int_at_least
 from configs.loader import find_configs
 from configs.vocab import DTYPES
-from pipeline.batch import log_internal, run_configs
+from pipeline.batch import INTERRUPTED, log_internal, run_configs
 from pipeline.options import RunOptions
 from profiling.report import write_report_safely
 
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
         device = get_device(opt.device, **kwargs)
         out_csv = Path(args.output_csv or workdir / "result.csv")
         with device.session(log=lambda m: print(m, flush=True)):
-            code = run_configs(files, opt, device, out_csv, dry_run=args.dry_run,
+            code = run_configs(files, opt, device, out_csv, dry_run=args.dry_run, lock_timeout_s=args.lock_timeout,
                                log=lambda m: print(m, flush=True), err=lambda m: print(m, file=sys.stderr, flush=True))
         if not args.dry_run and not args.no_report:  # never raises: a plot failure costs no result and no exit code
             write_report_safely(out_csv, workdir / "runs", out_csv.parent / "report.html", log=print)
@@ -83,6 +83,9 @@ def main(argv=None) -> int:
     except NnspliceError as e:  # a bad flag or config folder, no device, lock refused
         print(f"error: {e}", file=sys.stderr)
         return exit_code(e)
+    except KeyboardInterrupt:  # before or after the configs (during them run_configs stops cleanly)
+        print("interrupted: nothing was left half-written; rerun the same command to resume", file=sys.stderr)
+        return INTERRUPTED
     except Exception as e:  # a bug: one line here, the traceback in the work folder
         path = log_internal(workdir, "run_pipeline")
         print(f"error: {type(e).__name__}: {e} (traceback in {path})", file=sys.stderr)

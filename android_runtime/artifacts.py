@@ -128,9 +128,16 @@ def check_plan_files(plan_path: Path | str) -> tuple["object", dict[str, ModelFi
     except PlanError as err:
         raise ArtifactError(str(err)) from None
     files = {}
+    root = plan_path.parent.resolve()
     for seg in plan.segments:
-        if os.path.isabs(seg.file) or ".." in Path(seg.file).parts:
-            raise ArtifactError(f"{plan_path}: segment {seg.name} file = {seg.file!r}: must be a name inside "
-                                "the plan's folder")
-        files[seg.name] = check_model(plan_path.parent / seg.file, seg.sha256)
+        target = (root / seg.file).resolve()  # follows symlinks: one pointing out of the folder is refused
+        if os.path.isabs(seg.file) or ".." in Path(seg.file).parts or root not in target.parents:
+            raise ArtifactError(f"{plan_path}: segment {seg.name} file = {seg.file!r}: must be a file inside "
+                                f"the plan's folder {root}")
+        model = check_model(plan_path.parent / seg.file, seg.sha256)
+        want = sorted(tuple(t.shape) for t in seg.inputs)
+        if sorted(model.input_shapes) != want:
+            raise ArtifactError(f"{plan_path}: segment {seg.name} inputs = {want}: the model {seg.file} takes "
+                                f"{sorted(model.input_shapes)}; reconvert (run_pipeline.py --force)")
+        files[seg.name] = model
     return plan, files

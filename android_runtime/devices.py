@@ -129,6 +129,7 @@ class HostDevice:
         return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count()))
 
     def run_plan(self, plan_path: str | os.PathLike, warmup: int, runs: int, x=None, log=lambda m: None) -> dict:
+        check_plan_files(plan_path)  # the same checks as on the adb path, before anything runs
         return run_plan(Path(plan_path), warmup, runs, pin=True, x=x)
 
     def run(self, plan_path: str | os.PathLike, warmup: int, runs: int, x=None, log=lambda m: None) -> RunRecord:

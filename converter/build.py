@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from android_runtime.plan import LaneSpec, Plan, PlanError, Segment, SyncPoint, TensorSpec, load_plan
+from android_runtime.artifacts import check_plan_files
+from android_runtime.plan import LaneSpec, Plan, Segment, SyncPoint, TensorSpec
+from configs.errors import UserError
 
 from .tflite import converter_version, export_tflite
 
@@ -129,34 +131,17 @@ def cache_key(built: Built) -> str:
 
 
 def cached_plan(out_dir: Path) -> Plan | None:
-    """The plan in an artifact folder when it validates and every segment file it names is intact
-    (inside the folder, with the recorded sha256), else None."""
+    """The plan in an artifact folder when it validates fully (android_runtime.artifacts.check_plan_files:
+    segment files inside the folder, intact by sha256, whole flatbuffers, input shapes as the plan
+    says), else None: a cache entry that fails validation is converted again."""
     plan_path = out_dir / "plan.json"
     if not plan_path.exists():
         return None
     try:
-        plan = load_plan(plan_path)
-        for s in plan.segments:
-            f = segment_path(out_dir, s.file)
-            if sha256_file(f) != s.sha256:
-                return None
+        plan, _ = check_plan_files(plan_path)
         return plan
-    except (OSError, PlanError):
+    except (OSError, UserError):
         return None  # incomplete, corrupt or foreign artifacts: convert again
-
-
-def segment_path(plan_dir: Path, file: str) -> Path:
-    """A segment file's path, which must stay inside the plan's folder (no '..', absolute paths or
-    symlinks out).
-
-    Raises:
-        PlanError: the file points outside the folder.
-    """
-    root = Path(plan_dir).resolve()
-    p = (root / file).resolve()
-    if Path(file).is_absolute() or root not in p.parents:
-        raise PlanError(f"{plan_dir / 'plan.json'}: segment file = {file!r}: must be a file inside {root}")
-    return p
 
 
 def _shape(t, channels_last: bool) -> list[int]:

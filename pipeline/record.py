@@ -7,6 +7,7 @@ file is rewritten atomically after every config, so nothing measured is lost and
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -14,6 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from configs.errors import UserError, short_value
 
 
 @dataclass
@@ -64,18 +67,64 @@ class ResultRow:
 COLUMNS = [f.name for f in dataclasses.fields(ResultRow)]
 
 
+STATUSES = ("ok", "invalid", "failed")
+MAX_RESULT_BYTES = 64 << 20  # a result.csv larger than this is not one nnsplice wrote
+
+
 def read_results(path: str | os.PathLike) -> list[dict]:
+    """The rows of an existing result.csv ([] when there is none).
+
+    The header must be result.csv's (the current columns, or a prefix of them from an older
+    version), and every row must have as many fields as the header, a cfg and a known status.
+
+    Raises:
+        UserError: a damaged file, naming the line; the file is left untouched (nothing measured
+            is dropped: fix or move it, then rerun).
+    """
     p = Path(path)
     if not p.exists():
         return []
-    with p.open(newline="") as f:
-        return list(csv.DictReader(f))
+    try:
+        if p.stat().st_size > MAX_RESULT_BYTES:
+            raise UserError(f"{p}: {p.stat().st_size} bytes is not a result.csv nnsplice wrote "
+                            f"(at most {MAX_RESULT_BYTES >> 20} MiB); move it aside and rerun")
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{p}: cannot be read ({e}); move it aside and rerun") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    fix = f"fix that line or move {p.name} aside (e.g. {p.name}.bad), then rerun: nothing was changed"
+    try:
+        header = next(reader, None)
+        if header is None:
+            return []
+        if header != COLUMNS[:len(header)] or "status" not in header:
+            raise UserError(f"{p}: line 1: the header {short_value(','.join(header))} is not result.csv's "
+                            f"(expected {','.join(COLUMNS[:4])},...); {fix}")
+        rows, line = [], reader.line_num
+        for fields in reader:
+            if fields:
+                row = dict(zip(header, fields))
+                problem = ("has %d fields, the header %d" % (len(fields), len(header)) if len(fields) != len(header)
+                           else "has no cfg" if not row["cfg"]
+                           else f"status = {short_value(row['status'])} (allowed: {', '.join(STATUSES)})"
+                           if row["status"] not in STATUSES else "")
+                if problem:
+                    raise UserError(f"{p}: line {line + 1}: the row {problem}; {fix}")
+                rows.append(row)
+            line = reader.line_num
+    except csv.Error as e:
+        raise UserError(f"{p}: line {reader.line_num}: {e}; {fix}") from None
+    return rows
 
 
 def write_results(path: str | os.PathLike, rows: list[dict]) -> None:
-    """Writes all rows atomically (tmp file + rename)."""
+    """Writes all rows atomically (tmp file + rename): a reader sees the old file or the new one.
+
+    Raises:
+        UserError: the folder is not writable or the disk is full (naming the path); the previous
+            result.csv stays as it was and no temporary file is left behind.
+    """
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=COLUMNS, extrasaction="ignore")
     w.writeheader()
@@ -83,8 +132,18 @@ def write_results(path: str | os.PathLike, rows: list[dict]) -> None:
         r = r.as_dict() if isinstance(r, ResultRow) else r
         w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS})
     tmp = p.with_name(p.name + ".tmp")
-    tmp.write_text(buf.getvalue())
-    os.replace(tmp, p)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w") as f:
+            f.write(buf.getvalue())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise UserError(f"{p}: cannot write the results ({e.strerror or e}); free space or choose another "
+                        "--workdir / --output_csv") from None
 
 
 def upsert(rows: list[dict], row: dict | ResultRow) -> list[dict]:
