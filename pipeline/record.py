@@ -91,7 +91,7 @@ def read_results(path: str | os.PathLike) -> list[dict]:
         text = p.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{p}: cannot be read ({e}); move it aside and rerun") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     fix = f"fix that line or move {p.name} aside (e.g. {p.name}.bad), then rerun: nothing was changed"
     try:
         header = next(reader, None)

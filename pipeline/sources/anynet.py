@@ -7,6 +7,7 @@ from typing import Any, Callable
 from android_runtime.devices import Device
 from branching.anynet import build_model
 from branching.counting import complexity
+from branching.memory import estimate
 from branching.segments import built_from_config
 from branching.spec import spec_from_config
 from configs.loader import config_to_dict, load_config
@@ -56,7 +57,10 @@ class AnyNetSource:
         return config_to_dict(cfg)
 
     def dry_run(self, cfg: PipelineConfig) -> dict:
-        cx = complexity(build_model(spec_from_config(cfg)), (1, 3, cfg.im_size, cfg.im_size))
+        """Counted from the spec (branching.memory.estimate): nothing is built or allocated; a block
+        type the estimate does not know is built and counted with hooks."""
+        spec = spec_from_config(cfg)
+        cx = estimate(spec, cfg.im_size) or complexity(build_model(spec), (1, 3, cfg.im_size, cfg.im_size))
         return {"stages": cfg.n_stages, "branches": "x".join(str(len(d)) for d in cfg.ANYNET.DEPTHS),
                 "lanes": lanes_label(cfg), "params": cx.params, "flops": cx.flops}
 
