@@ -56,6 +56,7 @@ class ResultRow:
     # appended columns
     source: str = ""  # the model source that built the network (pipeline.list_sources())
     verify_inputs: str = ""  # what verification fed: random (seeded) or real inputs
+    weights: str = ""  # users' models: factory, or the sha256 of the weights (or model) file
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
