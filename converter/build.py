@@ -26,7 +26,7 @@ from android_runtime.plan import LaneSpec, Plan, PlanError, Segment, SyncPoint, 
 from .prebuilt import tflite_io
 from .tflite import converter_version, export_tflite
 
-CODE_VERSION = "2"  # bump when segmenting or conversion changes the artifacts
+CODE_VERSION = "3"  # bump when segmenting or conversion changes the artifacts
 
 
 @dataclass(frozen=True)
