@@ -19,6 +19,9 @@ from .inputs import ModelInputs, load_inputs
 from .python_model import build_python_model, weights_id
 
 CODE_VERSION = "1"  # bump when the segments built here change
+ONNX_UNAVAILABLE = ("python or tflite in this install: onnx needs onnx2tf 1.29.x (the last for Python 3.11), whose "
+                    "exact pins numpy==1.26.4, ai-edge-litert==2.1.0 and tensorflow==2.19.0 conflict with nnsplice's "
+                    "numpy==2.4.6 and ai-edge-litert==2.3.0; export the model from PyTorch as a python source instead")
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ def build_models(cfg: ModelConfig, log: Callable[[str], None] = print, weights: 
             out.append(BuiltModel(e, key, shape, _output_names(o, prefix), seg, weights_id(f, e), module=net,
                                   params=sum(p.numel() for p in net.parameters())))
         else:
-            raise ConfigError(f, f"{key}MODEL.SOURCE", e.MODEL.SOURCE, "python or tflite (onnx: not built here yet)")
+            raise ConfigError(f, f"{key}MODEL.SOURCE", e.MODEL.SOURCE, ONNX_UNAVAILABLE)
     return out
 
 

@@ -208,3 +208,12 @@ def test_pretrained_efficientnet_lite0_on_photos_fp32_and_int8(tmp_path):
     assert fp32["verify_inputs"] == "images:photos (n=4)" and fp32["weights"] == "factory"
     assert float(fp32["top1_agreement"]) == 1.0 and float(fp32["max_abs_diff"]) <= 5e-5
     assert float(int8["top1_agreement"]) >= 0.75
+
+
+def test_onnx_source_says_why_it_is_unavailable(tmp_path):
+    (tmp_path / "m.onnx").write_bytes(b"")
+    cfg = load_model_config(_config(tmp_path, "MODEL: {SOURCE: onnx, PATH: m.onnx}\nINPUT: {SHAPE: [1, 3, 8, 8]}\n"),
+                            [0])
+    with pytest.raises(ConfigError) as e:
+        build_models(cfg, log=lambda m: None)
+    assert e.value.key == "MODEL.SOURCE" and "numpy==1.26.4" in str(e.value)
