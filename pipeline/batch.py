@@ -41,6 +41,7 @@ def run_configs(files: list[Path], opt: RunOptions, device: Device, out_csv: Pat
         log(f"{'config':<16} {'stages':>6} {'branches/tasks':<14} {'lanes':<34} {'params(M)':>9} {'FLOPs(G)':>8}")
     for n, f in enumerate(files, 1):
         key = str(f)
+        extra: list = []  # further rows of the same run (a MODELS config's models and baseline)
         try:
             job = stages.load(f, cores)
             if dry_run:
@@ -53,6 +54,7 @@ def run_configs(files: list[Path], opt: RunOptions, device: Device, out_csv: Pat
             job = stages.resolve(job, opt, device)
             stages.save_resolved(job, out_csv.parent / "resolved")
             row = stages.run_job(job, opt, device, log=log)
+            row, extra = stages.extra_rows(job, row, opt, device, log=log)
             log(f"  latency {row.latency} us (min of {row.runs}), median {row.median_us} us, "
                 f"max |diff| vs source {row.max_abs_diff}")
             if row.task_accuracy:
@@ -71,7 +73,8 @@ def run_configs(files: list[Path], opt: RunOptions, device: Device, out_csv: Pat
             err(f"error: {f}: {type(e).__name__}: {e} (traceback in {log_path})")
             row = record.failure_row(key, "failed", f"{type(e).__name__}: {e}")
         if not dry_run:
-            rows = record.upsert(rows, row)
+            for r in (row, *extra):
+                rows = record.upsert(rows, r)
             record.write_results(out_csv, rows)
     if not dry_run:
         log(f"results: {out_csv}")

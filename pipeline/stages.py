@@ -107,6 +107,14 @@ def run_job(job: Job, opt: RunOptions, device: Device, log: Log = print) -> Resu
     return record(job, built, conv, report, rec, device, opt, log)
 
 
+def extra_rows(job: Job, row: ResultRow, opt: RunOptions, device: Device,
+               log: Log = print) -> tuple[ResultRow, list[ResultRow]]:
+    """A source's further rows from the same run (a MODELS config: one per model and the baseline),
+    and its row updated with them; sources without ``extra_rows`` add none."""
+    hook = getattr(job.source, "extra_rows", None)
+    return hook(job.cfg, job.key, row, device, log) if hook and row.status == "ok" else (row, [])
+
+
 def dry_run_line(job: Job, opt: RunOptions) -> str:
     """One row of the --dry-run table (config, stages, branches or tasks, lanes, params(M), FLOPs(G))."""
     f = job.source.dry_run(apply_overrides(job.cfg, opt))

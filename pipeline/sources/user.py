@@ -13,7 +13,9 @@ from converter.verify import VerifyReport, verify
 
 from ..models.build import BuiltModel, _pad, attach_inputs, build_models, built_from_models, group_shape
 from ..models.config import ModelConfig, detect_kind, load_model_config, model_config_to_dict
+from ..models.group import group_rows
 from ..options import RunOptions
+from ..record import ResultRow
 
 SKIPPED = "skipped (tflite runs as it is: its own reference)"
 
@@ -70,6 +72,13 @@ class UserModelSource:
         rep = verify(conv, built, inputs=inputs, inputs_label=first.inputs.label)
         log(f"  verified on {rep.inputs}: max |diff| {rep.max_abs_diff:.3g}, top-1 agreement {rep.top1_agreement}")
         return rep, {}
+
+    def extra_rows(self, cfg: ModelConfig, key: str, row: ResultRow, device: Device,
+                   log: Callable[[str], None]) -> tuple[ResultRow, list[ResultRow]]:
+        """A MODELS config: each model's latency while the others run and the one-after-another baseline."""
+        if not cfg.group:
+            return row, []
+        return group_rows(key, row, device, cfg.DEPLOY.WARMUP, cfg.DEPLOY.RUNS, log)
 
     def run_fields(self, cfg: ModelConfig, conv: Converted, raw: dict) -> dict:
         return {}
