@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from android_runtime.plan import LaneSpec
+from branching.counting import complexity
 from configs.errors import ConfigError
 from converter.build import Built, BuiltSegment, sha256_file
 from converter.prebuilt import TfliteIO, tflite_io
@@ -38,6 +39,7 @@ class BuiltModel:
     io: TfliteIO | None = None  # a .tflite file's inputs and outputs
     inputs: ModelInputs | None = None  # verification/calibration inputs (NCHW)
     params: int = 0
+    flops: int = 0  # multiply-accumulates of one inference (Conv2d and Linear layers; 0 for a .tflite file)
 
 
 def model_shape(f: str, key: str, entry: ModelEntry, io: TfliteIO | None) -> list[int]:
@@ -109,10 +111,18 @@ def build_models(cfg: ModelConfig, log: Callable[[str], None] = print, weights: 
                 raise ConfigError(f, f"{key}INPUT.SHAPE", shape, f"a shape the model takes ({type(ex).__name__}: "
                                                                  f"{str(ex).splitlines()[0] if str(ex) else ''})") from None
             out.append(BuiltModel(e, key, shape, _output_names(o, prefix), seg, weights_id(f, e), module=net,
-                                  params=sum(p.numel() for p in net.parameters())))
+                                  params=sum(p.numel() for p in net.parameters()), flops=_flops(net, shape)))
         else:
             raise ConfigError(f, f"{key}MODEL.SOURCE", e.MODEL.SOURCE, ONNX_UNAVAILABLE)
     return out
+
+
+def _flops(net, shape: list[int]) -> int:
+    """MACs of Conv2d/Linear layers (branching.counting); 0 when the model does not run on meta tensors."""
+    try:
+        return complexity(net, tuple(shape)).flops
+    except Exception:  # a user's model may not support the shape-only pass: the count is only informative
+        return 0
 
 
 def group_shape(models: list[BuiltModel]) -> list[int]:
@@ -156,7 +166,7 @@ def built_from_models(cfg: ModelConfig, models: list[BuiltModel]) -> Built:
 
     return Built(
         name=cfg.name, segments=tuple(segs), example=example, lanes=lanes, dtype=cfg.DEPLOY.DTYPE,
-        output=models[0].outputs[0], params=sum(m.params for m in models), flops=0,
+        output=models[0].outputs[0], params=sum(m.params for m in models), flops=sum(m.flops for m in models),
         channels_last=not tflite_only,
         identity={"models": [[m.entry.NAME, m.entry.MODEL.SOURCE, m.weights, m.shape] for m in models],
                   "code": CODE_VERSION},

@@ -38,7 +38,7 @@ class UserModelSource:
     def dry_run(self, cfg: ModelConfig) -> dict:
         models = build_models(cfg, log=lambda m: None)
         return {"stages": "-", "branches": f"{len(models)} {'models' if cfg.group else cfg.kind}",
-                "lanes": _lanes(cfg), "params": sum(m.params for m in models), "flops": 0}
+                "lanes": _lanes(cfg), "params": sum(m.params for m in models), "flops": sum(m.flops for m in models)}
 
     def check_device(self, cfg: ModelConfig, device: Device) -> None:
         if device.latency_method == "composed" and cfg.group:
