@@ -48,7 +48,7 @@ def load_inputs(f: str, key: str, inp: InputCfg, shape: list[int], seed: int = 1
     if p.suffix == ".npy":
         batch = _npy(f, f"{key}.IMAGES", p, shape)
     else:
-        batch = np.stack([_image(f, f"{key}.IMAGES", q, shape, inp) for q in _image_files(f, f"{key}.IMAGES", p)])
+        batch = np.stack([image_array(f, f"{key}.IMAGES", q, shape, inp) for q in _image_files(f, f"{key}.IMAGES", p)])
     arrays = tuple(np.ascontiguousarray(b[None], dtype=np.float32) for b in batch[:MAX_IMAGES])
     h = hashlib.sha256(b"".join(a.tobytes() for a in arrays)).hexdigest()[:16]
     return ModelInputs(arrays, f"images:{inp.IMAGES} (n={len(arrays)})", f"images-{h}")
@@ -61,7 +61,7 @@ def _image_files(f: str, key: str, folder: Path) -> list[Path]:
     return files[:MAX_IMAGES]
 
 
-def _image(f: str, key: str, path: Path, shape: list[int], inp: InputCfg):
+def image_array(f: str, key: str, path: Path, shape: list[int], inp: InputCfg):
     """One image file -> CHW float32: resized to H x W, scaled to [0, 1], normalised by MEAN/STD."""
     import numpy as np
     from PIL import Image

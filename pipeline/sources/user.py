@@ -14,6 +14,7 @@ from converter.verify import VerifyReport, verify
 from ..models.build import BuiltModel, _pad, attach_inputs, build_models, built_from_models, group_shape
 from ..models.config import ModelConfig, detect_kind, load_model_config, model_config_to_dict
 from ..models.group import group_rows
+from ..models.inputs import image_array
 from ..options import RunOptions
 from ..record import ResultRow
 
@@ -51,11 +52,19 @@ class UserModelSource:
         return built_from_models(cfg, models)
 
     def run_input(self, cfg: ModelConfig, built: Built, opt: RunOptions) -> Any:
-        """The first model's first input (its first image, or seeded random), NHWC, in the group's shape."""
+        """What timed runs feed, NHWC in the group's shape: --input_image (normalised as the first model's
+        INPUT says), else the first model's first input (its first image, or seeded random)."""
         if built is None:
+            if opt.input_image and not Path(opt.input_image).is_file():
+                raise UserError(f"--input_image = {opt.input_image!r}: no such image file")
             return None
         models: list[BuiltModel] = built.context
-        a = _pad(models[0].inputs.arrays[0], group_shape(models))
+        if opt.input_image:
+            a = image_array(opt.input_image, "--input_image", Path(opt.input_image), models[0].shape,
+                            models[0].entry.INPUT)[None]
+        else:
+            a = models[0].inputs.arrays[0]
+        a = _pad(a, group_shape(models))
         return a.transpose(0, 2, 3, 1).copy() if a.ndim == 4 else a
 
     def verify(self, cfg: ModelConfig, built: Built, conv: Converted, opt: RunOptions,

@@ -271,3 +271,20 @@ def test_several_models_at_once_give_group_model_and_baseline_rows(tmp_path):
 
     seq = load_plan(rows[f"{key}#sequential"]["plan"])
     assert {s.lane for s in seq.segments} == {"cpu0"} and len(seq.segments) == 2
+
+
+def test_input_image_flag_feeds_timed_runs_normalised_as_input_says(tmp_path):
+    from PIL import Image
+
+    from pipeline.options import RunOptions
+    from pipeline.sources.user import UserModelSource
+
+    Image.new("RGB", (10, 10), (255, 255, 255)).save(tmp_path / "white.png")
+    p = _config(tmp_path, PY.replace("SHAPE: [1, 3, 32, 32]", "SHAPE: [1, 3, 32, 32], MEAN: [0.5], STD: [0.25]"))
+    src, cfg = UserModelSource("python"), load_model_config(p, [0])
+    opt = RunOptions(workdir=tmp_path / "w", input_image=str(tmp_path / "white.png"))
+    built = src.build(cfg, opt, log=lambda m: None)
+    x = src.run_input(cfg, built, opt)
+    assert x.shape == (1, 32, 32, 3) and np.allclose(x, 2.0)  # NHWC, (1 - 0.5) / 0.25
+    with pytest.raises(Exception, match="--input_image"):
+        src.run_input(cfg, None, RunOptions(workdir=tmp_path, input_image=str(tmp_path / "none.png")))
