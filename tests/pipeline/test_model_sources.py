@@ -288,3 +288,13 @@ def test_input_image_flag_feeds_timed_runs_normalised_as_input_says(tmp_path):
     assert x.shape == (1, 32, 32, 3) and np.allclose(x, 2.0)  # NHWC, (1 - 0.5) / 0.25
     with pytest.raises(Exception, match="--input_image"):
         src.run_input(cfg, None, RunOptions(workdir=tmp_path, input_image=str(tmp_path / "none.png")))
+
+
+def test_anynet_configs_may_say_their_source(tmp_path):
+    from conftest import TINY_BRANCHED
+    from pipeline.stages import load
+
+    p = tmp_path / "T.yaml"
+    p.write_text(TINY_BRANCHED.replace("MODEL: {TYPE", "MODEL: {SOURCE: anynet, TYPE"))
+    job = load(p, [0, 1])
+    assert job.source.name == "anynet" and job.cfg.MODEL.SOURCE == "anynet"
