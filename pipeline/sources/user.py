@@ -2,6 +2,7 @@
 (a MODELS list: several models at once, each on its own lane). Schema: ``pipeline.models.config``."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -76,9 +77,17 @@ class UserModelSource:
         if not checked:
             return VerifyReport(samples=0, max_abs_diff=math.nan, top1_agreement=None, inputs=SKIPPED), {}
         gshape = group_shape(models)
-        first = checked[0]
-        inputs = [torch.from_numpy(_pad(a, gshape)) for a in first.inputs.arrays]
-        rep = verify(conv, built, inputs=inputs, inputs_label=first.inputs.label)
+        reps = []
+        for m in checked:  # each python model on its own inputs, against its own eager module
+            own = dataclasses.replace(built, segments=tuple(s for s in built.segments if s.name == m.segment))
+            inputs = [torch.from_numpy(_pad(a, gshape)) for a in m.inputs.arrays]
+            reps.append(verify(conv, own, inputs=inputs, inputs_label=m.inputs.label))
+        n = sum(r.samples for r in reps)
+        label = reps[0].inputs if not cfg.group else "; ".join(
+            f"{m.entry.NAME}={r.inputs}" for m, r in zip(checked, reps))
+        rep = VerifyReport(samples=n, max_abs_diff=max(r.max_abs_diff for r in reps),
+                           top1_agreement=round(sum(r.top1_agreement * r.samples for r in reps) / max(1, n), 4),
+                           inputs=label)
         log(f"  verified on {rep.inputs}: max |diff| {rep.max_abs_diff:.3g}, top-1 agreement {rep.top1_agreement}")
         return rep, {}
 

@@ -265,6 +265,7 @@ def test_several_models_at_once_give_group_model_and_baseline_rows(tmp_path):
     g = rows[key]
     assert g["lanes"] == "cpu0[small]; cpu1[face]" and g["source"] == "models"
     assert float(g["max_abs_diff"]) < 1e-5  # the python member against eager PyTorch; the .tflite is its own reference
+    assert g["verify_inputs"] == "small=random (seeded, n=2)"
     assert float(g["vs_sequential"]) > 0 and rows[f"{key}#sequential"]["lanes"] == "cpu0[small,face]"
     assert rows[f"{key}#face"]["lanes"] == "cpu1[face]" and len(rows[f"{key}#face"]["weights"]) == 64
     from android_runtime.plan import load_plan
