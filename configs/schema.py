@@ -12,6 +12,7 @@ from typing import Any
 @dataclass(frozen=True)
 class ModelCfg:
     TYPE: str = "mbanynet"  # network family; nnsplice builds (mb)anynet configs
+    SOURCE: str = "anynet"  # model source: anynet here; python | onnx | tflite configs are read by pipeline.models
     NUM_CLASSES: int = 1000  # classifier outputs
     ACTIVATION_FUN: str = "relu"  # stem/head activation, and blocks' unless ANYNET.ACTIVATION_FUN says per branch
 

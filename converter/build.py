@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -24,9 +25,10 @@ from android_runtime.artifacts import check_plan_files
 from android_runtime.plan import LaneSpec, Plan, Segment, SyncPoint, TensorSpec
 from configs.errors import UserError
 
+from .prebuilt import tflite_io
 from .tflite import converter_version, export_tflite
 
-CODE_VERSION = "2"  # bump when segmenting or conversion changes the artifacts
+CODE_VERSION = "3"  # bump when segmenting or conversion changes the artifacts
 
 
 @dataclass(frozen=True)
@@ -37,12 +39,13 @@ class BuiltSegment:
     kind: str  # stem | branch | stage | merge | head | model (see android_runtime.plan.Segment)
     lane: str  # lane that runs it
     processor: str  # processor of the config it stands for (cpu, gpu, dsp, ...)
-    module: Any  # torch module: module(*inputs) -> a tensor, a tuple, or a dict keyed by output name
+    module: Any  # torch module: module(*inputs) -> a tensor, a tuple, or a dict keyed by output name; None with file
     inputs: tuple[str, ...]  # tensor names it reads, in the module's argument order
     outputs: tuple[str, ...]  # tensor names it writes, in the module's output order
     stage: int | None = None  # stage index of branch/merge segments
     branch: str | None = None  # branch name of branch segments
     units: tuple[str, ...] = ()  # model parts fused into this segment
+    file: str = ""  # a .tflite file run as it is (module None): copied into the plan, never converted
 
 
 @dataclass(frozen=True)
@@ -121,7 +124,8 @@ def weights_hash(model) -> str:
 def cache_key(built: Built) -> str:
     """Content hash of everything that decides the converted bytes (not lane cores or threads)."""
     segs = [{"name": s.name, "kind": s.kind, "lane": s.lane, "processor": s.processor, "inputs": s.inputs,
-             "outputs": s.outputs, "weights": weights_hash(s.module), "module": type(s.module).__name__}
+             "outputs": s.outputs, "weights": sha256_file(s.file) if s.file else weights_hash(s.module),
+             "module": "file" if s.file else type(s.module).__name__}
             for s in built.segments]
     blob = json.dumps({"identity": built.identity, "segments": segs, "dtype": built.dtype,
                        "example": list(built.example.shape), "channels_last": built.channels_last,
@@ -163,6 +167,8 @@ def eager_values(built: Built, x) -> dict[str, Any]:
     values = {built.input_name: x}
     with torch.no_grad():
         for s in built.segments:
+            if s.file:  # a .tflite run as it is has no eager reference
+                continue
             values.update(_outputs(s, s.module(*[values[t] for t in s.inputs])))
     return values
 
@@ -210,8 +216,13 @@ def convert(built: Built, workdir: str | os.PathLike, force: bool = False, log=l
             cal_inputs = [torch.randn(built.example.shape, generator=g) for _ in range(N_CALIBRATION)]
         cal_values = [eager_values(built, c) for c in cal_inputs]
     cl = built.channels_last
+    shapes = {t: _shape(v, cl) for t, v in values.items()}
     segments: list[Segment] = []
     for n, s in enumerate(built.segments):
+        if s.file:
+            segments.append(_copied_segment(built, s, out_dir, shapes))
+            log(f"  segment {n + 1}/{len(built.segments)} {s.name}: {s.file} as it is, on lane {s.lane}")
+            continue
         fname = f"{built.name}_{built.dtype}_{s.name}.tflite"
         log(f"  converting segment {n + 1}/{len(built.segments)} {s.name} on lane {s.lane} ({built.dtype})")
         cal = (lambda s=s: [tuple(cv[t] for t in s.inputs) for cv in cal_values]) if n_cal else None
@@ -223,12 +234,28 @@ def convert(built: Built, workdir: str | os.PathLike, force: bool = False, log=l
             outputs=[TensorSpec(t, _shape(values[t], cl)) for t in s.outputs], stage=s.stage, branch=s.branch,
             units=list(s.units)))
     plan = Plan(name=built.name, dtype=built.dtype, input=TensorSpec(built.input_name, _shape(built.example, cl)),
-                output=TensorSpec(built.output, _shape(values[built.output], cl)), lanes=lanes, segments=segments,
+                output=TensorSpec(built.output, shapes[built.output]), lanes=lanes, segments=segments,
                 sync_points=list(built.sync_points),
                 source={**built.source, "cache_key": key, "converter": converter_version(),
                         "code_version": CODE_VERSION})
     plan.save(plan_path)
     return Converted(plan, plan_path, False)
+
+
+def _copied_segment(built: Built, s: BuiltSegment, out_dir: Path, shapes: dict[str, list[int]]) -> Segment:
+    """A .tflite file as it is: copied into the artifact folder, its tensors' shapes read from the file."""
+    io = tflite_io(s.file)
+    if len(io.inputs) != len(s.inputs) or len(io.outputs) != len(s.outputs):
+        raise PlanError(f"{s.file}: {len(io.inputs)} inputs and {len(io.outputs)} outputs; segment {s.name} names "
+                        f"{len(s.inputs)} and {len(s.outputs)}")
+    fname = f"{built.name}_{s.name}.tflite"
+    shutil.copyfile(s.file, out_dir / fname)
+    shapes.update({t: io_t.shape for t, io_t in zip(s.outputs, io.outputs)})
+    return Segment(name=s.name, kind=s.kind, lane=s.lane, processor=s.processor, file=fname,
+                   sha256=sha256_file(out_dir / fname),
+                   inputs=[TensorSpec(t, io_t.shape) for t, io_t in zip(s.inputs, io.inputs)],
+                   outputs=[TensorSpec(t, io_t.shape) for t, io_t in zip(s.outputs, io.outputs)],
+                   stage=s.stage, branch=s.branch, units=list(s.units))
 
 
 def export_cached(module, example_inputs: tuple, cache_dir: str | os.PathLike, dtype: str, tag: str,

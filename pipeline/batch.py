@@ -142,6 +142,7 @@ def _run(files: list[Path], opt: RunOptions, device: Device, out_csv: Path, dry_
                 "rerun the same command to resume")
             return INTERRUPTED
         key = str(f)
+        extra: list = []  # further rows of the same run (a MODELS config's models and baseline)
         try:
             job = stages.load(f, cores)
             if dry_run:
@@ -154,6 +155,7 @@ def _run(files: list[Path], opt: RunOptions, device: Device, out_csv: Path, dry_
             job = stages.resolve(job, opt, device)
             stages.save_resolved(job, out_csv.parent / "resolved")
             row = stages.run_job(job, opt, device, log=log)
+            row, extra = stages.extra_rows(job, row, opt, device, log=log)
             log(f"  latency {row.latency} us (min of {row.runs}), median {row.median_us} us, "
                 f"max |diff| vs source {row.max_abs_diff}")
             if row.task_accuracy:
@@ -178,7 +180,8 @@ def _run(files: list[Path], opt: RunOptions, device: Device, out_csv: Path, dry_
                     lf.write(f"== {key} (re-measure, --force)\n{row.status}: {row.error}\n")
                 err(f"  kept the measured row of {key}; the failed re-measure is recorded in {log_path}")
                 continue
-            rows = record.upsert(rows, row)
+            for r in (row, *extra):
+                rows = record.upsert(rows, r)
             record.write_results(out_csv, rows)
     if not dry_run:
         log(f"results: {out_csv}")

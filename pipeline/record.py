@@ -59,6 +59,9 @@ class ResultRow:
     # appended columns
     source: str = ""  # the model source that built the network (pipeline.list_sources())
     verify_inputs: str = ""  # what verification fed: random (seeded) or real inputs
+    weights: str = ""  # users' models: factory, or the sha256 of the weights (or model) file
+    group: str = ""  # MODELS configs: the config whose run this row belongs to (its group row, models, baseline)
+    vs_sequential: float | None = None  # MODELS group row: concurrent / one-after-another latency (minima, same run)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

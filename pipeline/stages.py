@@ -87,8 +87,13 @@ def record(job: Job, built: Built, conv: Converted, report: tuple[VerifyReport, 
                      device=device.label(), latency_method=rec.latency_method, energy_method=rec.energy_method,
                      usb_powered=rec.usb_powered, dtype=job.cfg.DEPLOY.DTYPE, params=built.params, flops=built.flops,
                      median_us=r1(st.median_us), p90_us=r1(st.p90_us), mean_us=r1(st.mean_us), std_us=r1(st.std_us),
-                     runs=st.runs, max_abs_diff=f"{rep.max_abs_diff:.3g}", top1_agreement=rep.top1_agreement,
+                     runs=st.runs, max_abs_diff=_diff(rep.max_abs_diff), top1_agreement=rep.top1_agreement,
                      plan=str(conv.plan_path), error="", source=job.source.name, verify_inputs=rep.inputs, **fields)
+
+
+def _diff(v: float | None) -> str:
+    """max_abs_diff as written: empty when the numeric check was skipped (nan/None)."""
+    return "" if v is None or v != v else f"{v:.3g}"
 
 
 def run_job(job: Job, opt: RunOptions, device: Device, log: Log = print) -> ResultRow:
@@ -100,6 +105,14 @@ def run_job(job: Job, opt: RunOptions, device: Device, log: Log = print) -> Resu
     x = job.source.run_input(job.cfg, built, opt) if x is None else x
     rec = run(job, conv, device, x, log)
     return record(job, built, conv, report, rec, device, opt, log)
+
+
+def extra_rows(job: Job, row: ResultRow, opt: RunOptions, device: Device,
+               log: Log = print) -> tuple[ResultRow, list[ResultRow]]:
+    """A source's further rows from the same run (a MODELS config: one per model and the baseline),
+    and its row updated with them; sources without ``extra_rows`` add none."""
+    hook = getattr(job.source, "extra_rows", None)
+    return hook(job.cfg, job.key, row, device, log) if hook and row.status == "ok" else (row, [])
 
 
 def dry_run_line(job: Job, opt: RunOptions) -> str:

@@ -18,6 +18,8 @@ import numpy as np
 from configs.errors import UserError
 from configs.registry import Registry
 
+from .user_data import is_user_dataset, load_user_dataset
+
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_REMEDY = "install it with `apt-get install dataset-fashion-mnist` (setup.sh does)"
 SPLITS = ("train", "test")
@@ -144,9 +146,13 @@ def load_mnist_digits(split: str, seed: int = 0, test_size: int = 1000) -> tuple
 
 
 def load_dataset(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Loads a registered dataset split; see `list_datasets()`."""
+    """Loads a registered dataset split (see `list_datasets()`), or a user's ``folder:PATH`` / ``npz:PATH``
+    (training.user_data)."""
+    if is_user_dataset(name):
+        _check_split(split)
+        return load_user_dataset(name, split)
     if name not in DATASETS:
-        raise UserError(f"dataset = {name!r}: unknown; allowed are {', '.join(list_datasets())}")
+        raise UserError(f"dataset = {name!r}: unknown; allowed are {', '.join(list_datasets())}, folder:PATH, npz:PATH")
     loader: Callable[[str], tuple[np.ndarray, np.ndarray]] = DATASETS.get(name)
     return loader(split)
 

@@ -81,8 +81,13 @@ def source_for(path: Path) -> Source:
 
 from .anynet import AnyNetSource  # noqa: E402  (the registrations below need the registry above)
 from .fusion import FusionSource  # noqa: E402
+from .user import UserModelSource  # noqa: E402
 
 register("anynet", AnyNetSource(), default=True)
 register("fusion", FusionSource())
+register("python", UserModelSource("python"))
+register("tflite", UserModelSource("tflite"))
+register("onnx", UserModelSource("onnx"))
+register("models", UserModelSource("models"))
 
 __all__ = ["SOURCES", "Source", "list_sources", "register", "source_for"]
