@@ -24,6 +24,7 @@ from typing import Any, Callable
 from android_runtime.artifacts import check_plan_files
 from android_runtime.plan import LaneSpec, Plan, Segment, SyncPoint, TensorSpec
 from configs.errors import UserError
+from profiling.progress import Progress
 
 from .prebuilt import tflite_io
 from .tflite import converter_version, export_tflite
@@ -218,10 +219,12 @@ def convert(built: Built, workdir: str | os.PathLike, force: bool = False, log=l
     cl = built.channels_last
     shapes = {t: _shape(v, cl) for t, v in values.items()}
     segments: list[Segment] = []
+    bar = Progress("convert", total=len(built.segments), unit="segment", lines=False)  # a bar on a terminal
     for n, s in enumerate(built.segments):
         if s.file:
             segments.append(_copied_segment(built, s, out_dir, shapes))
             log(f"  segment {n + 1}/{len(built.segments)} {s.name}: {s.file} as it is, on lane {s.lane}")
+            bar.step()
             continue
         fname = f"{built.name}_{built.dtype}_{s.name}.tflite"
         log(f"  converting segment {n + 1}/{len(built.segments)} {s.name} on lane {s.lane} ({built.dtype})")
@@ -233,6 +236,8 @@ def convert(built: Built, workdir: str | os.PathLike, force: bool = False, log=l
             sha256=sha256_file(out_dir / fname), inputs=[TensorSpec(t, _shape(values[t], cl)) for t in s.inputs],
             outputs=[TensorSpec(t, _shape(values[t], cl)) for t in s.outputs], stage=s.stage, branch=s.branch,
             units=list(s.units)))
+        bar.step()
+    bar.close()
     plan = Plan(name=built.name, dtype=built.dtype, input=TensorSpec(built.input_name, _shape(built.example, cl)),
                 output=TensorSpec(built.output, shapes[built.output]), lanes=lanes, segments=segments,
                 sync_points=list(built.sync_points),
