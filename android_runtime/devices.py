@@ -26,6 +26,7 @@ from configs.errors import ConfigError, DeviceError, UserError
 from configs.loader import processors_of
 from configs.registry import Registry
 from configs.safe_yaml import read_yaml
+from profiling.progress import Progress
 
 from .alternate import time_alternately
 from .runner import run_plan, runtime_version
@@ -130,7 +131,8 @@ class HostDevice:
 
     def run_plan(self, plan_path: str | os.PathLike, warmup: int, runs: int, x=None, log=lambda m: None) -> dict:
         check_plan_files(plan_path)  # the same checks as on the adb path, before anything runs
-        return run_plan(Path(plan_path), warmup, runs, pin=True, x=x)
+        with Progress("runs", total=warmup + runs, unit="run", lines=False) as bar:  # a bar on a terminal only
+            return run_plan(Path(plan_path), warmup, runs, pin=True, x=x, on_run=bar.step)
 
     def run(self, plan_path: str | os.PathLike, warmup: int, runs: int, x=None, log=lambda m: None) -> RunRecord:
         return RunRecord.from_raw(self.run_plan(plan_path, warmup, runs, x=x, log=log), self)

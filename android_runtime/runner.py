@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -222,10 +223,18 @@ class PlanRunner:
         # so the record is complete here.
         return self._record
 
-    def benchmark(self, x: np.ndarray, warmup: int, runs: int) -> list[RunRecord]:
-        for _ in range(warmup):
-            self.run(x)
-        return [self.run(x)[1] for _ in range(runs)]
+    def benchmark(self, x: np.ndarray, warmup: int, runs: int,
+                  on_run: Callable[[], None] | None = None) -> list[RunRecord]:
+        """``warmup`` untimed runs, then ``runs`` timed ones; ``on_run`` (progress) is called after each
+        run, outside the timed part."""
+        records = []
+        for i in range(warmup + runs):
+            rec = self.run(x)[1]
+            if i >= warmup:
+                records.append(rec)
+            if on_run is not None:
+                on_run()
+        return records
 
 
 def result_names(plan: Plan) -> list[str]:
@@ -241,13 +250,13 @@ def synthetic_input(plan: Plan, seed: int = 0) -> np.ndarray:
 
 
 def run_plan(plan_path: str | os.PathLike, warmup: int, runs: int, pin: bool = True,
-             x: np.ndarray | None = None) -> dict:
+             x: np.ndarray | None = None, on_run: Callable[[], None] | None = None) -> dict:
     """Loads a plan, benchmarks it and returns the JSON-able result (what the CLI writes)."""
     plan_path = Path(plan_path)
     plan = load_plan(plan_path)
     x = synthetic_input(plan) if x is None else x
     with PlanRunner(plan, plan_path.parent, pin=pin) as r:
-        records = r.benchmark(x, warmup, runs)
+        records = r.benchmark(x, warmup, runs, on_run=on_run)
     lanes = {lane: {"cores": spec.cores, "threads": spec.threads, "delegate": spec.delegate,
                     "segments": {s.name: [rec.segments[s.name] for rec in records] for s in plan.lane_segments(lane)}}
              for lane, spec in plan.lanes.items()}
