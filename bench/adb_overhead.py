@@ -52,7 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     from configs.loader import load_config
     from branching.segments import convert_config
 
+    from profiling.machine import parallel_check
+
     load0 = os.getloadavg()
+    par = parallel_check()  # ratio ~1: both cores really run in parallel now
+    print(f"busy loop alone {par['busy_alone_s']} s, on both cores {par['busy_parallel_s']} s "
+          f"(parallel ratio {par['parallel_ratio']})", flush=True)
     host = HostDevice()
     cfg = load_config(a.configs, host.available_cores())
     conv = convert_config(cfg, a.workdir)
@@ -96,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     fields = ["config", "round", "path", "runs", "median_us", "min_us", "wall_s", "pushed", "skipped"]
     with out.open("w", newline="") as f:
-        summary = ["host_median_us", "adb_median_us", "ratio", "ratio_min", "load_start", "load_end"]
+        summary = ["host_median_us", "adb_median_us", "ratio", "ratio_min", "load_start", "load_end",
+                   "parallel_ratio"]
         w = csv.DictWriter(f, fieldnames=fields + summary, extrasaction="ignore")
         w.writeheader()
         for row in rows:
@@ -105,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                     "host_median_us": round(med["host"], 1), "adb_median_us": round(med["adb"], 1),
                     "pushed": later_pushes,
                     "ratio": round(ratio, 4), "ratio_min": round(ratio_min, 4),
-                    "load_start": round(load0[0], 2), "load_end": round(load1[0], 2)})
+                    "load_start": round(load0[0], 2), "load_end": round(load1[0], 2),
+                    "parallel_ratio": par["parallel_ratio"]})
     print(f"wrote {out}")
     return 0 if ratio <= 1.05 and later_pushes == 0 else 1
 

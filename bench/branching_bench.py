@@ -76,7 +76,8 @@ def main(argv=None) -> int:
 
     from android_runtime.runner import synthetic_input
     from configs.loader import load_config
-    from branching.segments import convert_config
+    from branching.segments import build_config, convert_config
+    from profiling.machine import load, parallel_check
 
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
@@ -87,6 +88,9 @@ def main(argv=None) -> int:
         base = f.with_name(f.name.replace("-CC.yaml", "-C.yaml"))
         if base.exists():
             pairs.append((base, f))
+    env = {"load_before": load(), **parallel_check()}  # ratio ~1: both cores really run in parallel now
+    print(f"load {env['load_before']}; busy loop alone {env['busy_alone_s']} s, on both cores "
+          f"{env['busy_parallel_s']} s (parallel ratio {env['parallel_ratio']})", flush=True)
     rows = []
     for base_f, br_f in pairs:
         base_cfg, br_cfg = load_config(base_f, cores), load_config(br_f, cores)
@@ -143,11 +147,9 @@ def main(argv=None) -> int:
                "c_over_b": round(med["c_branched_2lanes"] / med["b_base_2t"], 3)}
         if "runner_1seg" in med:
             row["runner_over_bare"] = round(med["runner_1seg"] / med["bare_loop"], 3)
-        from branching import build_model, complexity, spec_from_config
-        row["base_flops"] = complexity(build_model(spec_from_config(base_cfg)), (1, 3, base_cfg.im_size,
-                                                                                  base_cfg.im_size)).flops
-        row["branched_flops"] = complexity(br.model, (1, 3, br_cfg.im_size, br_cfg.im_size)).flops
-        rows.append(row)
+        row["base_flops"] = build_config(base_cfg).flops
+        row["branched_flops"] = build_config(br_cfg).flops
+        rows.append({**row, **env, "load_after": load()})
     out = Path(a.out or ROOT / "bench" / "results" / f"branching_{a.mode}.csv")
     out.parent.mkdir(parents=True, exist_ok=True)
     keys = sorted({k for r in rows for k in r}, key=lambda k: (k != "pair", k))

@@ -23,13 +23,14 @@ import argparse
 import csv
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from profiling.machine import load, parallel_check  # noqa: E402
 
 TINY_ONE_SEGMENT = """\
 MODEL: {TYPE: mbanynet, NUM_CLASSES: 10}
@@ -50,27 +51,6 @@ DEPLOY:
   LANES:
     cpu0: {CORES: [0], THREADS: 1, DELEGATE: xnnpack}
 """
-
-_BUSY = "import time,os,sys; os.sched_setaffinity(0,[int(sys.argv[1])]); t=time.perf_counter(); " \
-        "s=0\nfor i in range(6_000_000): s+=i*i\nprint(time.perf_counter()-t)"
-
-
-def parallel_check() -> dict:
-    """Seconds of a fixed busy loop alone on core 0, then on cores 0 and 1 at once (ratio ~1: parallel)."""
-    def run(cores):
-        procs = [subprocess.Popen([sys.executable, "-c", _BUSY, str(c)], stdout=subprocess.PIPE, text=True)
-                 for c in cores]
-        return [float(p.communicate()[0]) for p in procs]
-
-    alone = run([0])[0]
-    both = run([0, 1])
-    return {"busy_alone_s": round(alone, 3), "busy_parallel_s": round(max(both), 3),
-            "parallel_ratio": round(max(both) / alone, 3)}
-
-
-def load() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
 
 class PythonBare:
     """A bare ai-edge-litert interpreter invoke loop on a thread pinned to the lane's cores."""
