@@ -257,18 +257,7 @@ def _check_deploy(f: str, d: DeployCfg, a: AnyNetCfg, cores: list[int] | None) -
         default_lanes, default_place = default_host_deploy(a, cores or [0])
         lanes = default_lanes
         placement = {**default_place, **placement}
-    for lane, spec in lanes.items():
-        if not spec.CORES or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in spec.CORES):
-            raise ConfigError(f, f"DEPLOY.LANES.{lane}.CORES", spec.CORES, "a non-empty list of core numbers")
-        if cores is not None and d.TARGET == "host":
-            missing = [c for c in spec.CORES if c not in cores]
-            if missing:
-                raise ConfigError(f, f"DEPLOY.LANES.{lane}.CORES", spec.CORES,
-                                  f"cores {missing} are not available on this machine (available: {cores})")
-        if spec.THREADS < 1:
-            raise ConfigError(f, f"DEPLOY.LANES.{lane}.THREADS", spec.THREADS, "1 or more threads")
-        if spec.DELEGATE not in DELEGATES:
-            raise ConfigError(f, f"DEPLOY.LANES.{lane}.DELEGATE", spec.DELEGATE, f"one of {', '.join(DELEGATES)}")
+    check_lanes(f, lanes, cores, d.TARGET)
     for proc in processors_of(a):
         if proc not in placement:
             if proc in lanes:
@@ -290,3 +279,24 @@ def config_to_dict(cfg: PipelineConfig) -> dict[str, Any]:
         del out["ANYNET"]["MERGES"]  # the default (every stage merges): NN-Stretch's files have no such key
     out.update(cfg.extra)
     return out
+
+
+def check_lanes(f: str, lanes: dict[str, LaneCfg], cores: list[int] | None, target: str) -> None:
+    """DEPLOY.LANES of any config kind: core numbers (on this machine when the target is the host),
+    threads and delegate.
+
+    Raises:
+        ConfigError: naming the file, the lane's key, its value and what is allowed.
+    """
+    for lane, spec in lanes.items():
+        if not spec.CORES or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in spec.CORES):
+            raise ConfigError(f, f"DEPLOY.LANES.{lane}.CORES", spec.CORES, "a non-empty list of core numbers")
+        if cores is not None and target == "host":
+            missing = [c for c in spec.CORES if c not in cores]
+            if missing:
+                raise ConfigError(f, f"DEPLOY.LANES.{lane}.CORES", spec.CORES,
+                                  f"cores {missing} are not available on this machine (available: {cores})")
+        if spec.THREADS < 1:
+            raise ConfigError(f, f"DEPLOY.LANES.{lane}.THREADS", spec.THREADS, "1 or more threads")
+        if spec.DELEGATE not in DELEGATES:
+            raise ConfigError(f, f"DEPLOY.LANES.{lane}.DELEGATE", spec.DELEGATE, f"one of {', '.join(DELEGATES)}")

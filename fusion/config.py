@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from configs.errors import ConfigError
-from configs.loader import read_section
+from configs.loader import check_lanes, read_section
 from configs.safe_yaml import read_yaml
 from configs.schema import LaneCfg
-from configs.vocab import DELEGATES, DTYPES, TARGETS
+from configs.vocab import DTYPES, TARGETS
 
 from .tasks import get_benchmark, list_benchmarks
 
@@ -185,17 +185,7 @@ def _check_deploy(f: str, d: FusionDeployCfg, cores: list[int] | None) -> Fusion
     if len(lanes) != 1:
         raise ConfigError(f, "DEPLOY.LANES", list(lanes), "exactly one lane: a fused network is one segment, and "
                                                           "separate task networks run one after another")
-    for lane, spec in lanes.items():
-        if not spec.CORES or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in spec.CORES):
-            raise ConfigError(f, f"DEPLOY.LANES.{lane}.CORES", spec.CORES, "a non-empty list of core numbers")
-        if cores is not None and d.TARGET == "host" and any(c not in cores for c in spec.CORES):
-            raise ConfigError(f, f"DEPLOY.LANES.{lane}.CORES", spec.CORES,
-                              f"cores {[c for c in spec.CORES if c not in cores]} are not available on this "
-                              f"machine (available: {cores})")
-        if spec.THREADS < 1:
-            raise ConfigError(f, f"DEPLOY.LANES.{lane}.THREADS", spec.THREADS, "1 or more threads")
-        if spec.DELEGATE not in DELEGATES:
-            raise ConfigError(f, f"DEPLOY.LANES.{lane}.DELEGATE", spec.DELEGATE, f"one of {', '.join(DELEGATES)}")
+    check_lanes(f, lanes, cores, d.TARGET)
     return dataclasses.replace(d, LANES=lanes)
 
 
