@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
+# Test files import the constants below with `from conftest import ...`. Under --import-mode=importlib
+# (pyproject.toml) pytest imports this file as `tests.conftest` and puts no test folder on sys.path:
+# the alias makes that import find this very module (one copy, one set of session fixtures).
+sys.modules.setdefault("conftest", sys.modules[__name__])
 os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT.parent / "shared" / "reference" / "nn-stretch"

@@ -478,7 +478,7 @@ def test_fusion_bench_smoke(tmp_path):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "fusion_bench.py"
+    path = Path(__file__).resolve().parents[2] / "bench" / "fusion_bench.py"
     spec = importlib.util.spec_from_file_location("fusion_bench", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

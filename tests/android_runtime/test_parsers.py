@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from android_runtime import parsers as P
+from conftest import REFERENCE, ROOT
 
-NN_STRETCH_LOG = (Path(__file__).resolve().parents[2]
-                  / "shared/reference/nn-stretch/sample_output/correctness.log")
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "benchmark_model"
+NN_STRETCH_LOG = REFERENCE / "sample_output" / "correctness.log"
+FIXTURES = ROOT / "tests" / "fixtures" / "benchmark_model"
 
 
 @pytest.fixture(scope="module")
