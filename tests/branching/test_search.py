@@ -291,6 +291,7 @@ def test_cli_flags_reach_the_options():
 
 # -- end to end -------------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.fashion_mnist
 def test_tiny_search_end_to_end(tiny_base: Path, tmp_path: Path):
     """Real conversions, real lanes, one epoch on a Fashion-MNIST subset; then run_pipeline runs the result."""
     import run_pipeline

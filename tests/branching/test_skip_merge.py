@@ -61,6 +61,7 @@ def test_bad_merges_name_file_key_value_and_what_is_allowed(tmp_path, edits, key
     assert str(p) in str(err) and key in str(err) and repr(value) in str(err)
 
 
+@pytest.mark.reference
 def test_merges_default_and_round_trip(tmp_path):
     cfg = load_config(NOMERGE, [0, 1])
     assert cfg.ANYNET.MERGES == [True, False, True, True]

@@ -10,10 +10,6 @@ import fusion
 from configs.errors import UserError
 from fusion.graph import INPUT, FusionGraph, GraphError, graph_from_models
 from fusion.mutation import Mutation, apply_mutation, candidate_mutations, random_mutation
-from training.data import FASHION_MNIST_DIR
-
-HAVE_FASHION = (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file()
-needs_data = pytest.mark.skipif(not HAVE_FASHION, reason="dataset-fashion-mnist not installed (setup.sh installs it)")
 FASHION3 = {"fashion10": ("vgg", 10), "fashion_coarse4": ("resnet", 4), "fashion_rotation": ("mobilenet", 4)}
 SHAPE = (1, 32, 32)
 
@@ -285,7 +281,7 @@ def test_gemel_groups_and_tying():
 
 
 @pytest.mark.slow
-@needs_data
+@pytest.mark.fashion_mnist
 def test_tiny_search_end_to_end_and_resume(tmp_path):
     from fusion.finetune import DataSettings, FinetuneConfig
     from fusion.measure import LatencyConfig
@@ -470,7 +466,7 @@ def test_recover_warmup_and_fixed_blocks(models):
 
 
 @pytest.mark.slow
-@needs_data
+@pytest.mark.fashion_mnist
 def test_fusion_bench_smoke(tmp_path):
     """bench/fusion_bench.py with the smallest settings: the CSV's columns, and ratios computed from
     the measured numbers it reports."""

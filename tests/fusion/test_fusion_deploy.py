@@ -10,10 +10,6 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, TINY_BRANCHED
-from training.data import FASHION_MNIST_DIR
-
-needs_data = pytest.mark.skipif(not (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
-                                reason="dataset-fashion-mnist not installed (setup.sh installs it)")
 REPO_CONFIGS = sorted((ROOT / "configs" / "fusion").glob("*.yaml"))
 TASKS = ["fashion10", "digits"]
 
@@ -101,7 +97,7 @@ def search(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@needs_data
+@pytest.mark.fashion_mnist
 def test_pipeline_deploys_fused_and_separate_with_task_accuracy(search, tmp_path):
     import numpy as np
     import torch
@@ -171,7 +167,7 @@ def test_pipeline_deploys_fused_and_separate_with_task_accuracy(search, tmp_path
 
 @pytest.mark.slow
 @pytest.mark.device
-@needs_data
+@pytest.mark.fashion_mnist
 def test_fused_config_over_adb_on_the_loopback_device(search, server, tmp_path):
     """The same plan over a real adb server to the loopback "device" (the plan runner on its Python)."""
     import os

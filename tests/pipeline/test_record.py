@@ -1,4 +1,4 @@
-"""Latency statistics and the result.csv writer (atomic rewrite, resume, empty energy)."""
+"""pipeline.record: the result.csv writer (atomic rewrite, resume, empty energy) and the resolved config."""
 from __future__ import annotations
 
 import csv
@@ -6,18 +6,6 @@ import csv
 import pytest
 
 from pipeline.record import COLUMNS, measured, read_results, upsert, write_results
-from profiling.stats import latency_stats
-
-
-def test_latency_stats_values():
-    st = latency_stats([5, 1, 4, 2, 3, 10, 6, 7, 8, 9])
-    assert (st.runs, st.min_us, st.median_us, st.mean_us, st.p90_us) == (10, 1.0, 5.5, 5.5, 9.0)
-    assert st.std_us == pytest.approx(2.8723, abs=1e-4)
-
-
-def test_latency_stats_refuses_nothing_measured():
-    with pytest.raises(ValueError, match="nothing was measured"):
-        latency_stats([])
 
 
 def test_results_keep_nnstretch_columns_first_and_energy_empty(tmp_path):
