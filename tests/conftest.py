@@ -280,40 +280,49 @@ def phone(server, tmp_path):
 FUSION_ZOO = dict(epochs=2, lr=1e-2, batch_size=32, train_limit=600)  # fusion.zoo.ZooSettings of the tiny zoo
 
 
+@dataclass(frozen=True)
+class FusionZoo:
+    """The fashion_mnist2 zoo trained once for the session."""
+
+    cache: Path  # its cache folder (fusion.load_zoo's cache_dir)
+    settings: Any  # fusion.zoo.ZooSettings it was trained with
+    models: dict  # task -> fusion.zoo.ZooModel, as training returned them
+
+
 @pytest.fixture(scope="session")
-def fusion_zoo(tmp_path_factory) -> Path:
-    """The fashion_mnist2 zoo (600 training images, 2 epochs), trained once: its cache folder.
-    Only tests marked ``fashion_mnist`` may use it."""
+def fusion_zoo(tmp_path_factory) -> FusionZoo:
+    """The fashion_mnist2 zoo (600 training images, 2 epochs), trained once. Only tests marked
+    ``fashion_mnist`` may use it."""
     import torch
 
     import fusion
     from fusion.zoo import ZooSettings
 
     cache = tmp_path_factory.mktemp("fusion_zoo")
+    settings = ZooSettings(**FUSION_ZOO)
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        fusion.load_zoo("fashion_mnist2", ZooSettings(**FUSION_ZOO), cache, train_missing=True, log=lambda s: None)
+        models = fusion.load_zoo("fashion_mnist2", settings, cache, train_missing=True, log=lambda s: None)
     finally:
         torch.set_num_threads(n)
-    return cache
+    return FusionZoo(cache, settings, models)
 
 
 @pytest.fixture(scope="session")
-def fusion_search(fusion_zoo: Path, tmp_path_factory):
-    """A 2-candidate fusion search on the tiny zoo, run once: (its --out folder, its SearchConfig).
-    Tests that resume or change it work on a copy."""
+def fusion_search(fusion_zoo: FusionZoo, tmp_path_factory):
+    """A 2-candidate fusion search on the tiny zoo, run once: (its --out folder, its SearchConfig, its
+    summary). Tests that resume or change it work on a copy."""
     import torch
 
     import fusion
     from fusion.finetune import DataSettings, FinetuneConfig
     from fusion.measure import LatencyConfig
     from fusion.search import SearchConfig
-    from fusion.zoo import ZooSettings
 
     out = tmp_path_factory.mktemp("fusion_search") / "search"
     cfg = SearchConfig("fashion_mnist2", str(out), acc_drop=0.5, budget_s=300, max_iterations=2,
-                       cache_dir=str(fusion_zoo), zoo=ZooSettings(**FUSION_ZOO), relaxed=False,
+                       cache_dir=str(fusion_zoo.cache), zoo=fusion_zoo.settings, relaxed=False,
                        measure_separate=False,
                        data=DataSettings(train_per_task=200, val_per_task=100, test_per_task=200, batch_size=50),
                        finetune=FinetuneConfig(epochs=1), latency=LatencyConfig(warmup=1, runs=5))
