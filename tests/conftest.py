@@ -91,18 +91,18 @@ DEPLOY:
   DTYPE: {dtype}
   WARMUP: 1
   RUNS: 3
-  LANES: {{cpu0: {{CORES: [0], THREADS: {threads}}}, cpu1: {{CORES: [{core1}], THREADS: 1}}}}
+  LANES: {{cpu0: {{CORES: [{core0}], THREADS: {threads}}}, cpu1: {{CORES: [{core1}], THREADS: 1}}}}
   PLACEMENT: {{cpu: {lane}}}
 """  # a one-stage network: one segment (stem+s1+head); 32x32, tiny widths
 
 
 def one_stage_config(folder: Path, block: str = "res_basic_block", dtype: str = "fp32", lane: str = "cpu0",
-                     threads: int = 1, name: str = "") -> Path:
+                     threads: int = 1, core0: int = 0, name: str = "") -> Path:
     """Writes ONE_STAGE as ``ONE-<block>.yaml`` (or ``<name>.yaml``) in ``folder``: the same name and
     network give the same artifact folder, so conversions into one workdir are shared."""
     folder.mkdir(parents=True, exist_ok=True)
     p = folder / f"{name or 'ONE-' + block}.yaml"
-    p.write_text(ONE_STAGE.format(block=block, dtype=dtype, lane=lane, threads=threads,
+    p.write_text(ONE_STAGE.format(block=block, dtype=dtype, lane=lane, threads=threads, core0=core0,
                                   core1=1 % (os.cpu_count() or 1)))
     return p
 

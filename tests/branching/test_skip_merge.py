@@ -216,7 +216,7 @@ def test_shared_lane_and_existing_plans_are_cut_as_before(tmp_path):
 # ---------------------------------------------------------------- end to end
 
 @pytest.mark.slow
-def test_converted_skipped_merge_plan_runs_on_lanes_and_equals_eager(tmp_path):
+def test_converted_skipped_merge_plan_runs_on_lanes_and_equals_eager(tmp_path, conversion_workdir):
     import numpy as np
     import torch
 
@@ -228,7 +228,7 @@ def test_converted_skipped_merge_plan_runs_on_lanes_and_equals_eager(tmp_path):
 
     cfg = load_config(NOMERGE, [0, 1])
     built = build_config(cfg)
-    conv = convert_config(cfg, tmp_path / "work", model=built.context)
+    conv = convert_config(cfg, conversion_workdir, model=built.context)  # shared with the native runner's tests
     plan = conv.plan
     merged = _load(tmp_path, NOMERGE_TEXT.replace(MERGES_LINE, ""), NOMERGE.name)
     n_merged = len(draft_segments(_spec(merged), merged.DEPLOY.PLACEMENT, merged.DEPLOY.FOLD_MERGES))

@@ -90,6 +90,9 @@ def test_int8_plan_runs_with_integer_segments_and_reports_agreement(tmp_path):
     seg = conv.plan.segments[1]
     it = Interpreter(model_path=str(conv.plan_path.parent / seg.file))
     assert it.get_input_details()[0]["dtype"] == np.int8
-    rep = verify(conv, built, samples=4)
-    assert 0.0 <= rep.top1_agreement <= 1.0
+    rep = verify(conv, built, samples=16)
+    # 16 seeded inputs; the untrained logits are ~0.23 in size, their top-2 gap ~0.13: int8 error stays far
+    # below that (measured 0.007, all 16 arg-maxes agree). Floors with a margin:
+    assert rep.samples == 16 and rep.top1_agreement >= 0.9
+    assert rep.max_abs_diff < 0.05
     assert rep.max_abs_diff < 1.0  # int8 error on logits of magnitude ~1, far from broken (which is ~1e0-1e2)

@@ -77,3 +77,42 @@ def test_bad_flags_fail_before_converting_with_a_clear_error(tmp_path, tiny_conf
     r = _run(["run_pipeline.py", "--configs", str(tiny_config), "--workdir", str(tmp_path / "w"), flag, value])
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "w" / "artifacts").exists()  # nothing was converted
+
+
+def test_force_re_measures_a_config_already_in_the_csv_and_reconverts(tmp_path, capsys):
+    """Without --force a measured row is kept as it is (nothing runs); with it the config is converted
+    again and measured again, and its row holds the new run's figures."""
+    import json
+
+    import run_pipeline
+    from conftest import one_stage_config
+
+    cfg = one_stage_config(tmp_path / "cfgs")
+    work, out = tmp_path / "w", tmp_path / "result.csv"
+    args = ["--configs", str(cfg.parent), "--workdir", str(work), "--output_csv", str(out), "--no-report"]
+    raw = work / "runs" / f"{cfg.stem}_fp32_host.json"
+
+    assert run_pipeline.main(args) == 0
+    first_csv, first_raw = out.read_bytes(), raw.stat().st_mtime_ns
+    (seg,) = (work / "artifacts").glob("*/*.tflite")
+    first_seg = seg.stat().st_mtime_ns
+    capsys.readouterr()
+
+    assert run_pipeline.main(args) == 0  # a rerun skips the measured config
+    assert f"{cfg.stem}: already in {out}, skipped (--force re-measures)" in capsys.readouterr().out
+    assert out.read_bytes() == first_csv and raw.stat().st_mtime_ns == first_raw
+
+    assert run_pipeline.main(args + ["--force"]) == 0
+    log = capsys.readouterr().out
+    assert "already in" not in log and f"{cfg.stem}: building, converting, running on host" in log
+    assert "1 segments, converted)" in log and seg.stat().st_mtime_ns != first_seg  # converted again
+    assert raw.stat().st_mtime_ns != first_raw  # measured again
+    (row,) = read_rows(out)
+    again = json.loads(raw.read_text())["latency_us"]
+    assert float(row["latency"]) == round(min(again), 1) and int(row["runs"]) == len(again) == 3
+    assert out.read_bytes() != first_csv
+
+
+def read_rows(path: Path) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
