@@ -208,7 +208,7 @@ def test_shared_lane_and_existing_plans_are_cut_as_before(tmp_path):
     one_lane = {p: "cpu0" for p in cfg.DEPLOY.PLACEMENT}
     assert [d.name for d in draft_segments(_spec(cfg), one_lane)] == [
         "stem+s1", "s2.cpu+s3.cpu", "s2.gpu+s3.gpu", "s3.merge+s4.cpu", "s3.merge+s4.gpu", "s4.merge+head"]
-    tiny = _load(tmp_path, TINY_BRANCHED, "TINY-CG.yaml")  # every stage merges: the plan of test_pipeline_e2e
+    tiny = _load(tmp_path, TINY_BRANCHED, "TINY-CG.yaml")  # every stage merges: the plan of tests/converter/test_convert.py
     assert [d.name for d in draft_segments(_spec(tiny), tiny.DEPLOY.PLACEMENT)] == [
         "stem+s1", "s2.cpu", "s2.gpu", "s2.merge+s3.cpu", "s2.merge+s3.gpu", "s3.merge+head"]
 
