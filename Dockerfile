@@ -1,5 +1,5 @@
 # nnsplice on a host with a phone attached, as NN-Stretch ships one. Docker cannot run on the
-# development machines: tests/test_dockerfile.py parses this file instead.
+# development machines: tests/project/test_dockerfile.py parses this file instead.
 #
 # Build (needs internet: pip wheels, LiteRT's pinned android_arm64 release, the NDK; every download's
 # sha256 is a build argument, listed below and by android_runtime/setup_android_binaries.sh --print_urls):

@@ -19,7 +19,7 @@ if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null &
   (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
     || echo "warning: could not install dataset-fashion-mnist; Fashion-MNIST steps will say so" >&2
 fi
-# Headless Chromium for the HTML report's browser test (tests/test_report_browser.py; Playwright never downloads one).
+# Headless Chromium for the HTML report's browser test (tests/profiling/test_report_browser.py; Playwright never downloads one).
 if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
     || echo "warning: could not install chromium; the report's browser test will skip and say so" >&2

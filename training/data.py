@@ -96,7 +96,20 @@ def load_fashion_mnist(split: str, root: str | os.PathLike | None = None) -> tup
         (images uint8 [N, 28, 28], labels int64 [N] in 0..9).
     """
     _check_split(split)
-    return _fashion(Path(root or os.environ.get("NNSPLICE_FASHION_MNIST_DIR", FASHION_MNIST_DIR)), split)
+    return _fashion(fashion_mnist_dir(root), split)
+
+
+def fashion_mnist_dir(root: str | os.PathLike | None = None) -> Path:
+    """The folder `load_fashion_mnist` reads: ``root``, else $NNSPLICE_FASHION_MNIST_DIR, else
+    /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist)."""
+    return Path(root or os.environ.get("NNSPLICE_FASHION_MNIST_DIR", FASHION_MNIST_DIR))
+
+
+def fashion_mnist_missing(root: str | os.PathLike | None = None) -> list[Path]:
+    """The IDX files `load_fashion_mnist` would not find (plain or .gz), in the folder it reads; [] when complete."""
+    d = fashion_mnist_dir(root)
+    names = [f"{stem}-{kind}" for stem in ("train", "t10k") for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
+    return [_find(d, n) for n in names if not _find(d, n).is_file()]
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,23 +1,15 @@
-"""Latency statistics and the result.csv writer (atomic rewrite, resume, empty energy)."""
+"""pipeline.record: the result.csv writer (atomic rewrite, resume, empty energy) and the resolved config."""
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 
 import pytest
 
+from conftest import ROOT
 from pipeline.record import COLUMNS, measured, read_results, upsert, write_results
-from profiling.stats import latency_stats
-
-
-def test_latency_stats_values():
-    st = latency_stats([5, 1, 4, 2, 3, 10, 6, 7, 8, 9])
-    assert (st.runs, st.min_us, st.median_us, st.mean_us, st.p90_us) == (10, 1.0, 5.5, 5.5, 9.0)
-    assert st.std_us == pytest.approx(2.8723, abs=1e-4)
-
-
-def test_latency_stats_refuses_nothing_measured():
-    with pytest.raises(ValueError, match="nothing was measured"):
-        latency_stats([])
 
 
 def test_results_keep_nnstretch_columns_first_and_energy_empty(tmp_path):
@@ -66,3 +58,26 @@ def test_resolved_config_records_the_lanes_the_device_gives_it(tiny_config, tmp_
     assert set(saved["DEPLOY"]["LANES"]) == {"cpu_big", "gpu"} and saved["DEPLOY"]["LANES"]["cpu_big"]["CORES"] == [4, 5]
     assert saved["DEPLOY"]["RUNS"] == 7  # the override applies after the device's lanes
     assert resolve(job, RunOptions(workdir=tmp_path), HostDevice()).cfg.DEPLOY.LANES == job.cfg.DEPLOY.LANES
+
+
+def test_a_write_that_fails_halfway_leaves_the_previous_result_csv_whole(tmp_path):
+    """result.csv is replaced, never rewritten in place. A write that fails halfway (here at the
+    process's file-size limit, as on a full disk) leaves the previous complete file as it was;
+    a writer that truncated result.csv and wrote into it would leave half a file."""
+    p = tmp_path / "result.csv"
+    write_results(p, [{"cfg": "a.yaml", "latency": 1.5, "status": "ok"}])
+    before = p.read_bytes()
+    code = f"""
+import resource, signal
+from pipeline.record import write_results
+rows = [{{"cfg": f"c{{i}}.yaml", "latency": i, "status": "ok", "error": "x" * 200}} for i in range(200)]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit write() fails (EFBIG) instead of killing us
+resource.setrlimit(resource.RLIMIT_FSIZE, ({4 * len(before)}, resource.RLIM_INFINITY))
+write_results({str(p)!r}, rows)  # ~50 kB: fails after {4 * len(before)} bytes
+"""
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode != 0 and "File too large" in r.stderr, r.stderr
+    assert p.read_bytes() == before
+    (row,) = read_results(p)
+    assert (row["cfg"], row["latency"], row["status"]) == ("a.yaml", "1.5", "ok")

@@ -8,10 +8,6 @@ import pytest
 
 import training
 from configs.errors import UserError
-from training.data import FASHION_MNIST_DIR
-
-pytestmark = pytest.mark.skipif(not (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file(),
-                                reason="dataset-fashion-mnist not installed (setup.sh installs it)")
 
 
 @pytest.fixture(autouse=True)
@@ -19,6 +15,7 @@ def _one_thread(one_torch_thread):
     """Training in these tests runs on one torch thread (2 shared cores)."""
 
 
+@pytest.mark.fashion_mnist
 @pytest.mark.parametrize("split,n", [("train", 60000), ("test", 10000)])
 def test_fashion_mnist_shapes_and_labels(split, n):
     x, y = training.load_fashion_mnist(split)
@@ -64,6 +61,7 @@ def test_dataset_registry_and_digits():
     np.testing.assert_array_equal(te[1], again[1])  # fixed seeded split
 
 
+@pytest.mark.fashion_mnist
 def test_tensor_conversion_pad_and_channels():
     x, _ = training.load_fashion_mnist("test")
     t = training.to_tensor_images(x[:4], training.LoaderConfig(size=32, channels=3))
@@ -73,6 +71,7 @@ def test_tensor_conversion_pad_and_channels():
     assert tuple(t.shape) == (2, 1, 24, 24)
 
 
+@pytest.mark.fashion_mnist
 def test_one_epoch_beats_chance_and_distill():
     import torch
     from torch import nn

@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from android_runtime import parsers as P
+from conftest import REFERENCE, ROOT
 
-NN_STRETCH_LOG = (Path(__file__).resolve().parents[2]
-                  / "shared/reference/nn-stretch/sample_output/correctness.log")
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "benchmark_model"
+NN_STRETCH_LOG = REFERENCE / "sample_output" / "correctness.log"
+FIXTURES = ROOT / "tests" / "fixtures" / "benchmark_model"
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,7 @@ def fixture(name: str) -> str:
 # ---------------------------------------------------------------- NN-Stretch log
 
 
+@pytest.mark.reference
 def test_timing_stats_in_order_with_sources(log):
     stats = P.parse_timing_stats(log)
     assert [s.source for s in stats] == ["warmup", "regular", "init_profile", "op_profile"]
@@ -35,6 +36,7 @@ def test_timing_stats_in_order_with_sources(log):
     assert (op.count, op.first, op.min, op.avg, op.std, op.line_no) == (2, 20835, 20835, 22045, 1210, 400)
 
 
+@pytest.mark.reference
 def test_latency_and_summary(log):
     lat = P.parse_latency(log)
     assert (lat.avg_us, lat.min_us, lat.max_us, lat.count, lat.source) == (
@@ -44,10 +46,12 @@ def test_latency_and_summary(log):
         "current", 1475810, 29456, 29456, 22509)
 
 
+@pytest.mark.reference
 def test_memory(log):
     assert P.parse_memory_footprint(log) == P.MemoryFootprint(78.5078, 78.5078, None)
 
 
+@pytest.mark.reference
 def test_delegates_hexagon_then_gpu(log):
     hexagon, gpu = P.parse_delegates(log)
     assert (hexagon.delegate, hexagon.provider, hexagon.nodes_delegated, hexagon.total_nodes,
@@ -64,6 +68,7 @@ def test_delegates_hexagon_then_gpu(log):
     assert 96 - 49 - 37 == 10
 
 
+@pytest.mark.reference
 def test_op_profiles(log):
     init, run = P.parse_op_profiles(log)
     assert init.section == "init_profile" and run.section == "op_profile"
@@ -87,6 +92,7 @@ def test_op_profiles(log):
     assert run.timings.avg == 22045
 
 
+@pytest.mark.reference
 def test_power_lines(log):
     power = P.parse_power_lines(log)
     assert len(power) == 6
@@ -97,6 +103,7 @@ def test_power_lines(log):
         ("warmup", 0, 161), ("regular", 0, 243), ("regular", 1, 322)]
 
 
+@pytest.mark.reference
 def test_stage_waits(log):
     waits = P.parse_stage_waits(log)
     assert len(waits) == 24
@@ -110,6 +117,7 @@ def test_stage_waits(log):
     assert regular_it0 == [3663, 2684, 3586, 2638, 1242, 808, 1315, 1231]
 
 
+@pytest.mark.reference
 def test_full_report(log):
     r = P.parse_benchmark_output(log)
     assert r.latency.avg_us == 22509

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Bottom to top; README.md ("Extending nnsplice") draws the same order.
 LAYERS = ["configs", "profiling", "training", "android_runtime", "converter", "branching", "fusion", "exits",
           "modular", "pipeline"]

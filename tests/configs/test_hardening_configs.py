@@ -20,7 +20,7 @@ from configs.errors import short_value
 from fusion.config import is_fusion_config, load_fusion_config
 from configs.safe_yaml import MAX_CONFIG_BYTES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # The classic "billion laughs" in 9 lines: 9**9 list entries once expanded (>2 GB, 20 s before this fix).
 ALIAS_BOMB = "\n".join(
     ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']

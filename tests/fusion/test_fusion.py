@@ -1,7 +1,9 @@
 """fusion/: graphs, mutation, adapters, fused modules, curve extrapolation, filters, errors, a tiny search."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -10,10 +12,6 @@ import fusion
 from configs.errors import UserError
 from fusion.graph import INPUT, FusionGraph, GraphError, graph_from_models
 from fusion.mutation import Mutation, apply_mutation, candidate_mutations, random_mutation
-from training.data import FASHION_MNIST_DIR
-
-HAVE_FASHION = (FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file()
-needs_data = pytest.mark.skipif(not HAVE_FASHION, reason="dataset-fashion-mnist not installed (setup.sh installs it)")
 FASHION3 = {"fashion10": ("vgg", 10), "fashion_coarse4": ("resnet", 4), "fashion_rotation": ("mobilenet", 4)}
 SHAPE = (1, 32, 32)
 
@@ -285,23 +283,19 @@ def test_gemel_groups_and_tying():
 
 
 @pytest.mark.slow
-@needs_data
-def test_tiny_search_end_to_end_and_resume(tmp_path):
-    from fusion.finetune import DataSettings, FinetuneConfig
-    from fusion.measure import LatencyConfig
-    from fusion.search import LOG_NAME, SearchConfig
-    from fusion.zoo import ZooSettings
+@pytest.mark.fashion_mnist
+def test_tiny_search_end_to_end_and_resume(fusion_zoo, fusion_search, tmp_path):
+    """The session's zoo and 2-candidate search (conftest: trained and run once); resumed on a copy."""
+    from fusion.search import LOG_NAME
 
-    zs = ZooSettings(epochs=2, lr=1e-2, batch_size=32, train_limit=600)
-    zoo = fusion.load_zoo("fashion_mnist2", zs, tmp_path / "cache", train_missing=True, log=lambda s: None)
+    zoo = fusion_zoo.models
     assert min(z.meta["test_accuracy"] for z in zoo.values()) > 0.3  # chance is 0.1
-    again = fusion.load_zoo("fashion_mnist2", zs, tmp_path / "cache")  # cached: same weights
+    again = fusion.load_zoo("fashion_mnist2", fusion_zoo.settings, fusion_zoo.cache)  # cached: same weights
     assert again["digits"].meta["key"] == zoo["digits"].meta["key"]
-    cfg = SearchConfig("fashion_mnist2", str(tmp_path / "run"), acc_drop=0.5, budget_s=300, max_iterations=2,
-                       cache_dir=str(tmp_path / "cache"), zoo=zs, relaxed=False, measure_separate=False,
-                       data=DataSettings(train_per_task=200, val_per_task=100, test_per_task=200, batch_size=50),
-                       finetune=FinetuneConfig(epochs=1), latency=LatencyConfig(warmup=1, runs=5))
-    s = fusion.run_search(cfg, log=lambda s: None)
+    out, cfg, s = fusion_search
+    assert cfg.acc_drop == 0.5 and cfg.max_iterations == 2
+    shutil.copytree(out, tmp_path / "run")
+    cfg = dataclasses.replace(cfg, out=str(tmp_path / "run"))
     rows = [json.loads(line) for line in (tmp_path / "run" / LOG_NAME).read_text().splitlines()]
     assert len(rows) == 3 and rows[0]["original"] and s["iterations"] == 2
     assert len({r["hash"] for r in rows}) == 3  # no graph evaluated twice
@@ -470,7 +464,7 @@ def test_recover_warmup_and_fixed_blocks(models):
 
 
 @pytest.mark.slow
-@needs_data
+@pytest.mark.fashion_mnist
 def test_fusion_bench_smoke(tmp_path):
     """bench/fusion_bench.py with the smallest settings: the CSV's columns, and ratios computed from
     the measured numbers it reports."""
@@ -478,7 +472,7 @@ def test_fusion_bench_smoke(tmp_path):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "fusion_bench.py"
+    path = Path(__file__).resolve().parents[2] / "bench" / "fusion_bench.py"
     spec = importlib.util.spec_from_file_location("fusion_bench", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

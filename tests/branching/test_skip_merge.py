@@ -61,6 +61,7 @@ def test_bad_merges_name_file_key_value_and_what_is_allowed(tmp_path, edits, key
     assert str(p) in str(err) and key in str(err) and repr(value) in str(err)
 
 
+@pytest.mark.reference
 def test_merges_default_and_round_trip(tmp_path):
     cfg = load_config(NOMERGE, [0, 1])
     assert cfg.ANYNET.MERGES == [True, False, True, True]
@@ -207,7 +208,7 @@ def test_shared_lane_and_existing_plans_are_cut_as_before(tmp_path):
     one_lane = {p: "cpu0" for p in cfg.DEPLOY.PLACEMENT}
     assert [d.name for d in draft_segments(_spec(cfg), one_lane)] == [
         "stem+s1", "s2.cpu+s3.cpu", "s2.gpu+s3.gpu", "s3.merge+s4.cpu", "s3.merge+s4.gpu", "s4.merge+head"]
-    tiny = _load(tmp_path, TINY_BRANCHED, "TINY-CG.yaml")  # every stage merges: the plan of test_pipeline_e2e
+    tiny = _load(tmp_path, TINY_BRANCHED, "TINY-CG.yaml")  # every stage merges: the plan of tests/converter/test_convert.py
     assert [d.name for d in draft_segments(_spec(tiny), tiny.DEPLOY.PLACEMENT)] == [
         "stem+s1", "s2.cpu", "s2.gpu", "s2.merge+s3.cpu", "s2.merge+s3.gpu", "s3.merge+head"]
 
@@ -215,7 +216,7 @@ def test_shared_lane_and_existing_plans_are_cut_as_before(tmp_path):
 # ---------------------------------------------------------------- end to end
 
 @pytest.mark.slow
-def test_converted_skipped_merge_plan_runs_on_lanes_and_equals_eager(tmp_path):
+def test_converted_skipped_merge_plan_runs_on_lanes_and_equals_eager(tmp_path, conversion_workdir):
     import numpy as np
     import torch
 
@@ -227,7 +228,7 @@ def test_converted_skipped_merge_plan_runs_on_lanes_and_equals_eager(tmp_path):
 
     cfg = load_config(NOMERGE, [0, 1])
     built = build_config(cfg)
-    conv = convert_config(cfg, tmp_path / "work", model=built.context)
+    conv = convert_config(cfg, conversion_workdir, model=built.context)  # shared with the native runner's tests
     plan = conv.plan
     merged = _load(tmp_path, NOMERGE_TEXT.replace(MERGES_LINE, ""), NOMERGE.name)
     n_merged = len(draft_segments(_spec(merged), merged.DEPLOY.PLACEMENT, merged.DEPLOY.FOLD_MERGES))

@@ -291,6 +291,7 @@ def test_cli_flags_reach_the_options():
 
 # -- end to end -------------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.fashion_mnist
 def test_tiny_search_end_to_end(tiny_base: Path, tmp_path: Path):
     """Real conversions, real lanes, one epoch on a Fashion-MNIST subset; then run_pipeline runs the result."""
     import run_pipeline
@@ -311,6 +312,10 @@ def test_tiny_search_end_to_end(tiny_base: Path, tmp_path: Path):
     assert (out / "predicted_vs_measured.svg").read_text().startswith("<svg")
     s = json.loads((out / "summary.json").read_text())
     assert 0 <= s["accuracy"]["base_acc"] <= 1 and 0 <= s["accuracy"]["branched_acc"] <= 1
+    acc = s["accuracy"]  # scored on the 500 test images asked for (1 epoch on 1000 images: near chance here)
+    assert acc["test_images"] == 500 and acc["train_images"] == 1000 and acc["epochs"] == 1
+    assert all(round(acc[k] * 500, 6).is_integer() for k in ("base_acc", "branched_acc"))
+    assert acc["drop_points"] == pytest.approx((acc["base_acc"] - acc["branched_acc"]) * 100)
     assert Path(s["accuracy"]["branched_weights"]).is_file()
     assert s["network"]["base"]["min_us"] > 0 and s["measurements"]["timed_now"] > 0
     # Both stages are branched on the same lanes: the merge between them was timed kept and skipped, and

@@ -22,7 +22,7 @@ from android_runtime.loopback.auth import TOKEN_SIZE, parse_public_key, read_key
 from android_runtime.loopback.confine import ConfinementError
 from configs.errors import DeviceError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 AS_ROOT = os.geteuid() == 0
 
 

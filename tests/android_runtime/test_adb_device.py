@@ -19,6 +19,7 @@ from android_runtime.device_info import (
 )
 from android_runtime.loopback import LoopbackDevice, host_abi
 from configs.errors import DeviceError
+from conftest import disconnect
 
 # Saved-style outputs of `grep -H . /sys/devices/system/cpu/cpu[0-9]*/cpufreq/cpuinfo_max_freq`.
 SD888_MAX_FREQ = "\n".join(
@@ -225,6 +226,10 @@ def test_stale_lock_is_broken(phone):
 
 @pytest.mark.device
 def test_two_devices_and_no_serial(phone, plain_phone, server):
+    # The session's adb server may still list devices of earlier tests (stopped, offline): drop them.
+    for serial in adb_call(server, "adb devices", lambda c: [d.serial for d in c.list()], scope="server"):
+        if serial not in (phone[0].serial, plain_phone.serial):
+            disconnect(server, serial)
     with pytest.raises(DeviceError, match="2 devices") as info:
         AdbDevice(adb_port=server.port)
     assert phone[0].serial in str(info.value) and plain_phone.serial in str(info.value)

@@ -11,7 +11,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("configs", "profiling", "training", "android_runtime", "converter", "branching", "fusion", "pipeline")
 ERRORS = {"UserError", "DeviceError", "ConfigError", "ArtifactError"}
 MODULE = re.compile(r"python -m ([A-Za-z_][\w.]*)")

@@ -38,12 +38,13 @@ def runner_bin() -> Path:
 
 
 @pytest.fixture(scope="module")
-def branched(tmp_path_factory, runner_bin) -> Path:
-    """plan.json of the tiny two-lane config with a skipped merge (6 segments, 3 sync points)."""
+def branched(conversion_workdir, runner_bin) -> Path:
+    """plan.json of the tiny two-lane config with a skipped merge (6 segments, 3 sync points), in the
+    session's conversion cache (tests/branching/test_skip_merge.py converts the same); tests edit copies."""
     from configs.loader import load_config
     from branching.segments import convert_config
 
-    conv = convert_config(load_config(NOMERGE, [0, 1]), tmp_path_factory.mktemp("native") / "work")
+    conv = convert_config(load_config(NOMERGE, [0, 1]), conversion_workdir)
     return conv.plan_path
 
 

@@ -1,0 +1,96 @@
+"""Plain helpers of the test suite (no fixtures): loopback phones' sysfs files and fake battery load,
+saved phone topologies, and a one-stage network config. tests/conftest.py re-exports them, so test
+files import them with ``from conftest import ...``."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+ONE_STAGE = """\
+MODEL: {{TYPE: mbanynet, NUM_CLASSES: 10}}
+ANYNET:
+  STEM_TYPE: simple_stem_in
+  STEM_W: 8
+  BLOCK_TYPE: {block}
+  DEPTHS: [[1]]
+  WIDTHS: [[16]]
+  STRIDES: [[2]]
+  BOT_MULS: [1]
+  GROUP_WS: [[8]]
+  DEVICES: [cpu]
+TRAIN: {{IM_SIZE: 32}}
+DEPLOY:
+  DTYPE: {dtype}
+  WARMUP: 1
+  RUNS: 3
+  LANES: {{cpu0: {{CORES: [{core0}], THREADS: {threads}}}, cpu1: {{CORES: [{core1}], THREADS: 1}}}}
+  PLACEMENT: {{cpu: {lane}}}
+"""  # a one-stage network: one segment (stem+s1+head); 32x32, tiny widths
+
+
+def one_stage_config(folder: Path, block: str = "res_basic_block", dtype: str = "fp32", lane: str = "cpu0",
+                     threads: int = 1, core0: int = 0, name: str = "") -> Path:
+    """Writes ONE_STAGE as ``ONE-<block>.yaml`` (or ``<name>.yaml``) in ``folder``: the same name and
+    network give the same artifact folder, so conversions into one workdir are shared."""
+    folder.mkdir(parents=True, exist_ok=True)
+    p = folder / f"{name or 'ONE-' + block}.yaml"
+    p.write_text(ONE_STAGE.format(block=block, dtype=dtype, lane=lane, threads=threads, core0=core0,
+                                  core1=1 % (os.cpu_count() or 1)))
+    return p
+
+
+VOLT_UV, IDLE_UA, RUN_UA = 3_850_000, 300_000, 900_000  # the fake battery: 3.85 V, 0.3 A idle, 0.9 A running
+
+
+def phone_root(root: Path, power: bool = True) -> Path:
+    """Sysfs for this machine's CPUs (the runner really pins there) and, optionally, a fake battery."""
+    for cpu in range(os.cpu_count() or 1):
+        d = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "cpuinfo_max_freq").write_text("2000000\n")
+    if power:
+        bat = root / "sys/class/power_supply/battery"
+        bat.mkdir(parents=True, exist_ok=True)
+        (bat / "current_now").write_text(f"-{IDLE_UA}\n")
+        (bat / "voltage_now").write_text(f"{VOLT_UV}\n")
+        usb = root / "sys/class/power_supply/usb"
+        usb.mkdir(parents=True, exist_ok=True)
+        (usb / "online").write_text("1\n")
+    return root
+
+
+class FakeLoad:
+    """Raises the fake battery current once the device starts sampling the runs (atomic rewrites)."""
+
+    def __init__(self, root: Path):
+        self.root, self.stop = root, threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        bat = self.root / "sys/class/power_supply/battery"
+        run = self.root / "data/local/tmp/nnsplice/energy/run.txt"
+        state = None
+        while not self.stop.is_set():
+            want = RUN_UA if run.exists() else IDLE_UA
+            if want != state:
+                tmp = bat / ".current_now.tmp"
+                tmp.write_text(f"-{want}\n")
+                os.replace(tmp, bat / "current_now")
+                state = want
+            time.sleep(0.002)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+PHONES = {  # saved-style cpufreq topologies (max kHz per CPU; tests/android_runtime/test_adb_device.py parses them)
+    "pixel6": {c: 1803000 for c in range(4)} | {4: 2253000, 5: 2253000, 6: 2802000, 7: 2802000},
+    "sd888": {c: 1804800 for c in range(4)} | {4: 2419200, 5: 2419200, 6: 2419200, 7: 2841600},
+}
