@@ -237,6 +237,9 @@ def run_plan(plan_path: str | os.PathLike, warmup: int, runs: int, pin: bool = T
     """Loads a plan, benchmarks it and returns the JSON-able result (what the CLI writes)."""
     plan_path = Path(plan_path)
     plan = load_plan(plan_path)
+    if plan.exits is not None:  # early exits (version 2); imported here: conditional builds on this module
+        from android_runtime.conditional import run_conditional
+        return run_conditional(plan, plan_path, warmup, runs, pin=pin, x=x)
     x = synthetic_input(plan) if x is None else x
     with PlanRunner(plan, plan_path.parent, pin=pin) as r:
         records = r.benchmark(x, warmup, runs)
@@ -250,6 +253,8 @@ def run_plan(plan_path: str | os.PathLike, warmup: int, runs: int, pin: bool = T
 
 def _load_input(path: str, plan: Plan) -> np.ndarray:
     x = np.load(path, allow_pickle=False)
+    if plan.exits is not None:  # several batches of a conditional plan: checked by conditional.batches_of
+        return x.astype(np.float32)
     if list(x.shape) != list(plan.input.shape):
         raise ValueError(f"--input {path}: shape {list(x.shape)}, the plan takes {plan.input.shape}")
     return x.astype(np.float32)
