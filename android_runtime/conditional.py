@@ -31,6 +31,16 @@ def softmax_confidence(logits: np.ndarray) -> np.ndarray:
     return e.max(axis=1) / e.sum(axis=1)
 
 
+def padded(a: np.ndarray, rows: int) -> np.ndarray:
+    """``a`` in the first rows of a ``rows``-row buffer (every variant of a stage reads a batch-B tensor
+    and uses its first b rows); ``a`` itself when it already has ``rows`` rows."""
+    if a.shape[0] == rows:
+        return a
+    buf = np.zeros([rows, *a.shape[1:]], a.dtype)
+    buf[: a.shape[0]] = a
+    return buf
+
+
 def compact(features: np.ndarray, index: np.ndarray, leave: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The samples that stay, in their original order: (their features, their positions in the batch)."""
     keep = ~np.asarray(leave, dtype=bool)
@@ -87,11 +97,11 @@ class ConditionalRunner:
                 break
             self._pin(st.lane)
             ts = time.perf_counter_ns()
-            feats = np.array(self.execs[st.body[str(b)]]([feats])[0], copy=True)
+            feats = np.array(self.execs[st.body[str(b)]]([padded(feats, n)])[0], copy=True)
             if i == len(stages) - 1:
                 outputs[index] = feats
             else:
-                logits = self.execs[st.head[str(b)]]([feats])[0]
+                logits = self.execs[st.head[str(b)]]([padded(feats, n)])[0]
                 leave = softmax_confidence(logits) >= st.threshold
                 outputs[index[leave]] = logits[leave]
                 exit_of[index[leave]] = i
