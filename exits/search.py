@@ -26,6 +26,7 @@ from configs.loader import load_config
 
 from .backbone import DEFAULT_EVERY, candidate_positions, check_positions, split_anynet
 from .build import original_built, timing_built
+from .greedy import Placement, greedy_more, place
 from .heads import HeadTrainOptions, score, train_heads
 from .placement import Candidate, batching_pattern, choose
 from .proxy import ProxyOptions, load_splits, proxy_config, trained_backbone
@@ -44,6 +45,7 @@ class SearchOptions:
     positions: tuple[int, ...] = ()  # explicit candidates; () = every `every` blocks
     precision: str = "both"  # thresholds hold labels, agreement with the original, or both
     lanes: tuple[str, ...] = ()  # lane of stage 1 and stage 2; () = the config's first lane for both
+    max_exits: int = 2  # exits placed greedily (one lane only; pipelined lanes place one)
     warmup: int = 3
     runs: int = 20
     workdir: Path = Path("work")  # converted artifacts and trained backbones
@@ -131,19 +133,26 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
     if best is None:  # no exit pays off: the best one is written anyway, flagged in the summary
         usable = [c for c in cands if c.threshold is not None] or cands
         best = min(usable, key=lambda c: c.pipelined_us if pipelined else c.expected_us)
+    placed, tried = Placement([best.position], [best.threshold], best.expected_us, []), []
+    if opt.max_exits > 1 and not fallback and not pipelined:
+        placed, tried = greedy_more(placed, positions, opt.max_exits, lambda ps: place(
+            ps, bb, heads, val, splits.y_val, opt, lanes, stage_lanes[0], cfg.DEPLOY.DTYPE, opt.proxy.im_size, ident,
+            device, log), log)
+    exit_lanes = stage_lanes if len(placed.positions) == 1 else [stage_lanes[0]] * (len(placed.positions) + 1)
     with open(out_dir / "matrices.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["matrix", "position", "batch", "b", "value"])
         w.writerows(matrix_rows)
-    cfg_path = _write_config(proxy, out_dir, best, opt, stage_lanes)
+    cfg_path = _write_config(proxy, out_dir, placed, opt, exit_lanes)
     summary = {"config": str(cfg_path), "base": str(base), "device": device.label(), "options": _jsonable(asdict(opt)),
                "backbone": {"name": proxy.name, "blocks": bb.names, "test_accuracy": acc,
                             "original_batch_us": orig, "original_sample_us": orig["segment_us"] / opt.batch},
                "candidates": rows, "chosen": best.position, "pays_off": not fallback, "pipelined": pipelined,
-               "expected_saving": 1 - (best.pipelined_us if pipelined else best.expected_us) / orig["segment_us"]}
+               "exits": placed.positions, "thresholds": placed.thresholds, "greedy_tried": tried,
+               "expected_saving": 1 - (best.pipelined_us if pipelined else placed.expected_us) / orig["segment_us"]}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    log(f"  chosen: exit after block {best.position} (threshold {best.threshold}), expected "
-        f"{best.expected_us / opt.batch:.0f} us/sample vs original {orig['segment_us'] / opt.batch:.0f} us/sample"
+    log(f"  chosen: exits after blocks {placed.positions} (thresholds {placed.thresholds}), expected "
+        f"{placed.expected_us / opt.batch:.0f} us/sample vs original {orig['segment_us'] / opt.batch:.0f} us/sample"
         + (" (no exit beats the original)" if fallback else ""))
     return summary
 
@@ -152,11 +161,12 @@ def _jsonable(d: Any) -> Any:
     return json.loads(json.dumps(d, default=str))
 
 
-def _write_config(proxy, out_dir: Path, best: Candidate, opt: SearchOptions, stage_lanes: list[str]) -> Path:
+def _write_config(proxy, out_dir: Path, placed: Placement, opt: SearchOptions, stage_lanes: list[str]) -> Path:
     import yaml
 
     d = yaml.safe_load(Path(proxy.path).read_text())
-    d["EXITS"] = {"POSITIONS": [best.position], "THRESHOLDS": [float(best.threshold if best.threshold is not None else 1.0)],
+    d["EXITS"] = {"POSITIONS": placed.positions,
+                  "THRESHOLDS": [float(t if t is not None else 1.0) for t in placed.thresholds],
                   "BATCH": opt.batch, "LANES": stage_lanes, "WEIGHTS": "exits.pt", "TOLERANCE": opt.tolerance,
                   "EVAL_IMAGES": opt.proxy.test_images}
     path = out_dir / f"{proxy.name.removesuffix('-fmnist')}-exits.yaml"
@@ -176,6 +186,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--positions", default="", help="explicit candidates, e.g. 3,6 (blocks before the exit)")
     ap.add_argument("--precision", default="both", choices=PRECISIONS, help="what the tolerance holds")
     ap.add_argument("--lanes", default="", help="lanes of stage 1 and stage 2, e.g. cpu0,cpu1 (pipelined)")
+    ap.add_argument("--max-exits", type=int, default=2, help="exits placed greedily (default 2)")
     ap.add_argument("--epochs", type=int, default=3, help="backbone training epochs")
     ap.add_argument("--head-epochs", type=int, default=3, help="exit head training epochs")
     ap.add_argument("--train-images", type=int, default=20000, help="Fashion-MNIST training images")
@@ -205,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         opt = SearchOptions(tolerance=check_tolerance(a.tolerance), batch=a.batch,
                             batch_sizes=_ints(a.batch_sizes, "--batch-sizes"), every=a.every,
                             positions=_ints(a.positions, "--positions"), precision=a.precision,
-                            lanes=tuple(x for x in a.lanes.split(",") if x), warmup=a.warmup, runs=a.runs,
+                            lanes=tuple(x for x in a.lanes.split(",") if x), max_exits=a.max_exits,
+                            warmup=a.warmup, runs=a.runs,
                             workdir=Path(a.workdir), proxy=ProxyOptions(epochs=a.epochs, train_images=a.train_images),
                             heads=HeadTrainOptions(epochs=a.head_epochs))
         with device.session(log=print):

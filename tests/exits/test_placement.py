@@ -99,3 +99,18 @@ def test_plan_version_1_still_loads_and_version_2_round_trips(tmp_path):
     new.write_text(json.dumps(d))
     with pytest.raises(PlanError, match="'nope' is not among the plan's segments"):
         load_plan(new)
+
+
+def test_greedy_arithmetic_counts_each_stage_per_batch():
+    from exits.greedy import exit_stage, expected_from_counts, stage_counts
+
+    c1 = np.array([0.99, 0.2, 0.3, 0.95])
+    c2 = np.array([0.1, 0.99, 0.2, 0.1])
+    stage_of = exit_stage([c1, c2], [0.9, 0.9])
+    assert stage_of.tolist() == [0, 1, 2, 0]  # the first exit passed wins; sample 2 reaches the final head
+    assert exit_stage([c1, c2], [None, 0.9]).tolist() == [2, 1, 2, 2]
+    counts = stage_counts(stage_of, 3, batch=4)
+    assert counts.tolist() == [[4, 2, 1]]  # every batch runs stage 0 on all 4; 2 reach stage 1, 1 stage 2
+    times = [np.array([0, 1, 2, 3, 4.0]), np.array([0, 10, 20, 30, 40.0]), np.array([0, 100, 200, 300, 400.0])]
+    assert expected_from_counts(times, counts) == pytest.approx(4 + 20 + 100)
+    assert expected_from_counts(times, np.array([[4, 2, 1], [4, 0, 0]])) == pytest.approx((124 + 4) / 2)
