@@ -85,14 +85,9 @@ def precision_fields(built: Built, conv: Converted, x: np.ndarray, labels: np.nd
     import torch
 
     ctx = built.context
-    runner = ConditionalRunner(conv.plan, conv.plan_dir, pin=False)
     b = ctx["exits"].BATCH
-    outs, exit_of = [], []
-    for i in range(0, len(x), b):
-        r = runner.run(x[i:i + b])
-        outs.append(r.outputs)
-        exit_of.append(r.exit_of)
-    pred = np.concatenate(outs).argmax(1)
+    with ConditionalRunner(conv.plan, conv.plan_dir, pin=False) as runner:
+        pred = np.concatenate([runner.run(x[i:i + b]).outputs for i in range(0, len(x), b)]).argmax(1)
     with torch.no_grad():
         orig = stage_module(ctx["bb"], 0, ctx["bb"].n_units)(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy().argmax(1)
     return {"precision_labels": round(float((pred == labels).mean()), 4),
@@ -114,7 +109,8 @@ def run_fields(ex: ExitsCfg, raw: dict) -> dict[str, Any]:
     return {"latency_per_batch_us": round(float(lat.mean()), 1),
             "latency_per_sample_us": round(float(lat.mean()) / ex.BATCH, 1),
             "p99_us": round(float(np.percentile(lat, 99)), 1),
-            "exit_ratios": exit_ratios(np.asarray(e.get("exit_of") or []), len(ex.POSITIONS))}
+            "exit_ratios": exit_ratios(np.asarray(e.get("exit_of") or []), len(ex.POSITIONS)),
+            "interval_per_batch_us": round(float(e["interval_us"]), 1) if "interval_us" in e else None}
 
 
 def row_fields(ex: ExitsCfg) -> dict[str, Any]:

@@ -67,6 +67,7 @@ class ResultRow:
     precision_labels: float | None = None  # converted early-exit network's top-1 vs labels (eval images)
     precision_orig: float | None = None  # its agreement with the original network's top-1
     acc_orig: float | None = None  # the original network's top-1 vs labels on the same images
+    interval_per_batch_us: float | None = None  # mean time between batches of the timed stream (pipelined stages overlap)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

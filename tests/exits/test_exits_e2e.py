@@ -3,6 +3,7 @@ on the host and over the loopback adb device; and bad input refused with one cle
 from __future__ import annotations
 
 import csv
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 import yaml
 
 from android_runtime.conditional import ConditionalRunner
+from android_runtime.plan import LaneSpec
 
 VENV_PY = sys.executable
 BATCH = 3
@@ -99,6 +101,20 @@ def test_runner_lets_confident_samples_leave_and_keeps_order(exits_config):
         moved_on = int((r.exit_of == 1).sum())
         assert [s[0] for s in r.stages] == ([BATCH, moved_on] if moved_on else [BATCH])
     assert seen == {0, 1}  # some samples left, some moved on
+    # the same plan with stage 2 on a second lane: pipelined, same outputs and exits, batch order kept
+    ex = conv.plan.exits
+    two = dataclasses.replace(conv.plan, lanes={**conv.plan.lanes, "cpu1": LaneSpec([0], 1, "xnnpack", ["cpu"])},
+                              exits=dataclasses.replace(ex, stages=[ex.stages[0],
+                                                                    dataclasses.replace(ex.stages[1], lane="cpu1")]))
+    xs = x.reshape(-1, BATCH, *x.shape[1:])
+    with ConditionalRunner(two, conv.plan_dir, pin=False) as piped:
+        assert piped.pipelined
+        runs, total = piped.run_stream(xs)
+    seq = [runner.run(b) for b in xs]
+    assert len(runs) == len(xs) and total > 0
+    for got, want in zip(runs, seq):
+        np.testing.assert_allclose(got.outputs, want.outputs, atol=1e-6)
+        assert got.exit_of.tolist() == want.exit_of.tolist()
 
 
 def test_pipeline_deploys_an_exits_config_on_the_host(exits_config, tmp_path, capsys):
@@ -109,7 +125,7 @@ def test_pipeline_deploys_an_exits_config_on_the_host(exits_config, tmp_path, ca
     rc = _main(["--configs", str(cfg_path), "--workdir", str(work), "--output_csv", str(out), "--no-report"])
     assert rc == 0, capsys.readouterr().err
     row = _row(out)
-    assert COLUMNS[-3:] == ["precision_labels", "precision_orig", "acc_orig"]
+    assert COLUMNS[-4:] == ["precision_labels", "precision_orig", "acc_orig", "interval_per_batch_us"]
     assert row["status"] == "ok" and row["source"] == "exits" and row["exit_positions"] == "2"
     assert row["exit_batch"] == str(BATCH) and int(row["runs"]) == 6
     ratios = dict(kv.split("=") for kv in row["exit_ratios"].split(";"))
@@ -119,6 +135,7 @@ def test_pipeline_deploys_an_exits_config_on_the_host(exits_config, tmp_path, ca
     assert float(row["p99_us"]) >= float(row["median_us"])
     assert 0 <= float(row["precision_orig"]) < 1 and row["eval_samples"] == str(3 * BATCH)
     assert float(row["max_abs_diff"]) < 1e-4
+    assert float(row["interval_per_batch_us"]) > 0
 
 
 @pytest.mark.device
