@@ -183,3 +183,28 @@ def test_search_refuses_a_tolerance_outside_0_1(tmp_path, capsys, tol):
     rc = main(["--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o"), "--tolerance", tol])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and f"--tolerance = {float(tol)!r}: a precision tolerance in (0, 1]" in err
+
+
+@pytest.mark.slow
+def test_search_writes_a_deployable_config(tmp_path, one_torch_thread):
+    """exits.search on a tiny backbone (1 epoch on 3000 images): config, matrices and summary."""
+    from exits.search import main
+
+    base = dict(TINY_EXITS)
+    del base["EXITS"]
+    cfg = _write(tmp_path / "TINY.yaml", base)
+    out = tmp_path / "out"
+    rc = main(["--config", str(cfg), "--out", str(out), "--batch", "2", "--every", "2", "--epochs", "1",
+               "--head-epochs", "1", "--train-images", "3000", "--runs", "5", "--workdir", str(tmp_path / "work")])
+    assert rc == 0
+    d = yaml.safe_load((out / "TINY-exits.yaml").read_text())
+    assert d["EXITS"]["POSITIONS"] == [2] and d["EXITS"]["BATCH"] == 2 and 0 < d["EXITS"]["THRESHOLDS"][0] <= 1
+    with (out / "matrices.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    bpm = [r for r in rows if r["matrix"] == "bpm" and r["batch"] == "2"]
+    assert [r["b"] for r in bpm] == ["0", "1", "2"] and sum(float(r["value"]) for r in bpm) == pytest.approx(1)
+    assert {r["matrix"] for r in rows} == {"bpm", "itm_stage1", "itm_stage2"}
+    s = __import__("json").loads((out / "summary.json").read_text())
+    assert s["chosen"] == 2 and len(s["candidates"]) == 1 and s["candidates"][0]["t2_us"][0] == 0.0
+    from exits import deploy
+    assert deploy.exits_of(deploy.load(out / "TINY-exits.yaml", [0, 1])).WEIGHTS == "exits.pt"
