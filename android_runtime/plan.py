@@ -114,8 +114,8 @@ def load_plan(path: str | os.PathLike) -> Plan:
     except (OSError, json.JSONDecodeError) as e:
         raise PlanError(f"{p}: not a readable plan JSON ({e})") from None
     if d.get("version") not in READABLE_VERSIONS:
-        raise PlanError(f"{p}: version = {d.get('version')!r}: this runner reads plan versions "
-                        f"{', '.join(map(str, READABLE_VERSIONS))}")
+        raise PlanError(f"{p}: version = {d.get('version')!r}: this runner reads plan version "
+                        f"{' or '.join(map(str, READABLE_VERSIONS))}")
     try:
         plan = Plan(
             name=d["name"], dtype=d["dtype"], input=TensorSpec(**d["input"]), output=TensorSpec(**d["output"]),
