@@ -107,7 +107,7 @@ def bench_one(base: Path, batch: int, a, device, out_dir: Path, log) -> tuple[li
             import yaml
 
             d = yaml.safe_load(Path(s["config"]).read_text())
-            d["EXITS"].update(POSITIONS=[c["position"]], THRESHOLDS=[c["threshold"]])
+            d["EXITS"].update(POSITIONS=[c["position"]], THRESHOLDS=[c["threshold"]], LANES=d["EXITS"]["LANES"][:2])
             p = Path(s["config"]).with_name(f"{cfg.name}-at{c['position']}.yaml")
             p.write_text(yaml.safe_dump(d, sort_keys=False))
             _, _, cv = deployed(p, Path(a.workdir))
