@@ -6,8 +6,9 @@ placement's quality, two backbones x batch sizes, side by side in one run on thi
 
 For each backbone (its Fashion-MNIST proxy, exits.proxy) and batch size B: ``exits.search``
 chooses an exit from the matrices; the chosen EXITS config and the original network at B are
-converted and timed alternately, round by round, on the same lane, each round over the evaluation
-images (2000 Fashion-MNIST test images, in batches of B). Reported: mean latency per sample and its
+converted and timed alternately, round by round, on the same lane by the same runner (the original
+as a one-stage conditional plan), each round over the evaluation images (2000 Fashion-MNIST test
+images, in batches of B). Reported: mean latency per sample and its
 change (target <= -40%), p99 per batch against the original's (target <= 1.05x), precision of the
 converted early-exit network against labels (as a share of the original's) and agreement with the
 original (target >= 99% both). At batch 1, every candidate is also deployed and measured the same
@@ -79,7 +80,7 @@ def bench_one(base: Path, batch: int, a, device, out_dir: Path, log) -> tuple[li
     bb = built.context["bb"]
     lanes = conv.plan.lanes
     orig = convert(original_built(f"{cfg.name}-orig{batch}", bb, batch, lanes, next(iter(lanes)), "fp32", cfg.im_size,
-                                  {"bench": str(cfg.path)}), Path(a.workdir), log=lambda m: None)
+                                  {"bench": str(cfg.path)}, conditional=True), Path(a.workdir), log=lambda m: None)
     runs = len(x) // batch
     plans = {"exits": (conv.plan_path, x), "original": (orig.plan_path, x[:batch])}
     lat = measure(device, plans, a.rounds, runs)

@@ -110,10 +110,12 @@ def timing_built(name: str, bb: Backbone, head: Any, position: int, batch: int, 
 
 
 def original_built(name: str, bb: Backbone, batch: int, lanes: dict[str, LaneSpec], lane: str, dtype: str,
-                   im_size: int, identity: dict[str, Any]) -> Built:
-    """The original single-exit network at batch ``batch`` (the baseline)."""
+                   im_size: int, identity: dict[str, Any], conditional: bool = False) -> Built:
+    """The original single-exit network at batch ``batch`` (the baseline). ``conditional``: as a
+    one-stage conditional plan, so the same runner (android_runtime.conditional) times it as the exits."""
     seg = BuiltSegment(name="model", kind="model", lane=lane, processor="cpu", module=stage_module(bb, 0, bb.n_units),
                        inputs=("input",), outputs=("logits",))
     params, flops = _facts(bb, {}, im_size)
+    exits = ExitPlan(batch=batch, stages=[ExitStage(lane=lane, body={str(batch): "model"})]) if conditional else None
     return Built(name=name, segments=(seg,), example=_example(batch, im_size), lanes=lanes, dtype=dtype,
-                 output="logits", params=params, flops=flops, identity={**identity, "original": True})
+                 output="logits", params=params, flops=flops, identity={**identity, "original": True}, exits=exits)
