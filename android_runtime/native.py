@@ -18,6 +18,7 @@ import os
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from android_runtime.plan import load_plan
 from android_runtime.runner import result_names, synthetic_input

@@ -14,7 +14,8 @@ from typing import Any
 
 from configs.errors import PlanError
 
-PLAN_VERSION = 1
+PLAN_VERSION = 2  # newest format: version 2 adds ``exits`` (conditional plans, exits/)
+READABLE_VERSIONS = (1, 2)  # plans without exits are still written as version 1 (every v1 reader runs them)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,26 @@ class SyncPoint:
 
 
 @dataclass(frozen=True)
+class ExitStage:
+    """One stage of a conditional plan: its body at every batch size, then (but the last) an exit head."""
+
+    lane: str  # lane that runs the stage (body and head)
+    body: dict[str, str]  # batch size (a JSON key, so a string) -> segment name
+    head: dict[str, str] = field(default_factory=dict)  # batch size -> exit-head segment ({} for the last stage)
+    threshold: float | None = None  # max-softmax confidence at or above which a sample leaves here
+
+
+@dataclass(frozen=True)
+class ExitPlan:
+    """Early exits (version 2): a batch of ``batch`` samples runs stage by stage; after each stage's
+    head the confident samples leave and the rest, compacted in order, run the next stage's body at
+    the batch size that survived."""
+
+    batch: int  # samples per input batch
+    stages: list[ExitStage]
+
+
+@dataclass(frozen=True)
 class Plan:
     name: str  # config name (file stem)
     dtype: str  # fp32 | fp16 | int8
@@ -64,13 +85,17 @@ class Plan:
     segments: list[Segment]  # topological order (a valid sequential execution order)
     sync_points: list[SyncPoint]
     source: dict[str, Any] = field(default_factory=dict)  # config path, hashes, converter versions
-    version: int = PLAN_VERSION
+    version: int = 1  # 2 when ``exits`` is set
+    exits: ExitPlan | None = None  # conditional execution (version 2); None: every segment runs
 
     def lane_segments(self, lane: str) -> list[Segment]:
         return [s for s in self.segments if s.lane == lane]
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
+        d = asdict(self)
+        if d["exits"] is None:
+            del d["exits"]  # a plan without exits reads exactly as version 1
+        return json.dumps(d, indent=1)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Writes atomically (tmp + rename)."""
@@ -88,8 +113,9 @@ def load_plan(path: str | os.PathLike) -> Plan:
         d = json.loads(p.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise PlanError(f"{p}: not a readable plan JSON ({e})") from None
-    if d.get("version") != PLAN_VERSION:
-        raise PlanError(f"{p}: version = {d.get('version')!r}: this runner reads plan version {PLAN_VERSION}")
+    if d.get("version") not in READABLE_VERSIONS:
+        raise PlanError(f"{p}: version = {d.get('version')!r}: this runner reads plan version "
+                        f"{' or '.join(map(str, READABLE_VERSIONS))}")
     try:
         plan = Plan(
             name=d["name"], dtype=d["dtype"], input=TensorSpec(**d["input"]), output=TensorSpec(**d["output"]),
@@ -97,11 +123,17 @@ def load_plan(path: str | os.PathLike) -> Plan:
             segments=[Segment(**{**s, "inputs": [TensorSpec(**t) for t in s["inputs"]],
                                  "outputs": [TensorSpec(**t) for t in s["outputs"]]}) for s in d["segments"]],
             sync_points=[SyncPoint(**s) for s in d["sync_points"]], source=d.get("source", {}),
-            version=d["version"])
+            version=d["version"], exits=_exit_plan(d.get("exits")))
     except (KeyError, TypeError) as e:
         raise PlanError(f"{p}: malformed plan ({e})") from None
     check_plan(plan, p)
     return plan
+
+
+def _exit_plan(d: dict | None) -> ExitPlan | None:
+    if d is None:
+        return None
+    return ExitPlan(batch=int(d["batch"]), stages=[ExitStage(**s) for s in d["stages"]])
 
 
 def check_plan(plan: Plan, where: Any = "plan") -> None:
@@ -116,3 +148,11 @@ def check_plan(plan: Plan, where: Any = "plan") -> None:
         produced.update(t.name for t in s.outputs)
     if plan.output.name not in produced:
         raise PlanError(f"{where}: output {plan.output.name!r} is produced by no segment")
+    if plan.exits is not None:
+        names = {s.name for s in plan.segments}
+        for i, st in enumerate(plan.exits.stages):
+            for seg in [*st.body.values(), *st.head.values()]:
+                if seg not in names:
+                    raise PlanError(f"{where}: exits.stages[{i}] segment {seg!r} is not among the plan's segments")
+            if (i < len(plan.exits.stages) - 1) != (st.threshold is not None and bool(st.head)):
+                raise PlanError(f"{where}: exits.stages[{i}]: every stage but the last needs a head and a threshold")

@@ -41,9 +41,9 @@ from profiling.energy import EnergyEstimate, no_estimate
 REMOTE_ROOT = f"{DEVICE_TMP}/nnsplice"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 # What the plan runner imports: numpy and ai-edge-litert come from the device's Python.
-RUNNER_FILES = ("android_runtime/__init__.py", "android_runtime/runner.py", "android_runtime/plan.py",
+RUNNER_FILES = ("android_runtime/__init__.py", "android_runtime/runner.py", "android_runtime/segment.py", "android_runtime/plan.py",
                 "android_runtime/alternate.py", "configs/__init__.py", "configs/errors.py", "configs/registry.py",
-                "configs/vocab.py")
+                "configs/vocab.py", "android_runtime/conditional.py")
 RUN_TIMEOUT_S = 900.0
 
 

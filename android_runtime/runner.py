@@ -15,107 +15,17 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from android_runtime.plan import Plan, PlanError, Segment, load_plan
-from configs.vocab import DELEGATES
+from android_runtime.conditional import run_conditional
+from android_runtime.plan import Plan, PlanError, load_plan
+from android_runtime.segment import SegmentExecutor, list_delegates, runtime_version  # noqa: F401  (re-exported)
+
 
 # Shared libraries of the delegates that need one (found on the device's library path).
-_DELEGATE_LIBS = {"gpu": "libtensorflowlite_gpu_delegate.so", "hexagon": "libhexagon_interface.so",
-                  "nnapi": "libnnapi_delegate.so"}
-
-
-def runtime_version() -> str:
-    """The LiteRT runtime plans run on (part of every search measurement's key)."""
-    from importlib.metadata import version
-
-    return f"ai-edge-litert={version('ai-edge-litert')}"
-
-
-def list_delegates() -> list[str]:
-    return list(DELEGATES)
-
-
-class SegmentExecutor:
-    """One segment's interpreter: float32 in, float32 out (int8 segments are quantized here)."""
-
-    def __init__(self, seg: Segment, plan_dir: Path, threads: int, delegate: str):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType, load_delegate
-
-        path = plan_dir / seg.file
-        kwargs: dict = {"model_path": str(path), "num_threads": threads}
-        if delegate == "builtin":
-            kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        elif delegate in _DELEGATE_LIBS:
-            try:
-                kwargs["experimental_delegates"] = [load_delegate(_DELEGATE_LIBS[delegate])]
-            except (ValueError, OSError) as e:
-                raise RuntimeError(f"segment {seg.name}: delegate {delegate!r} cannot be loaded here ({e}); "
-                                   f"map the lane to xnnpack or builtin on this device") from None
-        self.name = seg.name
-        self.it = Interpreter(**kwargs)
-        self.it.allocate_tensors()
-        # Map outputs by signature, never by tensor name: a model converted from a dict names its
-        # signature outputs by the plan's tensor names (fusion: one per task); otherwise the order
-        # follows the signature's output_0.. names.
-        self.in_names = [t.name for t in seg.inputs]
-        self.out_names = [t.name for t in seg.outputs]
-        sigs = self.it.get_signature_list()
-        if sigs:
-            key = next(iter(sigs))  # converted segments have one signature, serving_default
-            sig = self.it.get_signature_runner(key)
-            in_names, out_names = list(sigs[key]["inputs"]), list(sigs[key]["outputs"])
-            in_det = sig.get_input_details()
-            out_det = sig.get_output_details()
-            self.inputs = [in_det[n] for n in in_names]
-            by_name = set(self.out_names) <= set(out_names)
-            self.outputs = [out_det[n] for n in (self.out_names if by_name else sorted(out_names, key=_output_pos))]
-        else:  # a published .tflite run as it is often has no signature: its input/output tensors, in order
-            self.inputs = self.it.get_input_details()
-            self.outputs = self.it.get_output_details()
-        # Float outputs are handed on as views of the interpreter's own buffer: no per-run allocation.
-        # A fresh multi-MB array per segment costs an mmap/munmap, whose TLB shoot-downs between cores
-        # (costly in VMs) made two concurrent lanes several times slower at every segment boundary.
-        self._views = [self.it.tensor(det["index"]) if det["dtype"] == np.float32 else None for det in self.outputs]
-
-    def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        """Runs the segment. Float outputs are views valid until this segment's next call: consumers
-        must copy (set_tensor does) before then, and nobody may hold them across that call."""
-        for det, a in zip(self.inputs, arrays):
-            self.it.set_tensor(det["index"], _quantize(a, det))
-        del arrays
-        self.it.invoke()
-        return [v() if v is not None else _dequantize(self.it.get_tensor(det["index"]), det)
-                for v, det in zip(self._views, self.outputs)]
-
-
-def _output_pos(name: str) -> int:
-    tail = name.rsplit("_", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
-
-
-def _quantize(a: np.ndarray, det: dict) -> np.ndarray:
-    if det["dtype"] == np.float32:
-        return a.astype(np.float32, copy=False)
-    scale, zp = det["quantization"]
-    if not scale:  # an integer tensor that is not quantized (e.g. indices): passed as its type
-        return a.astype(det["dtype"])
-    info = np.iinfo(det["dtype"])
-    return np.clip(np.round(a / scale) + zp, info.min, info.max).astype(det["dtype"])
-
-
-def _dequantize(a: np.ndarray, det: dict) -> np.ndarray:
-    if det["dtype"] == np.float32:
-        return a
-    scale, zp = det["quantization"]
-    if not scale:  # not quantized (e.g. indices or counts): handed on as float32 values
-        return a.astype(np.float32)
-    return (a.astype(np.float32) - zp) * scale
-
-
 @dataclass
 class RunRecord:
     latency_us: float  # end to end: input handed over -> output available
@@ -254,6 +164,8 @@ def run_plan(plan_path: str | os.PathLike, warmup: int, runs: int, pin: bool = T
     """Loads a plan, benchmarks it and returns the JSON-able result (what the CLI writes)."""
     plan_path = Path(plan_path)
     plan = load_plan(plan_path)
+    if plan.exits is not None:  # early exits (version 2)
+        return run_conditional(plan, plan_path, warmup, runs, pin=pin, x=x)
     x = synthetic_input(plan) if x is None else x
     with PlanRunner(plan, plan_path.parent, pin=pin) as r:
         records = r.benchmark(x, warmup, runs, on_run=on_run)
@@ -267,6 +179,8 @@ def run_plan(plan_path: str | os.PathLike, warmup: int, runs: int, pin: bool = T
 
 def _load_input(path: str, plan: Plan) -> np.ndarray:
     x = np.load(path, allow_pickle=False)
+    if plan.exits is not None:  # several batches of a conditional plan: checked by conditional.batches_of
+        return x.astype(np.float32)
     if list(x.shape) != list(plan.input.shape):
         raise ValueError(f"--input {path}: shape {list(x.shape)}, the plan takes {plan.input.shape}")
     return x.astype(np.float32)

@@ -17,7 +17,8 @@ from .vocab import DELEGATES, DTYPES, TARGETS
 
 # Top-level sections of pycls/NN-Stretch configs that nnsplice records but does not use.
 RECORDED_SECTIONS = ("OPTIM", "NUM_GPUS", "OUT_DIR", "DATA_LOADER", "BN", "RNG_SEED", "LOG_PERIOD",
-                     "LOG_DEST", "CUDNN", "PREC_TIME", "PORT", "HOST", "LAUNCH", "MEM")
+                     "LOG_DEST", "CUDNN", "PREC_TIME", "PORT", "HOST", "LAUNCH", "MEM",
+                     "EXITS")  # EXITS: read by exits/ (pipeline.sources.exits claims such files)
 _SECTIONS = {"MODEL": ModelCfg, "ANYNET": AnyNetCfg, "TRAIN": DataCfg, "TEST": DataCfg, "DEPLOY": DeployCfg}
 
 

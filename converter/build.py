@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from android_runtime.artifacts import check_plan_files
-from android_runtime.plan import LaneSpec, Plan, Segment, SyncPoint, TensorSpec
-from configs.errors import UserError
+from android_runtime.plan import ExitPlan, LaneSpec, Plan, Segment, SyncPoint, TensorSpec
+from configs.errors import PlanError, UserError
 from profiling.progress import Progress
 
 from .prebuilt import tflite_io
@@ -70,6 +70,7 @@ class Built:
         calibration_id: names the calibration data in the cache key (e.g. "random-16", "train-images").
         sync_points: merges that wait for branches on other lanes.
         context: whatever the model source needs again after conversion (not part of the cache key).
+        exits: early exits (exits/): the plan runs conditionally, stage by stage (plan version 2).
     """
 
     name: str
@@ -88,6 +89,7 @@ class Built:
     calibration_id: str = "random-16"
     sync_points: tuple[SyncPoint, ...] = ()
     context: Any = None  # the source's own build facts for its later stages (e.g. a fusion Deployment)
+    exits: ExitPlan | None = None  # conditional stages of an early-exit network (plan version 2)
 
 
 @dataclass(frozen=True)
@@ -131,7 +133,9 @@ def cache_key(built: Built) -> str:
     blob = json.dumps({"identity": built.identity, "segments": segs, "dtype": built.dtype,
                        "example": list(built.example.shape), "channels_last": built.channels_last,
                        "calibration": built.calibration_id if built.dtype == "int8" else "",
-                       "converter": converter_version(), "code": CODE_VERSION}, sort_keys=True, default=str)
+                       "converter": converter_version(), "code": CODE_VERSION,
+                       **({"exits": dataclasses.asdict(built.exits)} if built.exits else {})},
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -240,7 +244,7 @@ def convert(built: Built, workdir: str | os.PathLike, force: bool = False, log=l
     bar.close()
     plan = Plan(name=built.name, dtype=built.dtype, input=TensorSpec(built.input_name, _shape(built.example, cl)),
                 output=TensorSpec(built.output, shapes[built.output]), lanes=lanes, segments=segments,
-                sync_points=list(built.sync_points),
+                sync_points=list(built.sync_points), exits=built.exits, version=2 if built.exits else 1,
                 source={**built.source, "cache_key": key, "converter": converter_version(),
                         "code_version": CODE_VERSION})
     plan.save(plan_path)

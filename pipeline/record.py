@@ -62,6 +62,18 @@ class ResultRow:
     weights: str = ""  # users' models: factory, or the sha256 of the weights (or model) file
     group: str = ""  # MODELS configs: the config whose run this row belongs to (its group row, models, baseline)
     vs_sequential: float | None = None  # MODELS group row: concurrent / one-after-another latency (minima, same run)
+    # early-exit configs only (exits/): the plan serves batches of exit_batch samples
+    exit_positions: str = ""  # exits after these backbone blocks, ';'-separated
+    exit_thresholds: str = ""  # max-softmax confidence to leave at each exit, ';'-separated
+    exit_batch: int | None = None  # samples per batch
+    latency_per_batch_us: float | None = None  # mean over the timed runs (each run: one batch of eval images)
+    latency_per_sample_us: float | None = None  # latency_per_batch_us / exit_batch
+    p99_us: float | None = None  # 99th percentile of the per-batch latency
+    exit_ratios: str = ""  # exit0=share;...;final=share over the timed runs' samples
+    precision_labels: float | None = None  # converted early-exit network's top-1 vs labels (eval images)
+    precision_orig: float | None = None  # its agreement with the original network's top-1
+    acc_orig: float | None = None  # the original network's top-1 vs labels on the same images
+    interval_per_batch_us: float | None = None  # mean time between batches of the timed stream (pipelined stages overlap)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -80,6 +80,7 @@ def source_for(path: Path) -> Source:
 
 
 from .anynet import AnyNetSource  # noqa: E402  (the registrations below need the registry above)
+from .exits import ExitsSource  # noqa: E402
 from .fusion import FusionSource  # noqa: E402
 from .user import UserModelSource  # noqa: E402
 
@@ -89,5 +90,6 @@ register("python", UserModelSource("python"))
 register("tflite", UserModelSource("tflite"))
 register("onnx", UserModelSource("onnx"))
 register("models", UserModelSource("models"))
+register("exits", ExitsSource())
 
 __all__ = ["SOURCES", "Source", "list_sources", "register", "source_for"]

@@ -1,0 +1,111 @@
+"""More than one exit, greedily as PAME: the next exit is chosen given the ones already placed.
+
+For a placement (exits at positions with thresholds), every validation sample leaves at the first
+exit it passes; cut into batches of B (the same seeded order as the Batching Pattern Matrix), each
+batch runs stage i on the n_i samples still there. With each stage's time at every batch size
+(timed on the device), the expected batch latency is the mean over batches of sum_i t_i(n_i).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from android_runtime.devices import Device
+
+from .build import exit_built
+from .thresholds import choose_thresholds
+from .timing import time_built
+
+
+def exit_stage(confs: list[np.ndarray], thresholds: list[float | None]) -> np.ndarray:
+    """Per sample, the stage it leaves at: the first exit whose confidence it reaches, else len(confs)."""
+    n = len(confs[0]) if confs else 0
+    out = np.full(n, len(confs), np.int64)
+    for i in reversed(range(len(confs))):
+        if thresholds[i] is not None:
+            out[np.asarray(confs[i]) >= thresholds[i]] = i
+    return out
+
+
+def stage_counts(stage_of: np.ndarray, n_stages: int, batch: int, seed: int = 0) -> np.ndarray:
+    """[batches, stages]: how many samples of each batch run each stage (stage 0: all of them)."""
+    order = np.random.default_rng(seed).permutation(len(stage_of))
+    n = len(stage_of) // batch
+    s = np.asarray(stage_of)[order[: n * batch]].reshape(n, batch)
+    return np.stack([(s >= i).sum(1) for i in range(n_stages)], axis=1)
+
+
+def expected_from_counts(times: list[np.ndarray], counts: np.ndarray) -> float:
+    """Mean over batches of sum_i times[i][counts[:, i]] (times[i][0] = 0: a stage nobody reaches)."""
+    return float(np.mean(sum(np.asarray(t)[counts[:, i]] for i, t in enumerate(times))))
+
+
+def stage_times(med: dict[str, float], n_stages: int, batch: int) -> list[np.ndarray]:
+    """Per stage, its time (body + exit head) at every batch size 0..B from a timing run's segment medians."""
+    out = []
+    for i in range(n_stages):
+        t = np.zeros(batch + 1)
+        for n in range(1, batch + 1):
+            if f"stage{i}@{n}" in med:
+                t[n] = med[f"stage{i}@{n}"] + med.get(f"exit{i}@{n}", 0.0)
+        out.append(t)
+    return out
+
+
+@dataclass
+class Placement:
+    positions: list[int]
+    thresholds: list[float | None]
+    expected_us: float  # per batch of B
+    times: list[list[float]]  # per stage, t(n) for n = 0..B
+
+
+def thresholds_for(positions: list[int], val, labels: np.ndarray, tolerance: float, precision: str) -> list[float | None]:
+    """Per exit the stricter of the label and agreement thresholds (as ``precision`` asks), with the budget
+    propagated from exit to exit."""
+    confs = [val.conf(k) for k in positions]
+    by_l = choose_thresholds(confs, [val.exit_correct(k, labels) for k in positions], val.final_correct(labels),
+                             tolerance)
+    by_a = choose_thresholds(confs, [val.exit_correct(k, None) for k in positions], val.final_correct(None), tolerance)
+    out = []
+    for a, b in zip(by_l, by_a):
+        ts = {"labels": [a.threshold], "agreement": [b.threshold], "both": [a.threshold, b.threshold]}[precision]
+        out.append(None if None in ts else max(ts))
+    return out
+
+
+def place(positions: list[int], bb, heads: dict[int, Any], val, labels: np.ndarray, opt, lanes, stage_lane: str,
+          dtype: str, im_size: int, ident: dict, device: Device, log: Callable[[str], None]) -> Placement:
+    """Thresholds, device timing and expected latency of one placement (every stage on ``stage_lane``)."""
+    import dataclasses
+
+    th = thresholds_for(positions, val, labels, opt.tolerance, opt.precision)
+    built = exit_built(f"{ident['proxy']}-exits{'-'.join(map(str, positions))}-b{opt.batch}", bb,
+                       {k: heads[k] for k in positions}, [t if t is not None else 1.0 for t in th], opt.batch, lanes,
+                       [stage_lane] * (len(positions) + 1), dtype, im_size, ident)
+    _, med = time_built(dataclasses.replace(built, exits=None), device, Path(opt.workdir), opt.warmup, opt.runs, log)
+    times = stage_times(med, len(positions) + 1, opt.batch)
+    counts = stage_counts(exit_stage([val.conf(k) for k in positions], th), len(positions) + 1, opt.batch)
+    return Placement(positions, th, expected_from_counts(times, counts), [t.tolist() for t in times])
+
+
+def greedy_more(first: Placement, candidates: list[int], max_exits: int, place_fn: Callable[[list[int]], Placement],
+                log: Callable[[str], None]) -> tuple[Placement, list[dict]]:
+    """Adds exits after the last placed one while one lowers the expected latency (at most ``max_exits``)."""
+    best, tried = first, []
+    while len(best.positions) < max_exits:
+        later = [k for k in candidates if k > best.positions[-1]]
+        if not later:
+            break
+        options = [place_fn([*best.positions, k]) for k in later]
+        tried += [{"positions": o.positions, "thresholds": o.thresholds, "expected_batch_us": o.expected_us}
+                  for o in options]
+        nxt = min(options, key=lambda o: o.expected_us)
+        log(f"  exits {nxt.positions}: expected {nxt.expected_us:.0f} us/batch (now {best.expected_us:.0f})")
+        if nxt.expected_us >= best.expected_us or None in nxt.thresholds:
+            break
+        best = nxt
+    return best, tried

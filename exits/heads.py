@@ -1,0 +1,140 @@
+"""PAME's exit heads on a trained backbone, trained with the backbone frozen.
+
+A head at position k is one block initialised from the backbone's next block (unit k, the first
+block of the next stage at a stage boundary), global average pooling and a linear classifier.
+The backbone's features at k are computed once (frozen, eval mode), then each head trains on them.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from training import LoaderConfig, make_loader, train_classifier
+
+from .backbone import Backbone, stage_module
+
+
+def _exit_head_class():
+    import torch
+    from torch import nn
+
+    class ExitHead(nn.Module):
+        """block (a copy of the backbone's next block) -> global average pool -> linear."""
+
+        def __init__(self, block: nn.Module, width: int, num_classes: int):
+            super().__init__()
+            self.block = block
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(width, num_classes)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(torch.flatten(self.pool(self.block(x)), 1))
+
+    return ExitHead
+
+
+def make_head(bb: Backbone, position: int, features: Any, num_classes: int, seed: int = 0):
+    """The exit head at ``position``, its block copied from unit ``position`` (weights included).
+
+    Args:
+        features: a batch of the backbone's features at ``position`` (NCHW), to size the classifier.
+    """
+    import torch
+
+    torch.manual_seed(seed + position)
+    block = copy.deepcopy(bb.units[position])
+    with torch.no_grad():
+        width = int(block.eval()(features[:1]).shape[1])
+    return _exit_head_class()(block, width, num_classes).eval()
+
+
+@dataclass(frozen=True)
+class HeadTrainOptions:
+    epochs: int = 3  # passes over the training features per head
+    lr: float = 3e-3  # peak learning rate (AdamW, one cycle)
+    batch_size: int = 128
+    seed: int = 0
+
+
+def features_at(bb: Backbone, positions: list[int], x: Any, batch: int = 512) -> dict[int, Any]:
+    """The frozen backbone's features after each position, for every input (no grad, eval mode)."""
+    import torch
+
+    out: dict[int, list] = {k: [] for k in positions}
+    mods = {}
+    prev = 0
+    for k in positions:
+        mods[k] = stage_module(bb, prev, k)
+        prev = k
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            f = x[i:i + batch]
+            for k in positions:
+                f = mods[k](f)
+                out[k].append(f)
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def train_heads(bb: Backbone, positions: list[int], x: Any, y: np.ndarray, num_classes: int,
+                opt: HeadTrainOptions = HeadTrainOptions(), log: Callable[[str], None] = print) -> dict[int, Any]:
+    """Exit heads at ``positions`` trained on labels with the backbone frozen (its features computed once)."""
+    for p in [*bb.stem.parameters(), *(q for u in bb.units for q in u.parameters()), *bb.head.parameters()]:
+        p.requires_grad_(False)
+    feats = features_at(bb, positions, x)
+    heads = {}
+    for k in positions:
+        head = make_head(bb, k, feats[k], num_classes, opt.seed)
+        for p in head.parameters():
+            p.requires_grad_(True)
+        loader = make_loader(feats[k], y, LoaderConfig(batch_size=opt.batch_size, seed=opt.seed), shuffle=True)
+        res = train_classifier(head, {"train": loader}, opt.epochs, opt.lr, seed=opt.seed)
+        log(f"  exit head after block {k}: trained {opt.epochs} epochs ({res.seconds:.0f} s)")
+        heads[k] = head.eval()
+        del feats[k]
+    return heads
+
+
+@dataclass
+class Scores:
+    """Every sample's logits at every exit and at the final head (numpy, float32)."""
+
+    final: np.ndarray  # [N, classes]
+    exits: dict[int, np.ndarray]  # position -> [N, classes]
+
+    def conf(self, k: int) -> np.ndarray:
+        z = self.exits[k] - self.exits[k].max(1, keepdims=True)
+        e = np.exp(z)
+        return e.max(1) / e.sum(1)
+
+    def exit_correct(self, k: int, labels: np.ndarray | None) -> np.ndarray:
+        """Correct against labels, or (labels None) agreement with the final head."""
+        ref = self.final.argmax(1) if labels is None else labels
+        return self.exits[k].argmax(1) == ref
+
+    def final_correct(self, labels: np.ndarray | None) -> np.ndarray:
+        return np.ones(len(self.final), bool) if labels is None else self.final.argmax(1) == labels
+
+
+def score(bb: Backbone, heads: dict[int, Any], x: Any, batch: int = 512) -> Scores:
+    """Logits of every exit head and of the whole network (eager PyTorch)."""
+    import torch
+
+    positions = sorted(heads)
+    cuts = [*positions, bb.n_units]
+    mods, prev = [], 0
+    for k in cuts:
+        mods.append(stage_module(bb, prev, k))
+        prev = k
+    final, ex = [], {k: [] for k in positions}
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            f = x[i:i + batch]
+            for k, m in zip(cuts, mods):
+                f = m(f)
+                if k in heads:
+                    ex[k].append(heads[k](f).numpy())
+            final.append(f.numpy())
+    return Scores(np.concatenate(final), {k: np.concatenate(v) for k, v in ex.items()})

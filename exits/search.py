@@ -1,0 +1,233 @@
+"""Exit placement after PAME: exits on a trained backbone, thresholds under a precision tolerance,
+both matrices, the exit with the lowest expected latency on the device.
+
+    python -m exits.search --config BASE.yaml --out DIR [--tolerance 0.99] [--batch 8] [--device host|adb ...]
+
+writes ``DIR/<name>-exits.yaml`` (the proxy config with an EXITS section, deployable with
+run_pipeline.py), ``DIR/exits.pt`` (backbone and head weights), ``DIR/matrices.csv`` and
+``DIR/summary.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from android_runtime.devices import Device, get_device
+from android_runtime.plan import LaneSpec
+from configs.errors import NnspliceError, UserError
+from configs.loader import load_config
+
+from .backbone import DEFAULT_EVERY, candidate_positions, check_positions, split_anynet
+from .build import original_built, timing_built
+from .greedy import Placement, greedy_more, place
+from .heads import HeadTrainOptions, score, train_heads
+from .placement import Candidate, batching_pattern, choose
+from .proxy import ProxyOptions, load_splits, proxy_config, trained_backbone
+from .thresholds import check_tolerance, choose_thresholds, overall_precision
+from .timing import time_matrix, time_original
+
+PRECISIONS = ("both", "labels", "agreement")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    tolerance: float = 0.99  # share of the original's precision to keep, in (0, 1]
+    batch: int = 8  # the served batch size B (Inference Time Matrix at B)
+    batch_sizes: tuple[int, ...] = (1, 4, 8, 16)  # Batching Pattern Matrix batch sizes
+    every: int = DEFAULT_EVERY  # candidate every N blocks
+    positions: tuple[int, ...] = ()  # explicit candidates; () = every `every` blocks
+    precision: str = "both"  # thresholds hold labels, agreement with the original, or both
+    lanes: tuple[str, ...] = ()  # lane of stage 1 and stage 2; () = the config's first lane for both
+    max_exits: int = 2  # exits placed greedily (one lane only; pipelined lanes place one)
+    warmup: int = 3
+    runs: int = 20
+    workdir: Path = Path("work")  # converted artifacts and trained backbones
+    proxy: ProxyOptions = field(default_factory=ProxyOptions)
+    heads: HeadTrainOptions = field(default_factory=HeadTrainOptions)
+
+
+def _lanes(cfg, opt: SearchOptions) -> tuple[dict[str, LaneSpec], list[str]]:
+    lanes = {k: LaneSpec(list(v.CORES), v.THREADS, v.DELEGATE, ["cpu"]) for k, v in cfg.DEPLOY.LANES.items()}
+    stage_lanes = list(opt.lanes) or [next(iter(lanes))] * 2
+    if len(stage_lanes) != 2 or any(x not in lanes for x in stage_lanes):
+        raise UserError(f"--lanes = {','.join(opt.lanes)!r}: two lanes (stage 1, stage 2) among the config's "
+                        f"DEPLOY.LANES {list(lanes)}")
+    return lanes, stage_lanes
+
+
+def _threshold(conf: np.ndarray, ec_l: np.ndarray, fc_l: np.ndarray, ec_a: np.ndarray, opt: SearchOptions):
+    """(threshold, by labels, by agreement): the strictest of those the precision mode asks for."""
+    by_l, = choose_thresholds([conf], [ec_l], fc_l, opt.tolerance)
+    by_a, = choose_thresholds([conf], [ec_a], np.ones(len(conf), bool), opt.tolerance)
+    ts = {"labels": [by_l.threshold], "agreement": [by_a.threshold],
+          "both": [by_l.threshold, by_a.threshold]}[opt.precision]
+    return (None if None in ts else max(ts)), by_l.threshold, by_a.threshold
+
+
+def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
+               log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The whole search; returns the summary (also written to ``out_dir/summary.json``)."""
+    import torch
+
+    check_tolerance(opt.tolerance)
+    if opt.precision not in PRECISIONS:
+        raise UserError(f"--precision = {opt.precision!r}: one of {', '.join(PRECISIONS)}")
+    if not 1 <= opt.batch <= 64:
+        raise UserError(f"--batch = {opt.batch}: an int in 1..64")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = device.resolve(load_config(base, device.available_cores()))
+    lanes, stage_lanes = _lanes(cfg, opt)
+    proxy = proxy_config(cfg, opt.proxy, out_dir)
+    splits = load_splits(opt.proxy)
+    model, acc, _ = trained_backbone(proxy, opt.proxy, splits, Path(opt.workdir) / "exits", log)
+    bb = split_anynet(model)
+    positions = list(opt.positions) or candidate_positions(bb.n_units, opt.every)
+    if not positions:
+        raise UserError(f"{base}: the backbone has {bb.n_units} blocks: no exit candidate every {opt.every} "
+                        "blocks; pass --every or --positions")
+    check_positions(positions, bb.n_units, "--positions", "--positions")
+    heads = train_heads(bb, positions, splits.x_train, splits.y_train, 10, opt.heads, log)
+    val, test = score(bb, heads, splits.x_val), score(bb, heads, splits.x_test)
+    torch.save({"backbone": model.state_dict(), "heads": {k: h.state_dict() for k, h in heads.items()}},
+               out_dir / "exits.pt")
+    ident = {"proxy": proxy.name, "weights": "exits.pt", "dir": str(out_dir.resolve())}
+    orig = time_original(original_built(f"{proxy.name}-orig{opt.batch}", bb, opt.batch, lanes, stage_lanes[0],
+                                        cfg.DEPLOY.DTYPE, opt.proxy.im_size, ident), device, opt.workdir,
+                         opt.warmup, opt.runs, log)
+    cands, rows, matrix_rows = [], [], []
+    for k in positions:
+        th, th_l, th_a = _threshold(val.conf(k), val.exit_correct(k, splits.y_val), val.final_correct(splits.y_val),
+                                    val.exit_correct(k, None), opt)
+        moveon = val.conf(k) < th if th is not None else np.ones(len(splits.y_val), bool)
+        patterns = {bs: batching_pattern(moveon, bs) for bs in sorted(set(opt.batch_sizes) | {opt.batch})}
+        log(f"  exit after block {k}: threshold {th} (labels {th_l}, agreement {th_a}), "
+            f"{1 - moveon.mean():.1%} of validation samples leave")
+        t1, t2, t_body = time_matrix(timing_built(f"{proxy.name}-exit{k}-b{opt.batch}", bb, heads[k], k, opt.batch,
+                                                  lanes, stage_lanes, cfg.DEPLOY.DTYPE, opt.proxy.im_size, ident),
+                                     opt.batch, device, opt.workdir, opt.warmup, opt.runs, log)
+        c = Candidate(k, th, float(1 - moveon.mean()), patterns[opt.batch], t1, t2)
+        cands.append(c)
+        tests = {}
+        for name, labels in (("labels", splits.y_test), ("agreement", None)):
+            tests[name] = overall_precision([test.conf(k)], [test.exit_correct(k, labels)], test.final_correct(labels),
+                                            [th])[0]
+        rows.append({"position": k, "block": bb.names[k - 1], "threshold": th, "threshold_labels": th_l,
+                     "threshold_agreement": th_a, "val_exit_ratio": c.exit_ratio,
+                     "test_precision_labels": tests["labels"], "test_agreement": tests["agreement"],
+                     "test_precision_labels_share": tests["labels"] / max(1e-9, float(test.final_correct(splits.y_test).mean())),
+                     "t1_us": t1, "t_stage1_body_us": t_body, "t2_us": t2.tolist(), "expected_batch_us": c.expected_us,
+                     "expected_sample_us": c.expected_us / opt.batch, "pipelined_batch_us": c.pipelined_us})
+        matrix_rows += [("bpm", k, bs, b, float(p)) for bs, pat in patterns.items() for b, p in enumerate(pat)]
+        matrix_rows += [("itm_stage1", k, opt.batch, opt.batch, t1)]
+        matrix_rows += [("itm_stage2", k, opt.batch, b, float(t)) for b, t in enumerate(t2)]
+    pipelined = stage_lanes[0] != stage_lanes[1]
+    best = choose(cands, orig["segment_us"], pipelined)
+    fallback = best is None
+    if best is None:  # no exit pays off: the best one is written anyway, flagged in the summary
+        usable = [c for c in cands if c.threshold is not None] or cands
+        best = min(usable, key=lambda c: c.pipelined_us if pipelined else c.expected_us)
+    placed, tried = Placement([best.position], [best.threshold], best.expected_us, []), []
+    if opt.max_exits > 1 and not fallback and not pipelined:
+        placed, tried = greedy_more(placed, positions, opt.max_exits, lambda ps: place(
+            ps, bb, heads, val, splits.y_val, opt, lanes, stage_lanes[0], cfg.DEPLOY.DTYPE, opt.proxy.im_size, ident,
+            device, log), log)
+    exit_lanes = stage_lanes if len(placed.positions) == 1 else [stage_lanes[0]] * (len(placed.positions) + 1)
+    with open(out_dir / "matrices.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["matrix", "position", "batch", "b", "value"])
+        w.writerows(matrix_rows)
+    cfg_path = _write_config(proxy, out_dir, placed, opt, exit_lanes)
+    summary = {"config": str(cfg_path), "base": str(base), "device": device.label(), "options": _jsonable(asdict(opt)),
+               "backbone": {"name": proxy.name, "blocks": bb.names, "test_accuracy": acc,
+                            "original_batch_us": orig, "original_sample_us": orig["segment_us"] / opt.batch},
+               "candidates": rows, "chosen": best.position, "pays_off": not fallback, "pipelined": pipelined,
+               "exits": placed.positions, "thresholds": placed.thresholds, "greedy_tried": tried,
+               "expected_saving": 1 - (best.pipelined_us if pipelined else placed.expected_us) / orig["segment_us"]}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    log(f"  chosen: exits after blocks {placed.positions} (thresholds {placed.thresholds}), expected "
+        f"{placed.expected_us / opt.batch:.0f} us/sample vs original {orig['segment_us'] / opt.batch:.0f} us/sample"
+        + (" (no exit beats the original)" if fallback else ""))
+    return summary
+
+
+def _jsonable(d: Any) -> Any:
+    return json.loads(json.dumps(d, default=str))
+
+
+def _write_config(proxy, out_dir: Path, placed: Placement, opt: SearchOptions, stage_lanes: list[str]) -> Path:
+    import yaml
+
+    d = yaml.safe_load(Path(proxy.path).read_text())
+    d["EXITS"] = {"POSITIONS": placed.positions,
+                  "THRESHOLDS": [float(t if t is not None else 1.0) for t in placed.thresholds],
+                  "BATCH": opt.batch, "LANES": stage_lanes, "WEIGHTS": "exits.pt", "TOLERANCE": opt.tolerance,
+                  "EVAL_IMAGES": opt.proxy.test_images}
+    path = out_dir / f"{proxy.name.removesuffix('-fmnist')}-exits.yaml"
+    path.write_text("# written by python -m exits.search (EXITS: exits/README.md)\n"
+                    + yaml.safe_dump(d, sort_keys=False, default_flow_style=None))
+    return path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m exits.search", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", required=True, help="an AnyNet (NN-Stretch) config: the backbone")
+    ap.add_argument("--out", required=True, help="output folder (config with EXITS, matrices.csv, summary.json)")
+    ap.add_argument("--tolerance", type=float, default=0.99, help="share of the original's precision kept, (0, 1]")
+    ap.add_argument("--batch", type=int, default=8, help="served batch size B (default 8)")
+    ap.add_argument("--batch-sizes", default="1,4,8,16", help="Batching Pattern Matrix batch sizes")
+    ap.add_argument("--every", type=int, default=DEFAULT_EVERY, help="an exit candidate every N blocks (3)")
+    ap.add_argument("--positions", default="", help="explicit candidates, e.g. 3,6 (blocks before the exit)")
+    ap.add_argument("--precision", default="both", choices=PRECISIONS, help="what the tolerance holds")
+    ap.add_argument("--lanes", default="", help="lanes of stage 1 and stage 2, e.g. cpu0,cpu1 (pipelined)")
+    ap.add_argument("--max-exits", type=int, default=2, help="exits placed greedily (default 2)")
+    ap.add_argument("--epochs", type=int, default=3, help="backbone training epochs")
+    ap.add_argument("--head-epochs", type=int, default=3, help="exit head training epochs")
+    ap.add_argument("--train-images", type=int, default=20000, help="Fashion-MNIST training images")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=20, help="timed runs per matrix plan")
+    ap.add_argument("--workdir", default="work", help="artifacts and trained backbones (default ./work)")
+    ap.add_argument("--device", default="host", help="host (default) | adb")
+    ap.add_argument("--serial", default="", help="adb serial (implies --device adb)")
+    ap.add_argument("--adb_host", default="", help="adb server HOST[:PORT]")
+    ap.add_argument("--device_python", default="python3", help="Python on a Linux device for the plan runner")
+    return ap.parse_args(argv)
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise UserError(f"{flag} = {text!r}: comma-separated ints, e.g. 3,6") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    adb = a.device == "adb" or bool(a.serial or a.adb_host)
+    try:
+        device = get_device("adb" if adb else a.device, **(dict(serial=a.serial, adb_host=a.adb_host,
+                                                                 device_python=a.device_python) if adb else {}))
+        opt = SearchOptions(tolerance=check_tolerance(a.tolerance), batch=a.batch,
+                            batch_sizes=_ints(a.batch_sizes, "--batch-sizes"), every=a.every,
+                            positions=_ints(a.positions, "--positions"), precision=a.precision,
+                            lanes=tuple(x for x in a.lanes.split(",") if x), max_exits=a.max_exits,
+                            warmup=a.warmup, runs=a.runs,
+                            workdir=Path(a.workdir), proxy=ProxyOptions(epochs=a.epochs, train_images=a.train_images),
+                            heads=HeadTrainOptions(epochs=a.head_epochs))
+        with device.session(log=print):
+            s = run_search(Path(a.config), Path(a.out), opt, device, log=lambda m: print(m, flush=True))
+    except NnspliceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(f"wrote {s['config']}, {Path(a.out) / 'matrices.csv'}, {Path(a.out) / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
