@@ -44,7 +44,7 @@ def _wrapper(folder: Path, marks: Path) -> Path:
 case "$*" in *android_runtime.runner*)
   if mv {marks}/stall {marks}/stall.taken 2>/dev/null; then
     for p in A B C; do case "$PWD" in */phones/$p/*) echo $p > {marks}/stalled.tmp;; esac; done
-    mv {marks}/stalled.tmp {marks}/stalled; sleep 120
+    echo $$ > {marks}/pid; mv {marks}/stalled.tmp {marks}/stalled; sleep 120
   fi;;
 esac
 exec {VENV_PY} "$@"
@@ -127,13 +127,15 @@ def test_configs_go_to_the_phones_they_ask_for_and_a_rerun_resumes(farm, tmp_pat
     assert rows["BAD"]["status"] == "invalid" and "DEPLOY.RUNS" in rows["BAD"]["error"]
     assert (work / "runs" / "T1_fp32_adb.json").is_file() and (work / "resolved" / "T3.yaml").is_file()
     assert "ray overhead per config" in done.stdout
-    # Same network on every phone: the same row as the one-device path gives (bar timings and device).
+    # Same network on every phone: the same row as the one-device path gives (bar timings and device);
+    # that run uses the artifacts that came back (a cache hit only if every file's sha256 matches).
     one = tmp_path / "one.csv"
     single = subprocess.run([VENV_PY, str(ROOT / "run_pipeline.py"), "--configs", str(cfgs / "T1.yaml"), "--serial",
                              s["A"], "--adb_host", farm["adb_host"], "--device_python", VENV_PY, "--workdir",
-                             str(tmp_path / "w1"), "--output_csv", str(one), "--no-report"],
+                             str(work), "--output_csv", str(one), "--no-report"],
                             capture_output=True, text=True, timeout=240, cwd=str(ROOT))
     assert single.returncode == 0, single.stderr
+    assert "cached" in single.stdout and "converted)" not in single.stdout
     ref = _rows(one)["T1"]
     same = ("cfg", "name", "status", "lanes", "shared_lanes", "dtype", "im_size", "params", "flops", "runs",
             "latency_method", "source", "verify_inputs", "top1_agreement")
@@ -161,6 +163,10 @@ def _stall_then(farm, action, cfgs: Path, work: Path) -> subprocess.CompletedPro
     assert (marks / "stalled").exists(), "no plan run stalled"
     action((marks / "stalled").read_text().strip())
     out, err = proc.communicate(timeout=240)
+    try:  # the hung run outlives its phone: end it
+        os.kill(int((marks / "pid").read_text()), 9)
+    except (ProcessLookupError, ValueError, FileNotFoundError):
+        pass
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
