@@ -206,7 +206,8 @@ def run_configs_ray(files: list[Path], opt: RunOptions, address: str, out_csv: P
     finally:
         ray.shutdown()
     if overhead:
-        log(f"ray overhead per config: {1000 * sum(overhead) / len(overhead):.0f} ms (submit to result, minus "
-            f"the task's own time; {len(overhead)} configs)")
+        ms = sorted(1000 * o for o in overhead)
+        log(f"ray overhead per config: mean {sum(ms) / len(ms):.0f} ms, median {ms[len(ms) // 2]:.0f} ms "
+            f"(submit to result minus the task's own time; {len(ms)} configs)")
     log(f"results: {out_csv}")
     return 2 if counts["invalid"] else 3 if counts["device"] else 1 if counts["internal"] else 0

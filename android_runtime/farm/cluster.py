@@ -40,6 +40,7 @@ class LocalCluster:
     address: str = ""
     head: subprocess.Popen | None = None
     joins: dict[str, subprocess.Popen] = field(default_factory=dict)
+    workdirs: dict[str, Path] = field(default_factory=dict)
 
     def env(self) -> dict[str, str]:
         """What a process needs to reach this cluster (token auth on, our token)."""
@@ -66,18 +67,22 @@ class LocalCluster:
         return self.address
 
     def join(self, name: str, serials: list[str], adb_host: str, device_python: str = sys.executable,
-             num_cpus: int = 1, poll_s: float = 0.5, timeout_s: float = 90.0) -> Path:
+             num_cpus: int = 1, poll_s: float = 0.5, timeout_s: float = 90.0, workdir: Path | None = None) -> Path:
         """Starts ``python -m android_runtime.farm join`` for ``serials``; returns the node's work folder
-        once its phones are published."""
-        workdir = self.root / name
+        once its phones are published (``workdir``: default a folder of its own; nodes on one machine
+        may share one conversion cache)."""
+        logs = self.root / name
+        logs.mkdir(parents=True, exist_ok=True)
+        workdir = Path(workdir or logs)
         workdir.mkdir(parents=True, exist_ok=True)
+        self.workdirs[name] = workdir
         argv = [sys.executable, "-m", "android_runtime.farm", "join", "--address", self.address,
                 "--node_ip", LOCAL_IP, "--adb_host", adb_host, "--name", name, "--workdir", str(workdir),
                 "--device_python", device_python, "--num_cpus", str(num_cpus), "--object_store_mb", "100",
                 "--temp_dir", self.temp_dir, "--poll", str(poll_s)]
         for s in serials:
             argv += ["--serial", s]
-        log = workdir / "join.log"
+        log = logs / "join.log"
         root = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, **self.env(), "PYTHONPATH": root}
         with log.open("ab") as out:
@@ -88,7 +93,7 @@ class LocalCluster:
 
     def kill_node(self, name: str) -> None:
         """SIGKILLs a farm node's Ray processes and its join process (a host that crashed)."""
-        pid = int((self.root / name / "ray-node.pid").read_text())
+        pid = int((self.workdirs[name] / f"ray-node-{name}.pid").read_text())
         for group in (pid, self.joins[name].pid):
             try:
                 os.killpg(group, signal.SIGKILL)
@@ -100,7 +105,7 @@ class LocalCluster:
         """Stops every join (each stops its node), then the head; idempotent."""
         for name in list(self.joins):
             stop_process(self.joins.pop(name), grace_s=8.0)
-            pid_file = self.root / name / "ray-node.pid"
+            pid_file = self.workdirs[name] / f"ray-node-{name}.pid"
             if pid_file.exists():  # a join killed before it stopped its node
                 try:
                     os.killpg(int(pid_file.read_text()), signal.SIGKILL)

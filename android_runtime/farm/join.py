@@ -24,7 +24,7 @@ def _connect(opts: JoinOptions, node: FarmNode) -> None:
     while True:
         if node.proc is not None and node.proc.poll() is not None:
             raise DeviceError(f"`ray start --address {opts.address}` exited with {node.proc.returncode} "
-                              f"(log: {Path(node_workdir(opts, node.name)) / 'ray-node.log'}); is the head up "
+                              f"(log: {Path(node_workdir(opts, node.name)) / f'ray-node-{node.name}.log'}); is the head up "
                               "and the auth token the head's?")
         try:
             if not ray.is_initialized():
@@ -65,8 +65,8 @@ def join(opts: JoinOptions, log: Log = print) -> int:
     try:
         env = node_env(workdir, opts.adb_host, opts.device_python, name, str(ROOT))
         node.proc = start_ray_node(opts, {p.resource: 1 for p in phones.values()}, env, name,
-                                   Path(workdir) / "ray-node.log")
-        (Path(workdir) / "ray-node.pid").write_text(f"{node.proc.pid}\n")  # tests kill the node by it
+                                   Path(workdir) / f"ray-node-{name}.log")
+        (Path(workdir) / f"ray-node-{name}.pid").write_text(f"{node.proc.pid}\n")  # tests kill the node by it
         _connect(opts, node)
         signal.signal(signal.SIGTERM, stop)  # again: ray.init installs a handler of its own
         for phone in phones.values():
