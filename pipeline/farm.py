@@ -14,7 +14,6 @@ attempt's reason) only when no phone is left.
 """
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections import deque
@@ -22,10 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from android_runtime.farm.node import require_token_auth
-from android_runtime.farm.phones import KV_NAMESPACE, Phone, check_selector, describe_selector, matches
-from android_runtime.farm.registry import farm_phones
-from configs.errors import DeviceError, UserError
+from android_runtime.farm.phones import Phone, check_selector, describe_selector, matches
+from android_runtime.farm.registry import connect, farm_phones
+from configs.errors import UserError
 
 from . import record, stages
 from .farm_task import FarmOutcome, FarmTask, run_task
@@ -50,22 +48,6 @@ class Work:
     @property
     def key(self) -> str:
         return str(self.path)
-
-
-def connect(address: str) -> None:
-    """``ray.init`` on the cluster with token authentication (the node IP follows a loopback address)."""
-    require_token_auth()
-    import ray
-
-    host = address.rpartition(":")[0]
-    node_ip = os.environ.get("NNSPLICE_RAY_NODE_IP") or (host if host.startswith("127.") else None)
-    try:
-        ray.init(address=address, _node_ip_address=node_ip, log_to_driver=False, namespace=KV_NAMESPACE,
-                 logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError) as e:
-        raise DeviceError(f"--ray = {address!r}: cannot connect to the Ray cluster ({str(e).splitlines()[0]}); "
-                          "start a head (ray start --head) and farm nodes (python -m android_runtime.farm join)"
-                          ", and use the head's auth token") from None
 
 
 def _prepare(files: list[Path], opt: RunOptions, rows: list[dict], log: Log, err: Log) -> tuple[list[Work], list, int]:

@@ -9,6 +9,7 @@ config must be retried on the other socA phone, with no row lost and no tracebac
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -145,6 +146,36 @@ def test_configs_go_to_the_phones_they_ask_for_and_a_rerun_resumes(farm, tmp_pat
     again = _driver(farm, cfgs, work)
     assert again.stdout.count("already in result.csv, skipped") == 4
     assert {n: r["latency"] for n, r in _rows(work / "result.csv").items()} == {n: r["latency"] for n, r in rows.items()}
+
+
+def test_branch_search_times_its_candidates_on_two_phones_and_chooses_as_without_ray(farm, tiny_base, tmp_path):
+    """--ray spreads each round's candidates over the socA phones (A on n1, C on n2); a search
+    without Ray on the same store measures nothing new and writes the same network."""
+    import yaml
+
+    s, base_dir = farm["serials"], farm["base"]
+    env = {**os.environ, **farm["cluster"].env(), "PYTHONPATH": str(ROOT)}
+    common = [VENV_PY, "-m", "branching.search", "--base", str(tiny_base), "--store", str(tmp_path / "store"),
+              "--budget", "20m", "--width-steps", "4", "--depth-deltas", "0", "--per-round", "2", "--max-rounds", "2",
+              "--runs", "5", "--warmup", "1", "--gamma=50", "--min-gain=-50", "--no-train", "--verify-rounds", "0",
+              "--no-skip-merge", "--device", "adb", "--serial", s["A"], "--adb_host", farm["adb_host"],
+              "--device_python", VENV_PY]
+    ray = subprocess.run(common + ["--out", str(tmp_path / "ray"), "--ray", farm["cluster"].address,
+                                   "--ray_phones", "soc:socA"], env=env, capture_output=True, text=True, timeout=400,
+                         cwd=str(ROOT))
+    assert ray.returncode == 0, ray.stderr[-3000:]
+    assert "measuring on 2 phone(s)" in ray.stdout
+    s1 = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    assert s1["measurements"]["timed_now"] >= 4
+    for name in ("A", "C"):  # both phones timed candidates
+        assert list((base_dir / "phones" / name / "data/local/tmp/nnsplice/alternate/runs").glob("*.json")), name
+    plain = subprocess.run(common + ["--out", str(tmp_path / "plain")], env=env, capture_output=True, text=True,
+                           timeout=400, cwd=str(ROOT))
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    s2 = json.loads((tmp_path / "plain" / "summary.json").read_text())
+    assert s2["measurements"]["timed_now"] == 0 and s2["measurements"]["reused_from_store"] > 0
+    (c1,), (c2,) = (tmp_path / "ray").glob("*.yaml"), (tmp_path / "plain").glob("*.yaml")
+    assert yaml.safe_load(c1.read_text())["ANYNET"] == yaml.safe_load(c2.read_text())["ANYNET"]
 
 
 def _stall_then(farm, action, cfgs: Path, work: Path) -> subprocess.CompletedProcess:
