@@ -158,6 +158,7 @@ def run_configs_ray(files: list[Path], opt: RunOptions, address: str, out_csv: P
                 try:
                     out: FarmOutcome = ray.get(ref)
                 except ray.exceptions.RayError as e:  # the node (or its worker) died mid-config
+                    dead.update(p.serial for p in phones if p.node == phone.node)  # its other phones too
                     dead.add(phone.serial)
                     out = FarmOutcome("device", phone.serial, phone.node,
                                       message=f"node {phone.node} lost: {type(e).__name__}: {str(e).splitlines()[0]}")
@@ -185,6 +186,10 @@ def run_configs_ray(files: list[Path], opt: RunOptions, address: str, out_csv: P
                     first = out.message.splitlines()[0]
                     err(f"error: {w.path}: {first} (traceback in {path})")
                     finish(w, record.failure_row(w.key, "failed", first, f"adb:{phone.serial}"))
+    except KeyboardInterrupt:  # every finished config's row is already in result.csv
+        err(f"interrupted: {len(running)} config(s) running were dropped, {len(pending)} not started; "
+            f"{out_csv} keeps every measured row and a rerun resumes")
+        return 130
     finally:
         ray.shutdown()
     if overhead:

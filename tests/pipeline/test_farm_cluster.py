@@ -201,6 +201,39 @@ def _stall_then(farm, action, cfgs: Path, work: Path) -> subprocess.CompletedPro
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
+def test_interrupted_driver_keeps_every_measured_row_and_the_rerun_resumes(farm, tmp_path):
+    """Two configs for phone B, one after the other; while the second one's plan hangs, Ctrl-C."""
+    import signal
+
+    s, marks = farm["serials"], farm["marks"]
+    cfgs = _configs(tmp_path / "cfgs", I1=s["B"], I2=s["B"])
+    work = tmp_path / "work"
+    for f in ("stall", "stall.taken", "stalled"):
+        (marks / f).unlink(missing_ok=True)
+    env = {**os.environ, **farm["cluster"].env(), "PYTHONPATH": str(ROOT)}
+    argv = [VENV_PY, str(ROOT / "run_pipeline.py"), "--ray", farm["cluster"].address, "--configs", str(cfgs),
+            "--workdir", str(work), "--no-report"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
+    deadline = time.monotonic() + 180
+    while not (work / "result.csv").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    (marks / "stall").write_text("")  # the next plan run (I2's) hangs
+    while not (marks / "stalled").exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    assert (marks / "stalled").exists(), "I2 never ran"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    os.kill(int((marks / "pid").read_text()), 9)
+    assert proc.returncode == 130 and "interrupted:" in err and "Traceback" not in err, err
+    rows = _rows(work / "result.csv")
+    assert list(rows) == ["I1"] and rows["I1"]["status"] == "ok"
+    again = _driver(farm, cfgs, work)
+    assert again.returncode == 0, again.stderr
+    rows2 = _rows(work / "result.csv")
+    assert rows2["I1"] == rows["I1"] and rows2["I2"]["status"] == "ok"
+    assert "I1: already in result.csv, skipped" in again.stdout
+
+
 def test_phone_lost_mid_config_is_retried_on_another_matching_phone(farm, tmp_path):
     s, phones = farm["serials"], farm["phones"]
     cfgs = _configs(tmp_path / "cfgs", L1="soc:socA")
