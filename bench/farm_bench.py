@@ -10,7 +10,8 @@ n2 gets C, D for the 4-phone round). All runs share one conversion cache, warmed
 first pass, so the rounds time dispatch and device runs, not conversion. Reported per round:
 wall time of ``run_pipeline.py`` (process start to exit, connecting to Ray included), configs
 per minute, the Ray overhead per config as the driver logs it (submit to result minus the
-task's own time, mean and median), and whether every row matches the one-device round (status,
+task's own time, mean and median), each Ray round twice: cold (the node's Ray workers start and
+import torch within the round) then warm (workers reused), and whether every row matches the one-device round (status,
 params, FLOPs, lanes, plan content hash). Loopback phones share this machine's cores, so more
 phones add no compute here: the figure to read is the overhead, not the speed-up.
 Writes bench/results/farm_bench.csv.
@@ -21,6 +22,7 @@ import argparse
 import csv
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -114,32 +116,35 @@ def main(argv: list[str] | None = None) -> int:
         for phones in (2, 4):
             if phones == 4:
                 cluster.join("n2", serials[2:], adb_host, device_python=sys.executable, workdir=work)
-            out = tmp / f"ray{phones}.csv"
-            secs, stdout = _run(["--configs", str(cfgs), "--ray", cluster.address, "--workdir", str(work),
-                                 "--output_csv", str(out)], env)
-            m = re.search(r"ray overhead per config: mean (\d+) ms, median (\d+) ms", stdout)
-            rows = _rows(out)
-            match = set(rows) == set(ref) and all(
-                [rows[n][k] for k in SAME] == [ref[n][k] for k in SAME]
-                and Path(rows[n]["plan"]).parent.name == Path(ref[n]["plan"]).parent.name for n in ref)
-            used = len({r["device"].split()[0] for r in rows.values()})
-            results.append({"phones": phones, "ray": True, "seconds": secs, "overhead_mean_ms": m and m.group(1),
-                            "overhead_median_ms": m and m.group(2), "rows_match": match, "phones_used": used})
+            for warm in (False, True):  # cold: the node's Ray workers start (and import torch) in the round
+                out = tmp / f"ray{phones}{'w' if warm else 'c'}.csv"
+                secs, stdout = _run(["--configs", str(cfgs), "--ray", cluster.address, "--workdir", str(work),
+                                     "--output_csv", str(out)], env)
+                m = re.search(r"ray overhead per config: mean (\d+) ms, median (\d+) ms", stdout)
+                rows = _rows(out)
+                match = set(rows) == set(ref) and all(
+                    [rows[n][k] for k in SAME] == [ref[n][k] for k in SAME]
+                    and Path(rows[n]["plan"]).parent.name == Path(ref[n]["plan"]).parent.name for n in ref)
+                used = len({r["device"].split()[0] for r in rows.values()})
+                results.append({"phones": phones, "ray": "warm" if warm else "cold", "seconds": secs,
+                                "overhead_mean_ms": m and m.group(1), "overhead_median_ms": m and m.group(2),
+                                "rows_match": match, "phones_used": used})
     finally:
         cluster.stop()
         for loop in loops:
             loop.stop()
         adb.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     load1 = os.getloadavg()[0]
     base = results[0]["seconds"]
     print(f"{args.configs} configs x {args.runs} runs, load {load0:.1f} -> {load1:.1f} on {os.cpu_count()} cores")
-    print(f"{'round':<14} {'wall s':>7} {'cfg/min':>8} {'vs 1':>5} {'overhead ms (mean/median)':>26} rows")
+    print(f"{'round':<20} {'wall s':>7} {'cfg/min':>8} {'vs 1':>5} {'overhead ms (mean/median)':>26} rows")
     for r in results:
         r.update(configs=args.configs, runs=args.runs, configs_per_min=round(60 * args.configs / r["seconds"], 2),
                  speedup=round(base / r["seconds"], 3), seconds=round(r["seconds"], 1), load_start=round(load0, 2),
                  load_end=round(load1, 2), date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()))
-        label = f"{r['phones']} phone{'s' if r['phones'] > 1 else ''}" + (" ray" if r["ray"] else "")
-        print(f"{label:<14} {r['seconds']:>7} {r['configs_per_min']:>8} {r['speedup']:>5} "
+        label = f"{r['phones']} phone{'s' if r['phones'] > 1 else ''}" + (f" ray {r['ray']}" if r["ray"] else "")
+        print(f"{label:<20} {r['seconds']:>7} {r['configs_per_min']:>8} {r['speedup']:>5} "
               f"{str(r['overhead_mean_ms']) + ' / ' + str(r['overhead_median_ms']):>26} {r['rows_match']}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     keys = ["date", "configs", "runs", "phones", "ray", "seconds", "configs_per_min", "speedup", "overhead_mean_ms",

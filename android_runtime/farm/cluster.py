@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -114,6 +115,8 @@ class LocalCluster:
         if self.head is not None:
             stop_process(self.head, grace_s=1.0)
             self.head = None
+            if self.temp_dir.startswith("/tmp/nnsr-"):  # ours (start() named it): Ray's sessions and logs
+                shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     @staticmethod
     def _wait_log(log: Path, text: str, proc: subprocess.Popen, timeout_s: float) -> None:
