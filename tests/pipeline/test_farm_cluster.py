@@ -72,8 +72,9 @@ def farm(server, tmp_path_factory):
     cluster = LocalCluster(base / "cluster")
     try:
         cluster.start()
-        cluster.join("n1", [serials["A"], serials["B"]], adb_host, device_python=str(py))
-        cluster.join("n2", [serials["C"]], adb_host, device_python=str(py))
+        cache = base / "node-cache"  # both nodes on this machine share one conversion cache (tests only)
+        cluster.join("n1", [serials["A"], serials["B"]], adb_host, device_python=str(py), workdir=cache)
+        cluster.join("n2", [serials["C"]], adb_host, device_python=str(py), workdir=cache)
         yield {"cluster": cluster, "phones": phones, "serials": serials, "marks": marks, "base": base,
                "adb_host": adb_host}
     finally:
@@ -206,7 +207,7 @@ def test_interrupted_driver_keeps_every_measured_row_and_the_rerun_resumes(farm,
     import signal
 
     s, marks = farm["serials"], farm["marks"]
-    cfgs = _configs(tmp_path / "cfgs", I1=s["B"], I2=s["B"])
+    cfgs = _configs(tmp_path / "cfgs", T1=s["B"], T2=s["B"])  # names converted by the first test
     work = tmp_path / "work"
     for f in ("stall", "stall.taken", "stalled"):
         (marks / f).unlink(missing_ok=True)
@@ -217,10 +218,10 @@ def test_interrupted_driver_keeps_every_measured_row_and_the_rerun_resumes(farm,
     deadline = time.monotonic() + 180
     while not (work / "result.csv").exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
-    (marks / "stall").write_text("")  # the next plan run (I2's) hangs
+    (marks / "stall").write_text("")  # the next plan run (T2's) hangs
     while not (marks / "stalled").exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.1)
-    assert (marks / "stalled").exists(), "I2 never ran"
+    assert (marks / "stalled").exists(), "T2 never ran"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     try:  # the hung run normally ends with its adb shell; make sure
@@ -229,17 +230,17 @@ def test_interrupted_driver_keeps_every_measured_row_and_the_rerun_resumes(farm,
         pass
     assert proc.returncode == 130 and "interrupted:" in err and "Traceback" not in err, err
     rows = _rows(work / "result.csv")
-    assert list(rows) == ["I1"] and rows["I1"]["status"] == "ok"
+    assert list(rows) == ["T1"] and rows["T1"]["status"] == "ok"
     again = _driver(farm, cfgs, work)
     assert again.returncode == 0, again.stderr
     rows2 = _rows(work / "result.csv")
-    assert rows2["I1"] == rows["I1"] and rows2["I2"]["status"] == "ok"
-    assert "I1: already in result.csv, skipped" in again.stdout
+    assert rows2["T1"] == rows["T1"] and rows2["T2"]["status"] == "ok"
+    assert "T1: already in result.csv, skipped" in again.stdout
 
 
 def test_phone_lost_mid_config_is_retried_on_another_matching_phone(farm, tmp_path):
     s, phones = farm["serials"], farm["phones"]
-    cfgs = _configs(tmp_path / "cfgs", L1="soc:socA")
+    cfgs = _configs(tmp_path / "cfgs", T1="soc:socA")
     lost = []
 
     def pull(name):
@@ -268,7 +269,7 @@ def test_phone_lost_mid_config_is_retried_on_another_matching_phone(farm, tmp_pa
 
 def test_node_killed_mid_config_is_retried_and_a_config_with_no_phone_left_fails(farm, tmp_path):
     s = farm["serials"]
-    cfgs = _configs(tmp_path / "cfgs", K1="soc:socA")
+    cfgs = _configs(tmp_path / "cfgs", T1="soc:socA")
     killed = []
 
     def kill(name):
