@@ -7,7 +7,7 @@ VENV="${NNSPLICE_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   python3.11 -m venv "$VENV" 2>/dev/null || python3 -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]" 2>&1 \
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test,ray]" 2>&1 \
   | grep -v "is ignored: it is neither a file nor a directory" || true
 "$VENV/bin/python" -c "import torch, ai_edge_litert" >/dev/null 2>&1 || { echo "setup: torch/ai-edge-litert do not import in $VENV" >&2; exit 1; }
 # Real datasets for the branch search and fusion (issues 4, 5): Debian ships full Fashion-MNIST.
