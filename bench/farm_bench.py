@@ -10,8 +10,11 @@ n2 gets C, D for the 4-phone round). All runs share one conversion cache, warmed
 first pass, so the rounds time dispatch and device runs, not conversion. Reported per round:
 wall time of ``run_pipeline.py`` (process start to exit, connecting to Ray included), configs
 per minute, the Ray overhead per config as the driver logs it (submit to result minus the
-task's own time, mean and median), each Ray round twice: cold (the node's Ray workers start and
-import torch within the round) then warm (workers reused), and whether every row matches the one-device round (status,
+task's own time, mean and median), each Ray round twice: "cold" (the first run after the node
+joined) then "warm" (a second run). Ray workers belong to one driver job, so every run starts its
+own worker per busy phone (Python, torch and LiteRT imported: seconds on a loaded 2-core machine);
+that start-up lands in the first config each phone runs and shows in the mean, while the median
+is the per-task cost once a worker is up. Then whether every row matches the one-device round (status,
 params, FLOPs, lanes, plan content hash). Loopback phones share this machine's cores, so more
 phones add no compute here: the figure to read is the overhead, not the speed-up.
 Writes bench/results/farm_bench.csv.
