@@ -235,6 +235,7 @@ class StageMeasurer:
             return [self.measure(ctx, c) for c in cands]
         done: dict[str, StageMeasurement] = {}
         todo = {}
+        t0 = time.perf_counter()  # conversion (here, in _plans) counts as in measure
         for c in cands:
             key = self.candidate_key(ctx, c)
             rows = self.store.get(key)
@@ -243,7 +244,6 @@ class StageMeasurer:
                 done[key] = self._from_rows(key, rows, reused=True)
             elif not rows and key not in todo:
                 todo[key] = (c, *self._plans(key, ctx, c))
-        t0 = time.perf_counter()
         raws = many([plans for _, plans, _ in todo.values()], self.cache_dir, self.warmup, self.runs) if todo else []
         for (key, (c, plans, ref)), raw in zip(todo.items(), raws):
             rows = self._rows(key, ctx, c, plans, ref, raw)
