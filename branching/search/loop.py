@@ -151,9 +151,9 @@ class StageSearch:
     def run_stage(self, ctx: StageContext, deadline: float) -> StageResult:
         lanes = list(self.lanes)
         refs = {}
-        for lane in lanes:
-            c = unbranched(ctx, lane)
-            refs[lane] = Evaluated(c, self.m.measure(ctx, c), {}, None, 0)
+        ref_cands = [unbranched(ctx, lane) for lane in lanes]
+        for lane, c, meas in zip(lanes, ref_cands, self.m.measure_many(ctx, ref_cands)):
+            refs[lane] = Evaluated(c, meas, {}, None, 0)
         res = StageResult(ctx, refs)
         self.normalise(ctx, res, [])
         ref_ms = res.ref_us / 1e3
@@ -194,8 +194,10 @@ class StageSearch:
                 break
             res.rounds += 1
             batch = todo[: self.opt.per_round]
-            for pt, c, pb in batch:
-                measured[c] = Evaluated(c, self.m.measure(ctx, c), pb, pt, res.rounds)
+            # the batch is chosen before it is measured: timing it on several phones at once
+            # (measure_many over the farm) measures the same candidates as one after another
+            for (pt, c, pb), meas in zip(batch, self.m.measure_many(ctx, [c for _, c, _ in batch])):
+                measured[c] = Evaluated(c, meas, pb, pt, res.rounds)
             self.normalise(ctx, res, list(measured.values()))
             top = measured[batch[0][1]]
             err = top.pred_total / top.meas.total_us - 1

@@ -224,15 +224,49 @@ class StageMeasurer:
         return Plan(name=f"stage{ctx.index}-{tag}", dtype=self.dtype, input=x_spec, output=segs[-1].outputs[0],
                     lanes=lanes, segments=segs, sync_points=[])
 
-    def _run(self, key: str, ctx: StageContext, cand: StageCandidate) -> list[Measurement]:
+    def measure_many(self, ctx: StageContext, cands: list[StageCandidate]) -> list[StageMeasurement]:
+        """Several candidates, in order. Those not in the store are timed together where the runner
+        times plan sets in parallel (``time_plans_many``: the phone farm, branching/search/farm.py),
+        else one after another as ``measure`` does; either way the same candidates are measured."""
+        many = getattr(self.runner, "time_plans_many", None)
+        if many is None:
+            return [self.measure(ctx, c) for c in cands]
+        done: dict[str, StageMeasurement] = {}
+        todo = {}
+        t0 = time.perf_counter()  # conversion (here, in _plans) counts as in measure
+        for c in cands:
+            key = self.candidate_key(ctx, c)
+            rows = self.store.get(key)
+            if rows and key not in done:
+                self.reused += 1
+                done[key] = self._from_rows(key, rows, reused=True)
+            elif not rows and key not in todo:
+                todo[key] = (c, *self._plans(key, ctx, c))
+        raws = many([plans for _, plans, _ in todo.values()], self.cache_dir, self.warmup, self.runs) if todo else []
+        for (key, (c, plans, ref)), raw in zip(todo.items(), raws):
+            rows = self._rows(key, ctx, c, plans, ref, raw)
+            self.store.add(rows)
+            self.measured += 1
+            done[key] = self._from_rows(key, rows, reused=False)
+        self.seconds += time.perf_counter() - t0
+        return [done[self.candidate_key(ctx, c)] for c in cands]
 
-        hw_out = math.ceil(ctx.hw_in / ctx.base.stride)
+    def _plans(self, key: str, ctx: StageContext, cand: StageCandidate) -> tuple[list[Plan], StageCandidate | None]:
+        """The candidate's plan, then (branched) the unbranched reference timed alternately with it."""
         plan = self._plan(ctx, cand, key[:8])
         # A branched candidate is timed run by run alternately with the unbranched stage on the main
         # lane, so the two see the same load: their ratio survives drift that absolute times do not.
         ref = unbranched(ctx, cand.branches[0].lane) if cand.branched else None
-        plans = [plan] + ([self._plan(ctx, ref, "ref")] if ref else [])
+        return [plan] + ([self._plan(ctx, ref, "ref")] if ref else []), ref
+
+    def _run(self, key: str, ctx: StageContext, cand: StageCandidate) -> list[Measurement]:
+        plans, ref = self._plans(key, ctx, cand)
         raw = self.runner.time_plans(plans, self.cache_dir, self.warmup, self.runs)
+        return self._rows(key, ctx, cand, plans, ref, raw)
+
+    def _rows(self, key: str, ctx: StageContext, cand: StageCandidate, plans: list[Plan], ref: StageCandidate | None,
+              raw: str | dict) -> list[Measurement]:
+        hw_out = math.ceil(ctx.hw_in / ctx.base.stride)
         times = parse_stage_run(raw, {p.name: [s.name for s in p.segments] for p in plans})
         total = times[0].total_us
         per = {b.lane: times[0].segment_us[f"b.{b.lane}"] for b in cand.branches}

@@ -24,6 +24,7 @@ from profiling.predictor import holdout_errors, repeat_errors, share_within
 from profiling.store import MeasurementStore
 
 from .emit import branched_config_dict, candidate_rows, write_csv, write_svg, write_yaml
+from .farm import with_farm
 from .lanes import parse_lanes
 from .loop import LoopOptions, StageResult, StageSearch, search_stages
 from .measure import StageMeasurer
@@ -58,6 +59,8 @@ class SearchOptions:
     space: SpaceOptions = field(default_factory=SpaceOptions)
     loop: LoopOptions = field(default_factory=LoopOptions)
     training: TrainOptions = field(default_factory=TrainOptions)
+    ray: str = ""  # Ray head of a phone farm: candidate timings spread over its phones (branching/search/farm.py)
+    ray_phones: str = ""  # which farm phones (DEPLOY.PHONE syntax); "" = any
 
 
 def branched_name(base: str, letters: list[str]) -> str:
@@ -95,6 +98,8 @@ def search(base_path: str | os.PathLike, out_dir: str | os.PathLike, opt: Search
         base = dataclasses.replace(base, DEPLOY=dataclasses.replace(
             base.DEPLOY, DTYPE=opt.dtype or base.DEPLOY.DTYPE, IM_SIZE=opt.im_size or base.DEPLOY.IM_SIZE))
     target = open_target(opt.device, letters, opt.adb, log)
+    if opt.ray:
+        target = with_farm(target, opt.ray, opt.ray_phones, opt.adb.lock_timeout_s, log)
     lanes = target.lanes
     if target.device != "host":
         base = _on_main_lane(base, target)

@@ -12,9 +12,12 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("configs", "profiling", "training", "android_runtime", "converter", "branching", "fusion", "pipeline")
+PACKAGES = ("configs", "profiling", "training", "android_runtime", "converter", "branching", "fusion", "exits",
+            "modular", "pipeline")
 ERRORS = {"UserError", "DeviceError", "ConfigError", "ArtifactError"}
 MODULE = re.compile(r"python -m ([A-Za-z_][\w.]*)")
+# Commands of other tools a message may quote (their flags are theirs): `ray start --head`, ...
+FOREIGN = re.compile(r"\b(?:ray|adb|apt-get|pip) [a-z-]+(?: [a-z-]+)*(?: --[a-z][a-z0-9_-]*)+")
 FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9_-]*[a-z0-9]")
 
 
@@ -43,6 +46,7 @@ def error_flags(path: Path) -> list[tuple[int, str, str]]:
         if isinstance(c, ast.Call) and _call_name(c) in ERRORS:
             text = " ".join(s for arg in [*c.args, *(k.value for k in c.keywords)] for s in _strings(arg))
             named = MODULE.search(text)
+            text = FOREIGN.sub("", text)
             out += [(c.lineno, m, named.group(1) if named else "") for m in FLAG.findall(text)]
     return out
 
