@@ -81,8 +81,10 @@ def source_for(path: Path) -> Source:
 
 from .anynet import AnyNetSource  # noqa: E402  (the registrations below need the registry above)
 from .fusion import FusionSource  # noqa: E402
+from .module import ModuleSource  # noqa: E402
 
 register("anynet", AnyNetSource(), default=True)
 register("fusion", FusionSource())
+register("module", ModuleSource())
 
 __all__ = ["SOURCES", "Source", "list_sources", "register", "source_for"]
