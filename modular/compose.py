@@ -131,5 +131,20 @@ def test_set(classes: list[ClassRef], per_class: int | None = None, seed: int = 
     return torch.cat(xs), torch.cat(ys)
 
 
+@torch.no_grad()
+def original_accuracy(store: Store, comp: Composition, x: torch.Tensor, y: torch.Tensor) -> float | None:
+    """Accuracy of the full model the modules were cut from, its argmax restricted to the composed
+    classes; None when the modules come from different models (or datasets)."""
+    from fusion.archs import build_arch
+
+    if len({e.source_model for e in comp.entries}) != 1:
+        return None
+    pl = store.payload(comp.entries[0])
+    base = build_arch(pl["arch"], pl["num_classes"], pl["channels"])
+    base.load_state_dict(pl["base"])
+    logits = torch.cat([base.eval()(x[i:i + 1000]) for i in range(0, len(x), 1000)])
+    return accuracy(logits[:, [c.index for c in comp.classes]].argmax(1), y)
+
+
 def accuracy(pred: torch.Tensor | np.ndarray, y: torch.Tensor) -> float:
     return float((torch.as_tensor(pred) == y).float().mean())

@@ -76,9 +76,14 @@ class ModuleSource:
         got = np.zeros_like(ref)
         for i in range(len(x_nhwc)):
             for ex, outs in execs:
-                for name, val in zip(outs, ex([x_nhwc[i:i + 1]])):
-                    got[i, names.index(name)] = float(np.asarray(val).reshape(-1)[0])
-        acc, acc_t = compose.accuracy(got.argmax(1), y), compose.accuracy(ref.argmax(1), y)
+                vals = [float(np.asarray(v).reshape(-1)[0]) for v in ex([x_nhwc[i:i + 1]])]  # no view kept
+                for name, val in zip(outs, vals):
+                    got[i, names.index(name)] = val
+        acc = compose.accuracy(got.argmax(1), y)
+        orig = compose.original_accuracy(Store(cfg.store_dir), comp, x, y)
+        acc_t = compose.accuracy(ref.argmax(1), y) if orig is None else orig
+        if orig is None:
+            log("  note: modules of different models: task_acc_orig is the PyTorch composition's accuracy")
         agree = float((got.argmax(1) == ref.argmax(1)).mean())
         rep = VerifyReport(samples=len(y), max_abs_diff=float(np.abs(got - ref).max()), top1_agreement=round(agree, 4),
                            inputs="test-images")
