@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mask-epochs", type=int, default=DecomposeSettings.mask_epochs)
     p.add_argument("--head-epochs", type=int, default=DecomposeSettings.head_epochs)
     p.add_argument("--train-limit", type=int, default=DecomposeSettings.train_limit)
+    p.add_argument("--penalty", default="weights", help="retention penalty counts conv weights or macs")
     p.add_argument("--test-limit", type=int, default=0, help="test images scored (0 = the whole split)")
     p.add_argument("--workdir", default="work", help="converted artifacts")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         if sm.dataset != a.dataset:
             raise UserError(f"--dataset {a.dataset!r}: model {a.model} classifies {sm.dataset}")
         s = replace(DecomposeSettings(), mask_epochs=a.mask_epochs, head_epochs=a.head_epochs,
-                    train_limit=a.train_limit)
+                    train_limit=a.train_limit, penalty=a.penalty)
         t0 = time.perf_counter()
         entries = decompose_to_store(sm, a.method, targets, Store(a.out), s, None if a.device == "none" else a.device,
                                      a.workdir, a.test_limit or None)

@@ -167,23 +167,40 @@ def conv_weight_table(model: nn.Module, sites: list[MaskSite]) -> list[tuple[str
     return rows
 
 
-def retention(model: nn.Module, sites: list[MaskSite], masks: dict[str, torch.Tensor]) -> torch.Tensor:
+def conv_positions(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """Conv path -> output positions (H*W) at an input shape: weights times positions are its MACs."""
+    out: dict[str, int] = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: out.__setitem__(n, o.shape[-1] * o.shape[-2]))
+             for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    return out
+
+
+def retention(model: nn.Module, sites: list[MaskSite], masks: dict[str, torch.Tensor],
+              positions: dict[str, int] | None = None) -> torch.Tensor:
     """Share of the network's conv weights that the masks keep (differentiable through the masks).
 
     A conv keeps k*k*(kept inputs)*(kept outputs)/groups weights; a depthwise conv whose channels follow
-    one site keeps k*k*(kept channels). Unmasked dimensions count in full.
+    one site keeps k*k*(kept channels). Unmasked dimensions count in full. With ``positions``
+    (``conv_positions``) each conv's weights count times its output positions: the share of conv MACs kept.
     """
     mods = dict(model.named_modules())
     kept, total = torch.zeros(()), 0
     for name, area, s_in, s_out, dw in conv_weight_table(model, sites):
         m = mods[name]
+        area = area * (positions[name] if positions else 1)
         n_out = masks[s_out].sum() if s_out else torch.tensor(float(m.out_channels))
         if dw:
             kept = kept + area * n_out
         else:
             n_in = masks[s_in].sum() if s_in else torch.tensor(float(m.in_channels))
             kept = kept + area * n_in * n_out / m.groups
-        total += m.weight.numel()
+        total += m.weight.numel() * (positions[name] if positions else 1)
     return kept / total
 
 

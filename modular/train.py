@@ -9,7 +9,8 @@
 
 Both keep the sparsest epoch whose validation accuracy is within ``acc_tol`` of the original
 model's on the same task (SeaM's selection); failing that, the most accurate epoch.
-Retention is the share of conv weights the masks keep (``modular.masks.retention``).
+Retention is the share of conv weights the masks keep (``modular.masks.retention``); with
+``penalty="macs"`` the penalty counts conv multiply-accumulates instead (what latency follows).
 """
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ from torch import nn
 from configs.errors import UserError
 from training import LoaderConfig, load_dataset, to_tensor_images
 
-from .masks import ChannelMasks, MaskSite, attach, layer_retention, mask_sites, retention
+from .masks import ChannelMasks, MaskSite, attach, conv_positions, layer_retention, mask_sites, retention
 from .module import ClassRef, ModuleNet, make_head
 
 METHODS = ("gradsplitter", "seam")
+PENALTIES = ("weights", "macs")
 Progress = Callable[[dict], None]
 
 
@@ -42,6 +44,7 @@ class DecomposeSettings:
     mask_init: float = 0.25  # initial mask value (> 0: every channel kept)
     train_limit: int = 6000  # training images (seeded subset); the validation images are held out apart
     val_limit: int = 2000  # validation images for the selection
+    penalty: str = "weights"  # what the retention penalty counts: conv "weights" (GradSplitter) or conv "macs"
     acc_tol: float = 0.005  # selection: sparsest epoch with val accuracy >= original's - acc_tol
     batch_size: int = 128
     seed: int = 0
@@ -134,6 +137,9 @@ def decompose_one(model: nn.Module, classes: list[ClassRef], method: str, s: Dec
     for p in model.parameters():
         p.requires_grad_(False)
     sites: list[MaskSite] = mask_sites(model)
+    if s.penalty not in PENALTIES:
+        raise UserError(f"penalty = {s.penalty!r}: allowed are {', '.join(PENALTIES)}")
+    pos = conv_positions(model, (1, *data["val"][0].shape[1:])) if s.penalty == "macs" else None
     torch.manual_seed(s.seed)
     masks = ChannelMasks(sites, s.mask_init)
     n_logits = model(data["val"][0][:1]).shape[1]
@@ -162,7 +168,7 @@ def decompose_one(model: nn.Module, classes: list[ClassRef], method: str, s: Dec
             for i in range(0, len(order), s.batch_size):
                 b = order[i:i + s.batch_size]
                 ce = _loss(net(xt[b]), lab[b], kind)
-                loss = ce + s.alpha * retention(model, sites, masks.binary()) if train_masks else ce
+                loss = ce + s.alpha * retention(model, sites, masks.binary(), pos) if train_masks else ce
                 opt_h.zero_grad(set_to_none=True)
                 opt_m.zero_grad(set_to_none=True)
                 loss.backward()
@@ -172,7 +178,7 @@ def decompose_one(model: nn.Module, classes: list[ClassRef], method: str, s: Dec
                 tot += float(loss.detach()) * len(b)
             head.eval()
             with torch.no_grad():
-                ret = float(retention(model, sites, masks.binary()))
+                ret = float(retention(model, sites, masks.binary(), pos))
             acc = accuracy(net, xv, vlab, kind)
             row = {"epoch": epoch, "phase": "masks" if train_masks else "head", "loss": round(tot / len(order), 4),
                    "val_accuracy": round(acc, 4), "val_accuracy_orig": round(orig_val, 4),
