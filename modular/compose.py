@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from configs.errors import UserError
+from fusion.archs import build_arch
 
 from .decompose import module_net
 from .module import ClassRef, ModuleNet, class_ref
@@ -135,8 +136,6 @@ def test_set(classes: list[ClassRef], per_class: int | None = None, seed: int = 
 def original_accuracy(store: Store, comp: Composition, x: torch.Tensor, y: torch.Tensor) -> float | None:
     """Accuracy of the full model the modules were cut from, its argmax restricted to the composed
     classes; None when the modules come from different models (or datasets)."""
-    from fusion.archs import build_arch
-
     if len({e.source_model for e in comp.entries}) != 1:
         return None
     pl = store.payload(comp.entries[0])

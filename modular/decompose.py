@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 
 from configs.errors import NnspliceError, UserError
+from fusion.archs import build_arch
 
 from .deploy import INPUT_SHAPE, built_for, host_lanes, measure
 from .masks import ChannelMasks, attach, mask_sites
@@ -35,8 +36,6 @@ Log = Callable[[str], None]
 
 def module_net(payload: dict) -> ModuleNet:
     """The pruned module network from a store payload (base weights, kept channels, head)."""
-    from fusion.archs import build_arch
-
     base = build_arch(payload["arch"], payload["num_classes"], payload["channels"])
     base.load_state_dict(payload["base"])
     head = make_head(payload["method"], payload["kind"], payload["num_classes"], len(payload["outputs"]))

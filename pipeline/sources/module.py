@@ -9,9 +9,11 @@ import numpy as np
 
 from android_runtime.devices import Device
 from android_runtime.plan import LaneSpec
+from android_runtime.runner import SegmentExecutor
 from configs.errors import UserError
 from converter.build import Built, Converted
 from converter.verify import VerifyReport
+from fusion.deploy import segment_latency_us
 from modular import compose
 from modular.config import ModuleConfig, is_module_config, load_module_config, module_config_to_dict
 from modular.deploy import built_for
@@ -64,8 +66,6 @@ class ModuleSource:
 
     def verify(self, cfg: ModuleConfig, built: Built, conv: Converted, opt: RunOptions,
                log: Callable[[str], None]) -> tuple[VerifyReport, dict]:
-        from android_runtime.runner import SegmentExecutor
-
         comp = built.context
         x, y = compose.test_set(comp.classes, cfg.MODULE.EVAL_SAMPLES)
         ref = compose.scores(comp, x).numpy()
@@ -100,6 +100,4 @@ class ModuleSource:
                 "im_size": 32}
 
     def run_fields(self, cfg: ModuleConfig, conv: Converted, raw: dict) -> dict:
-        from fusion.deploy import segment_latency_us
-
         return {"task_latency_us": ";".join(f"{k}={v}" for k, v in segment_latency_us(raw, conv.plan).items())}
