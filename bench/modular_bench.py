@@ -80,9 +80,9 @@ def time_interleaved(builts: dict, workdir: Path, rounds: int, runs: int) -> dic
     return {k: round(statistics.median(v), 1) for k, v in mins.items()}
 
 
-def part_a(store: Store, sm, s: DecomposeSettings, log) -> dict:
+def part_a(store: Store, sm, s: DecomposeSettings, test_limit: int, log) -> dict:
     entries = decompose_to_store(sm, "gradsplitter", parse_targets("", "fashion_mnist", "gradsplitter"), store, s,
-                                 device=None, log=log)
+                                 device=None, test_limit=test_limit, log=log)
     rows = [{"class": e.classes[0], "retention": e.retention, "ovr_acc": e.accuracy, "ovr_acc_full": e.accuracy_orig,
              "diff_points": round(100 * (e.accuracy - e.accuracy_orig), 2)} for e in entries]
     return {"classes": rows, "mean_retention": round(statistics.mean(r["retention"] for r in rows), 4),
@@ -118,11 +118,11 @@ def part_b(store: Store, sm, s: DecomposeSettings, workdir: Path, runs: int, log
             "per_class_ids": [e.id for e in per_class], "seam_id": seam.id}
 
 
-def part_c(root: Path, s: DecomposeSettings, log) -> dict:
+def part_c(root: Path, s: DecomposeSettings, n_models: int, log) -> dict:
     bench = get_benchmark("fashion3")
     models, singles = [], {}
     st = Store(root / "more_accurate")
-    for seed in (1, 2, 3):
+    for seed in range(1, n_models + 1):
         zs = ZooSettings(epochs=4, train_limit=2000, seed=seed)
         cfg = ModelCfg(ZOO="fashion3", TASK="fashion10", EPOCHS=4, TRAIN_LIMIT=2000, SEED=seed)
         try:
@@ -133,7 +133,7 @@ def part_c(root: Path, s: DecomposeSettings, log) -> dict:
         models.append(sm)
         singles[sm.name] = sm.test_accuracy
         decompose_to_store(sm, "gradsplitter", parse_targets("", "fashion_mnist", "gradsplitter"), st,
-                           replace(s, seed=seed), device=None, log=log)
+                           replace(s, seed=seed), device=None, test_limit=2000, log=log)
     from modular.module import CLASS_NAMES
     chosen = compose.select(st, list(CLASS_NAMES["fashion_mnist"]))
     comp = compose.load_composition(st, [e.id for e in chosen])
@@ -152,16 +152,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--head-epochs", type=int, default=2)
     p.add_argument("--train-limit", type=int, default=4000)
     p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--lr-mask", type=float, default=0.05)
+    p.add_argument("--mask-init", type=float, default=0.25)
+    p.add_argument("--test-limit", type=int, default=5000, help="test images scored per module (per-class figures)")
+    p.add_argument("--c-models", type=int, default=3, help="(c) models trained on disjoint subsets")
     p.add_argument("--workdir", default=str(ROOT / "work" / "modular_bench"))
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     work = Path(a.workdir)
     work.mkdir(parents=True, exist_ok=True)
     log = lambda m: print(m, flush=True)  # noqa: E731
-    s = DecomposeSettings(mask_epochs=a.mask_epochs, head_epochs=a.head_epochs, train_limit=a.train_limit)
+    s = DecomposeSettings(mask_epochs=a.mask_epochs, head_epochs=a.head_epochs, train_limit=a.train_limit,
+                          lr_mask=a.lr_mask, mask_init=a.mask_init)
     res: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "settings": vars(a),
                  "machine": {"cores": len(os.sched_getaffinity(0)), "start": parallel_check()}}
-    out = OUT / "modular.json"
+    out = OUT / f"modular_{a.parts}.json"
     OUT.mkdir(parents=True, exist_ok=True)
     sm = load_source_model("zoo:fashion3/fashion10", log=log)
     res["full_model"] = {"name": sm.name, "test_accuracy": sm.test_accuracy}
@@ -170,11 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     for part in a.parts:
         t = time.perf_counter()
         if part == "a":
-            res["a_per_class"] = part_a(store, sm, s, log)
+            res["a_per_class"] = part_a(store, sm, s, a.test_limit, log)
         elif part == "b":
             res["b_sub_task"] = part_b(store, sm, s, work, a.runs, log)
         elif part == "c":
-            res["c_more_accurate"] = part_c(work, replace(s, train_limit=2000, val_limit=1000), log)
+            res["c_more_accurate"] = part_c(work, replace(s, train_limit=1500, val_limit=1000, head_epochs=1,
+                                                          mask_epochs=1), a.c_models, log)
         res.setdefault("seconds", {})[part] = round(time.perf_counter() - t, 1)
         res["machine"]["end"] = parallel_check()
         out.write_text(json.dumps(res, indent=1) + "\n")

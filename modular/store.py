@@ -56,7 +56,7 @@ class ModuleEntry:
     created: str = ""  # UTC time it was stored
 
     def matches(self, query: str) -> bool:
-        """Whether a search term names this module (class name, dataset:class, id, method or source)."""
+        """Whether a search term names this module (part of a class name, dataset:class, or its id)."""
         q = query.strip().lower()
         return any(q in c.lower() or q == f"{self.dataset}:{c}".lower() for c in self.classes) or \
             q == self.id.lower()
