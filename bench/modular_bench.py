@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--parts", default="abc")
     p.add_argument("--mask-epochs", type=int, default=4)
-    p.add_argument("--head-epochs", type=int, default=2)
+    p.add_argument("--head-epochs", type=int, default=10)
     p.add_argument("--train-limit", type=int, default=4000)
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--lr-mask", type=float, default=0.05)
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         elif part == "b":
             res["b_sub_task"] = part_b(store, sm, s, work, a.runs, log)
         elif part == "c":
-            res["c_more_accurate"] = part_c(work, replace(s, train_limit=1500, val_limit=1000, head_epochs=1,
+            res["c_more_accurate"] = part_c(work, replace(s, train_limit=1500, val_limit=1000,
                                                           mask_epochs=1), a.c_models, log)
         res.setdefault("seconds", {})[part] = round(time.perf_counter() - t, 1)
         res["machine"]["end"] = parallel_check()

@@ -37,7 +37,7 @@ Progress = Callable[[dict], None]
 @dataclass(frozen=True)
 class DecomposeSettings:
     alpha: float = 0.1  # weight of the retention penalty (GradSplitter and SeaM: 0.1)
-    head_epochs: int = 2  # epochs training the head alone (GradSplitter: 5, SeaM: 1)
+    head_epochs: int = 5  # epochs training the head alone, on cached logits (GradSplitter: 5, SeaM: 1)
     mask_epochs: int = 4  # epochs training head and masks
     lr_head: float = 1e-2  # Adam learning rate of the head
     lr_mask: float = 0.02  # Adam learning rate of the real-valued masks
@@ -156,6 +156,7 @@ def decompose_one(model: nn.Module, classes: list[ClassRef], method: str, s: Dec
     handles = attach(model, sites, masks.binary)
     g = torch.Generator().manual_seed(s.seed)
     hist, snaps, t0 = [], [], time.perf_counter()
+    cached: dict[str, torch.Tensor] = {}  # head epochs: the masks keep every channel, so the logits are fixed
     try:
         for epoch in range(1, s.head_epochs + s.mask_epochs + 1):
             train_masks = epoch > s.head_epochs
@@ -165,9 +166,13 @@ def decompose_one(model: nn.Module, classes: list[ClassRef], method: str, s: Dec
             reps = -(-s.train_limit // len(xt))
             order = torch.cat([torch.randperm(len(xt), generator=g) for _ in range(reps)])[:max(len(xt), s.train_limit)]
             tot = 0.0
+            if not train_masks and not cached:
+                with torch.no_grad():
+                    cached = {"train": torch.cat([model(xt[i:i + 1000]) for i in range(0, len(xt), 1000)]),
+                              "val": torch.cat([model(xv[i:i + 1000]) for i in range(0, len(xv), 1000)])}
             for i in range(0, len(order), s.batch_size):
                 b = order[i:i + s.batch_size]
-                ce = _loss(net(xt[b]), lab[b], kind)
+                ce = _loss(head(cached["train"][b]) if not train_masks else net(xt[b]), lab[b], kind)
                 loss = ce + s.alpha * retention(model, sites, masks.binary(), pos) if train_masks else ce
                 opt_h.zero_grad(set_to_none=True)
                 opt_m.zero_grad(set_to_none=True)
@@ -179,7 +184,7 @@ def decompose_one(model: nn.Module, classes: list[ClassRef], method: str, s: Dec
             head.eval()
             with torch.no_grad():
                 ret = float(retention(model, sites, masks.binary(), pos))
-            acc = accuracy(net, xv, vlab, kind)
+            acc = accuracy(head, cached["val"], vlab, kind) if not train_masks else accuracy(net, xv, vlab, kind)
             row = {"epoch": epoch, "phase": "masks" if train_masks else "head", "loss": round(tot / len(order), 4),
                    "val_accuracy": round(acc, 4), "val_accuracy_orig": round(orig_val, 4),
                    "retention": round(ret, 4), "seconds": round(time.perf_counter() - t0, 1)}
