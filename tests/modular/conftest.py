@@ -46,7 +46,7 @@ def small_store(tmp_path_factory) -> SmallStore:
                      f"TRAIN_LIMIT: {SMALL['TRAIN_LIMIT']}, SEED: 0, CACHE: {cache}}}\n")
         configs[task] = p
     st = Store(d / "store")
-    s = DecomposeSettings(head_epochs=1, mask_epochs=1, train_limit=1500, val_limit=500)
+    s = DecomposeSettings(head_epochs=5, mask_epochs=1, train_limit=1500, val_limit=500)
     quiet = lambda m: None  # noqa: E731
     fm = load_source_model(configs["fashion10"], log=quiet)
     decompose_to_store(fm, "gradsplitter", parse_targets("sneaker,sandal,bag", "fashion_mnist", "gradsplitter"), st, s,
