@@ -40,7 +40,7 @@ class DecomposeSettings:
     head_epochs: int = 5  # epochs training the head alone, on cached logits (GradSplitter: 5, SeaM: 1)
     mask_epochs: int = 4  # epochs training head and masks
     lr_head: float = 1e-2  # Adam learning rate of the head
-    lr_mask: float = 0.02  # Adam learning rate of the real-valued masks
+    lr_mask: float = 0.05  # Adam learning rate of the real-valued masks
     mask_init: float = 0.25  # initial mask value (> 0: every channel kept)
     train_limit: int = 6000  # training images (seeded subset); the validation images are held out apart
     val_limit: int = 2000  # validation images for the selection
