@@ -8,7 +8,8 @@
   head epoch, then 4 of head and masks).
 
 Both keep the sparsest epoch whose validation accuracy is within ``acc_tol`` of the original
-model's on the same task (SeaM's selection); failing that, the most accurate epoch.
+model's on the same task (SeaM's selection); failing that, the most accurate epoch. The last
+head-only epoch (nothing masked) is a candidate, so masks that cost accuracy are not kept.
 Retention is the share of conv weights the masks keep (``modular.masks.retention``); with
 ``penalty="macs"`` the penalty counts conv multiply-accumulates instead (what latency follows).
 """
@@ -190,13 +191,13 @@ def decompose_one(model: nn.Module, classes: list[ClassRef], method: str, s: Dec
                    "retention": round(ret, 4), "seconds": round(time.perf_counter() - t0, 1)}
             hist.append(row)
             progress(row)
-            if train_masks:
+            if train_masks or epoch == s.head_epochs:  # the last head epoch (every channel kept) is a candidate too
                 snaps.append((ret, acc, {k: v.clone() for k, v in masks.keep().items()},
                               {k: v.clone() for k, v in head.state_dict().items()}))
     finally:
         for h in handles:
             h.remove()
-    if not snaps:
+    if s.mask_epochs < 1:
         raise UserError(f"mask_epochs = {s.mask_epochs}: at least 1 epoch training the masks is needed")
     ok = [sn for sn in snaps if sn[1] >= orig_val - s.acc_tol]
     ret, acc, keep, head_state = min(ok, key=lambda sn: sn[0]) if ok else max(snaps, key=lambda sn: sn[1])
