@@ -24,7 +24,7 @@ from tests.support import (IDLE_UA, ONE_STAGE, PHONES, RUN_UA, VOLT_UV, FakeLoad
                            phone_root)
 from training.data import fashion_mnist_dir, fashion_mnist_missing
 
-# Test files import the constants below with `from conftest import ...`. Under --import-mode=importlib
+# Test files import the constants below with `from tests.conftest import ...`. Under --import-mode=importlib
 # (pyproject.toml) pytest imports this file as `tests.conftest` and puts no test folder on sys.path:
 # the alias makes that import find this very module (one copy, one set of session fixtures).
 sys.modules.setdefault("conftest", sys.modules[__name__])

@@ -1,6 +1,6 @@
 """Plain helpers of the test suite (no fixtures): loopback phones' sysfs files and fake battery load,
 saved phone topologies, and a one-stage network config. tests/conftest.py re-exports them, so test
-files import them with ``from conftest import ...``."""
+files import them with ``from tests.conftest import ...``."""
 from __future__ import annotations
 
 import os

@@ -19,7 +19,7 @@ from android_runtime.device_info import (
 )
 from android_runtime.loopback import LoopbackDevice, host_abi
 from configs.errors import DeviceError
-from conftest import disconnect
+from tests.conftest import disconnect
 
 # Saved-style outputs of `grep -H . /sys/devices/system/cpu/cpu[0-9]*/cpufreq/cpuinfo_max_freq`.
 SD888_MAX_FREQ = "\n".join(

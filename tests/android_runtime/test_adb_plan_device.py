@@ -26,7 +26,7 @@ from android_runtime.devices import AdbPlanDevice
 from android_runtime.loopback import LoopbackDevice
 from android_runtime.remote import RUNNER_FILES
 from configs.errors import ConfigError, DeviceError
-from conftest import PHONES, REFERENCE, ROOT, VENV_PY, FakeLoad, phone_root
+from tests.conftest import PHONES, REFERENCE, ROOT, VENV_PY, FakeLoad, phone_root
 
 DOUBLE = ROOT / "tests" / "fixtures" / "android_runtime_double"
 

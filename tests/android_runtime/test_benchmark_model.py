@@ -10,7 +10,7 @@ from android_runtime.benchmark_model import (
     BenchmarkArgs, InputLayer, SegmentTiming, benchmark_argv, compose_latency, core_mask, lane_command,
     stage_groups, timing_from_output,
 )
-from conftest import REFERENCE
+from tests.conftest import REFERENCE
 
 
 def test_benchmark_argv_has_every_flag_and_lane_command_quotes():

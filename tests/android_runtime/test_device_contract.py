@@ -19,7 +19,7 @@ from android_runtime.adb import free_port
 from android_runtime.devices import RunRecord, get_device, list_devices
 from android_runtime.plan import load_plan
 from configs.errors import ConfigError, DeviceError
-from conftest import VENV_PY, disconnect, phone_root
+from tests.conftest import VENV_PY, disconnect, phone_root
 
 pytestmark = pytest.mark.slow
 ENERGY_METHODS = ("rails", "fuel-gauge", "none")

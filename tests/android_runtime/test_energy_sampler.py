@@ -7,7 +7,7 @@ import pytest
 from android_runtime.devices import parse_adb_host
 from android_runtime.energy_sampler import EnergyScript, PowerProbe, estimate_from_files, parse_probe
 from configs.errors import UserError
-from conftest import IDLE_UA, RUN_UA, VOLT_UV
+from tests.conftest import IDLE_UA, RUN_UA, VOLT_UV
 
 
 def test_energy_window_arithmetic_on_synthetic_samples():

@@ -11,7 +11,7 @@ from android_runtime.device_info import device_props
 from android_runtime.farm.node import require_token_auth
 from android_runtime.farm.phones import Phone, check_selector, matches, phone_from_props, resource_name
 from configs.errors import DeviceError, UserError
-from conftest import ROOT
+from tests.conftest import ROOT
 
 SD888 = Phone(serial="R5CR10ABCDE", model="SM-G991B", soc="SM8350", board="lahaina", android="14", abi="arm64-v8a",
               node="lab1")

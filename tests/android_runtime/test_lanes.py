@@ -5,7 +5,7 @@ import pytest
 
 from android_runtime.device_info import cluster_cpus
 from android_runtime.lanes import default_phone_lanes
-from conftest import PHONES
+from tests.conftest import PHONES
 
 
 @pytest.mark.parametrize("phone_name,per_cluster", [("sd888", [[7], [4, 5, 6]]), ("pixel6", [[6, 7], [4, 5]])])

@@ -22,7 +22,7 @@ import pytest
 from android_runtime import native
 from android_runtime.native import NativeRunnerMissing, find_runner, raise_for_exit, runner_argv
 from configs.errors import DeviceError, UserError
-from conftest import ROOT
+from tests.conftest import ROOT
 
 NOMERGE = ROOT / "tests" / "fixtures" / "TINY-CG-nomerge.yaml"
 
@@ -352,7 +352,7 @@ def test_pipeline_over_adb_with_the_native_runner_and_no_python(server, runner_b
     from android_runtime.adb import adb_call, free_port
     from android_runtime.devices import AdbPlanDevice
     from android_runtime.loopback import LoopbackDevice
-    from conftest import TINY_BRANCHED
+    from tests.conftest import TINY_BRANCHED
 
     root = _cpufreq_root(tmp_path / "phone")
     loop = LoopbackDevice(root, port=free_port())

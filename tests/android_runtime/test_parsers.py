@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from android_runtime import parsers as P
-from conftest import REFERENCE, ROOT
+from tests.conftest import REFERENCE, ROOT
 
 NN_STRETCH_LOG = REFERENCE / "sample_output" / "correctness.log"
 FIXTURES = ROOT / "tests" / "fixtures" / "benchmark_model"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from configs.loader import load_config
-from conftest import REFERENCE, ROOT, host_configs, reference_configs
+from tests.conftest import REFERENCE, ROOT, host_configs, reference_configs
 
 GOLDEN = json.loads((ROOT / "tests" / "golden" / "complexity.json").read_text())
 

@@ -15,7 +15,7 @@ import yaml
 from configs import ConfigError
 from configs.loader import load_config
 from configs.loader import config_to_dict
-from conftest import REFERENCE, ROOT, TINY_BRANCHED
+from tests.conftest import REFERENCE, ROOT, TINY_BRANCHED
 
 FIXTURES = ROOT / "tests" / "fixtures"
 NOMERGE = FIXTURES / "TINY-CG-nomerge.yaml"

@@ -7,7 +7,7 @@ import pytest
 from android_runtime.benchmark_model import core_mask
 from android_runtime.device_info import cluster_cpus
 from configs.loader import find_configs, load_config
-from conftest import PHONES, ROOT
+from tests.conftest import PHONES, ROOT
 
 
 @pytest.mark.parametrize("phone_name", sorted(PHONES))

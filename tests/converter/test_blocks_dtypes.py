@@ -13,7 +13,7 @@ import pytest
 import branching
 from branching.blocks import BLOCKS
 from configs.vocab import DTYPES
-from conftest import one_stage_config
+from tests.conftest import one_stage_config
 
 pytestmark = pytest.mark.slow
 

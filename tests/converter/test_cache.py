@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from android_runtime.plan import load_plan
-from conftest import one_stage_config
+from tests.conftest import one_stage_config
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import TINY_BRANCHED
+from tests.conftest import TINY_BRANCHED
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ROOT, TINY_BRANCHED
+from tests.conftest import ROOT, TINY_BRANCHED
 
 REPO_CONFIGS = sorted((ROOT / "configs" / "fusion").glob("*.yaml"))
 TASKS = ["fashion10", "digits"]

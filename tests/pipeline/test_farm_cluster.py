@@ -22,7 +22,7 @@ from android_runtime.adb import AdbTarget, adb_call, connect, free_port
 from android_runtime.farm.cluster import LocalCluster
 from android_runtime.loopback import LoopbackDevice
 from configs.errors import DeviceError
-from conftest import ROOT, TINY_BRANCHED
+from tests.conftest import ROOT, TINY_BRANCHED
 
 pytestmark = [pytest.mark.device, pytest.mark.slow]
 VENV_PY = sys.executable

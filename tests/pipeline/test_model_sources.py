@@ -292,7 +292,7 @@ def test_input_image_flag_feeds_timed_runs_normalised_as_input_says(tmp_path):
 
 
 def test_anynet_configs_may_say_their_source(tmp_path):
-    from conftest import TINY_BRANCHED
+    from tests.conftest import TINY_BRANCHED
     from pipeline.stages import load
 
     p = tmp_path / "T.yaml"

@@ -18,7 +18,7 @@ import pytest
 from android_runtime.adb import free_port
 from android_runtime.devices import AdbPlanDevice
 from android_runtime.loopback import LoopbackDevice
-from conftest import ROOT, TINY_BRANCHED, VENV_PY, FakeLoad, phone_root
+from tests.conftest import ROOT, TINY_BRANCHED, VENV_PY, FakeLoad, phone_root
 
 DOUBLE = ROOT / "tests" / "fixtures" / "android_runtime_double"
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from tests.conftest import ROOT
 from pipeline.record import COLUMNS, measured, read_results, upsert, write_results
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REFERENCE, ROOT, TINY_BRANCHED
+from tests.conftest import REFERENCE, ROOT, TINY_BRANCHED
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +85,7 @@ def test_force_re_measures_a_config_already_in_the_csv_and_reconverts(tmp_path, 
     import json
 
     import run_pipeline
-    from conftest import one_stage_config
+    from tests.conftest import one_stage_config
 
     cfg = one_stage_config(tmp_path / "cfgs")
     work, out = tmp_path / "w", tmp_path / "result.csv"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from tests.conftest import ROOT
 from configs import UserError
 from profiling.progress import ENV, Progress, progress_mode, track
 

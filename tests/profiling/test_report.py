@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from tests.conftest import ROOT
 from profiling.report import (ReportError, RunData, list_sections, load_inputs, register_section, render_report,
                               write_report, write_report_safely)
 from profiling.report.inputs import read_run

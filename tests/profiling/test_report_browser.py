@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, TINY_BRANCHED
+from tests.conftest import ROOT, TINY_BRANCHED
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,7 @@ import tomllib
 
 import pytest
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 
 def _instructions() -> list[tuple[str, str]]:

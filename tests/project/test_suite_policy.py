@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from conftest import ROOT
+from tests.conftest import ROOT
 
 # One test of each kind: reads ../shared (a parameter-less one, and the placeholder parameter that stands
 # for NN-Stretch's 52 configs when they are absent), reads Fashion-MNIST.

@@ -1,0 +1,193 @@
+"""Modular decomposition and reuse on Fashion-MNIST: the must-hold figures of issue 12, side by side.
+
+    python bench/modular_bench.py [--parts abcd] [--mask-epochs 4] [--train-limit 4000] [--runs 30]
+
+(a) per-class GradSplitter modules of the zoo VGG (fashion3/fashion10): conv weights kept and
+    one-vs-rest accuracy against the full model, per class and on average;
+(b) a 3-class sub-task model (sneaker, sandal, bag): composed from the per-class modules (fused, one
+    lane), the same modules on two lanes concurrently, and one SeaM group module (MAC penalty),
+    each timed against the full model, interleaved round by round on the host; accuracy on the
+    three classes' test images against the full model's argmax over them;
+(c) "more accurate": three VGGs trained on disjoint 2,000-image subsets, each cut into per-class
+    modules; the best module per class (validation accuracy) composed, against the best single model;
+(d) the lanes-vs-one-network figure is part of (b).
+
+Writes bench/results/modular.json and prints a summary; records the load and whether both cores
+ran in parallel (the CPU time of a two-thread spin against its wall time).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from android_runtime.devices import get_device  # noqa: E402
+from converter.build import convert  # noqa: E402
+from fusion.tasks import get_benchmark  # noqa: E402
+from fusion.zoo import DEFAULT_CACHE, ZooSettings, train_task_model  # noqa: E402
+from modular import compose  # noqa: E402
+from modular.decompose import decompose_to_store, parse_targets  # noqa: E402
+from modular.deploy import built_for, host_lanes  # noqa: E402
+from modular.models import ModelCfg, load_source_model  # noqa: E402
+from modular.module import ModuleNet  # noqa: E402
+from modular.store import Store  # noqa: E402
+from modular.train import DecomposeSettings  # noqa: E402
+
+OUT = ROOT / "bench" / "results"
+SUB = ["sneaker", "sandal", "bag"]
+
+
+def parallel_check() -> dict:
+    """Whether two threads get two cores now: process CPU time of two numpy threads / wall time
+    (numpy's element-wise loops release the GIL, so two threads can use two cores)."""
+    import numpy as np
+
+    def work():
+        a = np.random.rand(600, 600)
+        for _ in range(8):
+            a = np.sqrt(a * a + 1.0)
+    t0, c0 = time.perf_counter(), time.process_time()
+    ts = [threading.Thread(target=work) for _ in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"cpu_over_wall": round(cpu / wall, 2), "both_cores_parallel": cpu / wall > 1.6,
+            "loadavg": list(os.getloadavg())}
+
+
+def time_interleaved(builts: dict, workdir: Path, rounds: int, runs: int) -> dict:
+    """name -> median over rounds of the min latency (us); plans converted once, run in turn each round."""
+    dev = get_device("host")
+    plans = {k: convert(b, workdir).plan_path for k, b in builts.items()}
+    mins: dict[str, list[float]] = {k: [] for k in plans}
+    for _ in range(rounds):
+        for k, p in plans.items():
+            rec = dev.run(p, 5, runs)
+            mins[k].append(min(rec.latency_us))
+    return {k: round(statistics.median(v), 1) for k, v in mins.items()}
+
+
+def part_a(store: Store, sm, s: DecomposeSettings, test_limit: int, log) -> dict:
+    entries = decompose_to_store(sm, "gradsplitter", parse_targets("", "fashion_mnist", "gradsplitter"), store, s,
+                                 device=None, test_limit=test_limit, log=log)
+    rows = [{"class": e.classes[0], "retention": e.retention, "ovr_acc": e.accuracy, "ovr_acc_full": e.accuracy_orig,
+             "diff_points": round(100 * (e.accuracy - e.accuracy_orig), 2)} for e in entries]
+    return {"classes": rows, "mean_retention": round(statistics.mean(r["retention"] for r in rows), 4),
+            "max_drop_points": round(-min(r["diff_points"] for r in rows), 2),
+            "mean_diff_points": round(statistics.mean(r["diff_points"] for r in rows), 2),
+            "ids": [e.id for e in entries]}
+
+
+def part_b(store: Store, sm, s: DecomposeSettings, workdir: Path, runs: int, log) -> dict:
+    seam = decompose_to_store(sm, "seam", parse_targets(",".join(SUB), "fashion_mnist", "seam"), store,
+                              replace(s, penalty="macs"), device=None, log=log)[0]
+    per_class = compose.select(store, SUB, "binary")
+    comp = compose.load_composition(store, [e.id for e in per_class])
+    group = compose.load_composition(store, [seam.id])
+    x, y = compose.test_set(comp.classes, None)
+    acc = {"per_class": compose.accuracy(compose.scores(comp, x).argmax(1), y),
+           "full_model": compose.original_accuracy(store, comp, x, y)}
+    xg, yg = compose.test_set(group.classes, None)
+    order = [group.classes.index(c) for c in comp.classes]  # same class order as the per-class composition
+    acc["seam_group"] = compose.accuracy(compose.scores(group, xg)[:, order].argmax(1), y) \
+        if torch.equal(xg, x) else compose.accuracy(compose.scores(group, xg).argmax(1), yg)
+    full = ModuleNet(sm.model, torch.nn.Identity()).eval()
+    builts = {"full": built_for("bench_full", {"full": full}, {"full": [f"c{i}" for i in range(10)]}, "fused",
+                                host_lanes(1)),
+              "per_class_fused": built_for("bench_pc_fused", comp.nets, comp.outputs, "fused", host_lanes(1)),
+              "per_class_lanes": built_for("bench_pc_lanes", comp.nets, comp.outputs, "lanes", host_lanes(2)),
+              "seam_group": built_for("bench_seam", group.nets, group.outputs, "fused", host_lanes(1))}
+    lat = time_interleaved(builts, workdir, 5, runs)
+    return {"accuracy": {k: round(v, 4) for k, v in acc.items()}, "latency_us": lat,
+            "ratio_to_full": {k: round(v / lat["full"], 3) for k, v in lat.items()},
+            "lanes_vs_fused": round(lat["per_class_lanes"] / lat["per_class_fused"], 3),
+            "seam_retention": seam.retention, "seam_flops_ratio": round(seam.flops / seam.flops_full, 3),
+            "per_class_ids": [e.id for e in per_class], "seam_id": seam.id}
+
+
+def part_c(root: Path, s: DecomposeSettings, n_models: int, log) -> dict:
+    bench = get_benchmark("fashion3")
+    models, singles = [], {}
+    st = Store(root / "more_accurate")
+    for seed in range(1, n_models + 1):
+        zs = ZooSettings(epochs=4, train_limit=2000, seed=seed)
+        cfg = ModelCfg(ZOO="fashion3", TASK="fashion10", EPOCHS=4, TRAIN_LIMIT=2000, SEED=seed)
+        try:
+            sm = load_source_model(cfg, log=log)
+        except Exception:
+            train_task_model(bench, "fashion10", zs, DEFAULT_CACHE, log)
+            sm = load_source_model(cfg, log=log)
+        models.append(sm)
+        singles[sm.name] = sm.test_accuracy
+        decompose_to_store(sm, "gradsplitter", parse_targets("", "fashion_mnist", "gradsplitter"), st,
+                           replace(s, seed=seed), device=None, test_limit=2000, log=log)
+    from modular.module import CLASS_NAMES
+    chosen = compose.select(st, list(CLASS_NAMES["fashion_mnist"]))
+    comp = compose.load_composition(st, [e.id for e in chosen])
+    x, y = compose.test_set(comp.classes, None)
+    acc = compose.accuracy(compose.scores(comp, x).argmax(1), y)
+    best = max(singles.values())
+    return {"single_models": singles, "best_single": round(best, 4), "composed": round(acc, 4),
+            "gain_points": round(100 * (acc - best), 2),
+            "chosen_from": {e.classes[0]: e.source_model for e in chosen}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--parts", default="abc")
+    p.add_argument("--mask-epochs", type=int, default=4)
+    p.add_argument("--head-epochs", type=int, default=10)
+    p.add_argument("--train-limit", type=int, default=4000)
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--lr-mask", type=float, default=0.05)
+    p.add_argument("--mask-init", type=float, default=0.25)
+    p.add_argument("--test-limit", type=int, default=5000, help="test images scored per module (per-class figures)")
+    p.add_argument("--c-models", type=int, default=3, help="(c) models trained on disjoint subsets")
+    p.add_argument("--workdir", default=str(ROOT / "work" / "modular_bench"))
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    work = Path(a.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    s = DecomposeSettings(mask_epochs=a.mask_epochs, head_epochs=a.head_epochs, train_limit=a.train_limit,
+                          lr_mask=a.lr_mask, mask_init=a.mask_init)
+    res: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "settings": vars(a),
+                 "machine": {"cores": len(os.sched_getaffinity(0)), "start": parallel_check()}}
+    out = OUT / f"modular_{a.parts}.json"
+    OUT.mkdir(parents=True, exist_ok=True)
+    sm = load_source_model("zoo:fashion3/fashion10", log=log)
+    res["full_model"] = {"name": sm.name, "test_accuracy": sm.test_accuracy}
+    store = Store(work / "store")
+    t0 = time.perf_counter()
+    for part in a.parts:
+        t = time.perf_counter()
+        if part == "a":
+            res["a_per_class"] = part_a(store, sm, s, a.test_limit, log)
+        elif part == "b":
+            res["b_sub_task"] = part_b(store, sm, s, work, a.runs, log)
+        elif part == "c":
+            res["c_more_accurate"] = part_c(work, replace(s, train_limit=1500, val_limit=1000,
+                                                          mask_epochs=1), a.c_models, log)
+        res.setdefault("seconds", {})[part] = round(time.perf_counter() - t, 1)
+        res["machine"]["end"] = parallel_check()
+        out.write_text(json.dumps(res, indent=1) + "\n")
+        print(json.dumps({k: v for k, v in res.items() if k not in ("settings",)}, indent=1)[:3000], flush=True)
+    print(f"wrote {out} ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
