@@ -23,6 +23,7 @@ from android_runtime.devices import Device, get_device
 from android_runtime.plan import LaneSpec
 from configs.errors import NnspliceError, UserError
 from configs.loader import load_config
+from configs.safe_yaml import read_yaml
 
 from .backbone import DEFAULT_EVERY, candidate_positions, check_positions, split_anynet
 from .build import original_built, timing_built
@@ -164,7 +165,7 @@ def _jsonable(d: Any) -> Any:
 def _write_config(proxy, out_dir: Path, placed: Placement, opt: SearchOptions, stage_lanes: list[str]) -> Path:
     import yaml
 
-    d = yaml.safe_load(Path(proxy.path).read_text())
+    d = read_yaml(proxy.path)
     d["EXITS"] = {"POSITIONS": placed.positions,
                   "THRESHOLDS": [float(t if t is not None else 1.0) for t in placed.thresholds],
                   "BATCH": opt.batch, "LANES": stage_lanes, "WEIGHTS": "exits.pt", "TOLERANCE": opt.tolerance,

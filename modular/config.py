@@ -23,6 +23,7 @@ import yaml
 
 from configs.errors import ConfigError
 from configs.loader import read_section
+from configs.safe_yaml import read_yaml
 from configs.schema import LaneCfg
 from configs.vocab import DELEGATES, DTYPES, TARGETS
 
@@ -61,8 +62,8 @@ class ModuleConfig:
 def is_module_config(path: str | os.PathLike) -> bool:
     """Whether a YAML file has a top-level MODULE section."""
     try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raw = read_yaml(path)
+    except ConfigError:
         return False
     return isinstance(raw, dict) and "MODULE" in raw
 
@@ -70,10 +71,7 @@ def is_module_config(path: str | os.PathLike) -> bool:
 def load_module_config(path: str | os.PathLike, cores: list[int] | None = None) -> ModuleConfig:
     """Loads and validates a module config (the store and every module id are checked)."""
     f = str(path)
-    try:
-        raw = yaml.safe_load(Path(f).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f, "(file)", f, f"cannot be read as YAML ({str(e).splitlines()[0]})") from None
+    raw = read_yaml(f)  # size-capped, no anchors/aliases
     if not isinstance(raw, dict) or not isinstance(raw.get("MODULE"), dict):
         raise ConfigError(f, "MODULE", None, "a mapping with STORE, MODULES, MODE")
     for k in raw:

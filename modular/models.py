@@ -26,6 +26,7 @@ import yaml
 
 from configs.errors import ConfigError, UserError
 from configs.loader import read_section
+from configs.safe_yaml import read_yaml
 from fusion import zoo as fzoo
 from fusion.archs import build_arch
 from fusion.tasks import get_benchmark, get_task, list_benchmarks
@@ -68,10 +69,7 @@ def read_model_cfg(spec: str | os.PathLike) -> ModelCfg:
         cfg, f = ModelCfg(ZOO=bench, TASK=task), "--model"
     else:
         f = text
-        try:
-            raw = yaml.safe_load(Path(f).read_text())
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-            raise ConfigError(f, "(file)", f, f"a readable YAML model config ({str(e).splitlines()[0]})") from None
+        raw = read_yaml(f)  # size-capped, no anchors/aliases
         if isinstance(raw, dict) and "ANYNET" in raw:
             raise UnprunableError(f"{f}: ANYNET = {{...}}: AnyNet (NN-Stretch) networks cannot be masked and pruned "
                                   f"by modular yet; allowed are fusion zoo networks ({', '.join(list_site_archs())}),"

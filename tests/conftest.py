@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +25,9 @@ from tests.support import (IDLE_UA, ONE_STAGE, PHONES, RUN_UA, VOLT_UV, FakeLoad
                            phone_root)
 from training.data import fashion_mnist_dir, fashion_mnist_missing
 
-# Test files import the constants below with `from tests.conftest import ...`. Under --import-mode=importlib
-# (pyproject.toml) pytest imports this file as `tests.conftest` and puts no test folder on sys.path:
-# the alias makes that import find this very module (one copy, one set of session fixtures).
-sys.modules.setdefault("conftest", sys.modules[__name__])
+# Test files import the constants below with `from tests.conftest import ...`: under
+# --import-mode=importlib (pyproject.toml) pytest imports this file as `tests.conftest`, so that
+# names this very module (one copy, one set of session fixtures).
 
 os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
 ROOT = Path(__file__).resolve().parents[1]
@@ -279,3 +279,26 @@ def fusion_search(fusion_zoo: FusionZoo, tmp_path_factory):
     finally:
         torch.set_num_threads(n)
     return out, cfg, summary
+
+
+# Headless Chromium for the browser tests (Debian's package; Playwright never downloads one).
+CHROMIUM = os.environ.get("NNSPLICE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Path:
+    """The system Chromium; skips (fails when CI is set) without it or without playwright."""
+    why = ""
+    try:
+        from playwright.sync_api import sync_playwright  # noqa: F401
+    except ImportError:
+        why = "playwright is not installed (pip install -e '.[test]')"
+    if not why and not Path(CHROMIUM).is_file():
+        why = f"no Chromium at {CHROMIUM} (apt-get install -y chromium; setup.sh does it as root)"
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI is set and the browser test cannot run: {why}")
+        pytest.skip(why)
+    return Path(CHROMIUM)

@@ -31,6 +31,7 @@ from typing import Any
 
 from configs.errors import ConfigError
 from configs.loader import check_lanes, read_section
+from configs.safe_yaml import read_yaml
 from configs.schema import LaneCfg
 from configs.vocab import DTYPES, TARGETS
 
@@ -95,19 +96,17 @@ class ModelConfig:
         return "models" if self.group else self.models[0].MODEL.SOURCE
 
 
-def read_yaml(path: str | os.PathLike) -> Any:
+def _document(path: str | os.PathLike) -> Any:
     """The YAML document of a config file, or None when it cannot be read (the loaders then say why)."""
-    import yaml
-
     try:
-        return yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return read_yaml(path)
+    except ConfigError:
         return None
 
 
 def detect_kind(path: str | os.PathLike) -> str:
     """``python``/``onnx``/``tflite`` for a MODEL.SOURCE config, ``models`` for a MODELS list, else ""."""
-    raw = read_yaml(path)
+    raw = _document(path)
     if not isinstance(raw, dict):
         return ""
     if "MODELS" in raw:
@@ -145,13 +144,9 @@ def load_model_config(path: str | os.PathLike, available_cores: list[int] | None
     Raises:
         ConfigError: naming file, key, value and what is allowed.
     """
-    import yaml
 
     f = str(path)
-    try:
-        raw = yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f, "(file)", f, f"cannot be read as YAML ({str(e).splitlines()[0]})") from None
+    raw = read_yaml(path)  # size-capped, no anchors/aliases
     if not isinstance(raw, dict):
         raise ConfigError(f, "(file)", raw, "a mapping with MODEL (or MODELS), INPUT, DEPLOY")
     group = "MODELS" in raw

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
-
 from android_runtime.devices import Device
+from configs.errors import ConfigError
 from configs.loader import config_to_dict
+from configs.safe_yaml import read_yaml
 from configs.schema import PipelineConfig
 from converter.build import Built, Converted
 from converter.verify import VerifyReport, verify
@@ -25,8 +25,8 @@ from .anynet import AnyNetSource, lanes_summary
 def is_exits_config(path: Path) -> bool:
     """A YAML file with a top-level EXITS section."""
     try:
-        d = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError):
+        d = read_yaml(path)
+    except ConfigError:
         return False
     return isinstance(d, dict) and "EXITS" in d
 

@@ -18,27 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import CHROMIUM_FLAGS
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = os.environ.get("NNSPLICE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-
-@pytest.fixture(scope="module")
-def chromium() -> Path:
-    why = ""
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: F401
-    except ImportError:
-        why = "playwright is not installed (pip install -e '.[test]')"
-    if not why and not Path(CHROMIUM).is_file():
-        why = f"no Chromium at {CHROMIUM} (apt-get install -y chromium)"
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and the browser test cannot run: {why}")
-        pytest.skip(why)
-    return Path(CHROMIUM)
 
 
 @pytest.fixture
@@ -78,7 +62,7 @@ def test_ui_search_decompose_compose_in_chromium(chromium, ui, small_store, caps
     shot.parent.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         ctx = pw.chromium.launch_persistent_context(tempfile.mkdtemp(prefix="chromium-profile-"),
-                                                    executable_path=str(chromium), args=FLAGS, headless=True,
+                                                    executable_path=str(chromium), args=CHROMIUM_FLAGS, headless=True,
                                                     viewport={"width": 1300, "height": 900})
         try:
             page = ctx.new_page()

@@ -15,33 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY_BRANCHED
+from tests.conftest import CHROMIUM_FLAGS, ROOT, TINY_BRANCHED
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("NNSPLICE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 UNBRANCHED = (TINY_BRANCHED.replace("DEVICES: [cpu, gpu]", "DEVICES: [cpu]")
               .replace("[[1], [1, 1], [1, 1]]", "[[1], [1], [1]]").replace("[[16], [16, 16], [32, 16]]", "[[16], [32], [48]]")
               .replace("[[1], [2, 2], [2, 2]]", "[[1], [2], [2]]").replace("[[8], [8, 8], [8, 8]]", "[[8], [8], [8]]"))
 
-
-@pytest.fixture(scope="module")
-def chromium() -> Path:
-    """The system Chromium; skips (fails when CI is set) without it or without playwright."""
-    why = ""
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: F401
-    except ImportError:
-        why = "playwright is not installed (pip install -e '.[test]')"
-    if not why and not Path(CHROMIUM).is_file():
-        why = f"no Chromium at {CHROMIUM} (apt-get install -y chromium; setup.sh does it as root)"
-    if why:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and the browser test cannot run: {why}")
-        pytest.skip(why)
-    return Path(CHROMIUM)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +54,7 @@ def test_report_in_chromium_has_a_row_per_result_and_a_timeline_lane_per_lane(ch
     shot.parent.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(tempfile.mkdtemp(prefix="chromium-profile-"),
-                                                   executable_path=str(chromium), args=FLAGS, headless=True,
+                                                   executable_path=str(chromium), args=CHROMIUM_FLAGS, headless=True,
                                                    viewport={"width": 1300, "height": 900})
         try:
             page = ctx.new_page()
