@@ -141,12 +141,12 @@ def test_pipeline_deploys_an_exits_config_on_the_host(exits_config, tmp_path, ca
 @pytest.mark.device
 def test_pipeline_deploys_an_exits_config_over_adb(exits_config, server, tmp_path, capsys):
     """The same plan on the loopback device through a real adb server (the device's Python runs it)."""
-    from tests.test_adb_pipeline import _phone_root
-    from android_runtime.loopback import LoopbackDevice
     from android_runtime.adb import free_port
+    from android_runtime.loopback import LoopbackDevice
+    from tests.support import phone_root
 
     cfg_path, work = exits_config
-    loop = LoopbackDevice(_phone_root(tmp_path / "phone", power=False), port=free_port(), rooted=True)
+    loop = LoopbackDevice(phone_root(tmp_path / "phone", power=False), port=free_port(), rooted=True)
     serial = f"127.0.0.1:{loop.start()}"
     try:
         out = tmp_path / "result.csv"
