@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import random
 import re
-import resource
 import sys
 import traceback
 from pathlib import Path
@@ -129,7 +128,10 @@ def main() -> int:
         for line, row in zip(clean.splitlines()[1:], base):  # an intact ok row is never silently dropped
             if line in text.splitlines() and row["cfg"] not in kept:
                 problems.append(f"csv case {k}: the intact ok row of {row['cfg']} was dropped from {text!r}")
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM is this process's own peak: getrusage's ru_maxrss keeps the parent's peak across fork + exec
+    # (pytest's, after hundreds of tests), so it would not measure the fuzzed work.
+    hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:"))
+    rss_mb = int(hwm.split()[1]) / 1024
     print(json.dumps({"counts": counts, "rss_mb": round(rss_mb), "problems": problems[:20]}))
     return 0
 

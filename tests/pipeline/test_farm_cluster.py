@@ -27,6 +27,10 @@ from tests.conftest import ROOT, TINY_BRANCHED
 pytestmark = [pytest.mark.device, pytest.mark.slow]
 VENV_PY = sys.executable
 SOCS = {"A": "socA", "B": "socB", "C": "socA"}
+# The farm's phones run their commands unconfined, as this user: the stall wrapper below and its
+# marks are shared by all phones and live outside their folders (the loopback device's own
+# confinement is tested in tests/android_runtime/test_loopback_security.py).
+UNCONFINED = {"confine": False, "allow_root": True}
 
 
 def _phone_root(root: Path) -> Path:
@@ -64,7 +68,7 @@ def farm(server, tmp_path_factory):
     for name, soc in SOCS.items():
         port = free_port()
         loop = LoopbackDevice(_phone_root(base / "phones" / name), port=port,
-                              props={"ro.soc.model": soc, "ro.serialno": f"LOOP{name}"})
+                              props={"ro.soc.model": soc, "ro.serialno": f"LOOP{name}"}, **UNCONFINED)
         loop.start()
         phones[name], serials[name] = loop, f"127.0.0.1:{port}"
         connect(AdbTarget(serials[name], "127.0.0.1", server.port))
@@ -257,7 +261,7 @@ def test_phone_lost_mid_config_is_retried_on_another_matching_phone(farm, tmp_pa
     name = lost[0]
     port = int(s[name].rsplit(":", 1)[1])
     phones[name] = LoopbackDevice(farm["base"] / "phones" / name, port=port,
-                                  props={"ro.soc.model": SOCS[name], "ro.serialno": f"LOOP{name}"})
+                                  props={"ro.soc.model": SOCS[name], "ro.serialno": f"LOOP{name}"}, **UNCONFINED)
     phones[name].start()
     node = "n1" if name == "A" else "n2"
     log = farm["cluster"].root / node / "join.log"
