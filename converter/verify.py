@@ -73,3 +73,31 @@ def verify(conv: Converted, built: Built, inputs: list[Any] | None = None, sampl
             pairs += 1
     return VerifyReport(samples=len(inputs), max_abs_diff=worst, top1_agreement=agree / max(1, pairs),
                         inputs=inputs_label)
+
+
+def verify_against(conv: Converted, inputs: list[Any], reference: Any, tensors: list[str],
+                   inputs_label: str) -> VerifyReport:
+    """The converted plan, run segment by segment here, against a reference other than eager modules
+    (ONNX Runtime on an onnx source's file).
+
+    Args:
+        inputs: plan inputs, in the plan's layout (NHWC images).
+        reference: ``reference(i)`` -> the arrays of ``tensors`` for ``inputs[i]``, in the plan's layout.
+        tensors: the plan's result tensors to compare, in the order ``reference`` returns them.
+    """
+    import numpy as np
+
+    executors = {s.name: SegmentExecutor(s, conv.plan_dir, 1, "xnnpack") for s in conv.plan.segments}
+    worst, agree, pairs = 0.0, 0, 0
+    for i, x in enumerate(inputs):
+        got = execute_sequential(conv.plan, conv.plan_dir, x, executors)
+        for t, r in zip(tensors, reference(i)):
+            r = np.asarray(r)
+            g = got[t]
+            if r.ndim == 4 and r.shape != g.shape and r.transpose(0, 2, 3, 1).shape == g.shape:
+                r = r.transpose(0, 2, 3, 1)  # a 4-D output the converter made NHWC
+            worst = max(worst, float(np.abs(g - r).max()))
+            agree += int(np.argmax(g) == np.argmax(r))
+            pairs += 1
+    return VerifyReport(samples=len(inputs), max_abs_diff=worst, top1_agreement=agree / max(1, pairs),
+                        inputs=inputs_label)

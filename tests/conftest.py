@@ -21,8 +21,17 @@ from typing import Any
 
 import pytest
 
-from tests.support import (IDLE_UA, ONE_STAGE, PHONES, RUN_UA, VOLT_UV, FakeLoad, one_stage_config,  # noqa: F401
-                           phone_root)
+from converter.onnx import missing as onnx_missing
+from tests.support import (  # noqa: F401
+    IDLE_UA,
+    ONE_STAGE,
+    PHONES,
+    RUN_UA,
+    VOLT_UV,
+    FakeLoad,
+    one_stage_config,
+    phone_root,
+)
 from training.data import fashion_mnist_dir, fashion_mnist_missing
 
 # Test files import the constants below with `from tests.conftest import ...`: under
@@ -90,13 +99,16 @@ def fashion_reason() -> str:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """``reference`` and ``fashion_mnist`` tests skip, saying why, when their data is absent; under CI
+    """``reference``, ``fashion_mnist`` and ``onnx`` tests skip, saying why, when their data (or the onnx
+    install extra) is absent; under CI
     (environment variable CI set) they fail instead, before any fixture runs."""
     missing = []
     if item.get_closest_marker("reference") and not REFERENCE.is_dir():
         missing.append(reference_reason())
     if item.get_closest_marker("fashion_mnist") and fashion_mnist_missing():
         missing.append(fashion_reason())
+    if item.get_closest_marker("onnx") and onnx_missing():
+        missing.append(onnx_missing())
     if missing:
         if CI:
             pytest.fail("CI is set and " + "; ".join(missing), pytrace=False)

@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 from android_runtime.plan import LaneSpec
 from branching.counting import complexity
-from configs.errors import ConfigError
+from configs.errors import ConfigError, UserError
+from converter import onnx as onnx_path
 from converter.build import Built, BuiltSegment, sha256_file
 from converter.prebuilt import TfliteIO, tflite_io
 
@@ -20,9 +21,6 @@ from .inputs import ModelInputs, load_inputs
 from .python_model import build_python_model, weights_id
 
 CODE_VERSION = "1"  # bump when the segments built here change
-ONNX_UNAVAILABLE = ("python or tflite in this install: onnx needs onnx2tf 1.29.x (the last for Python 3.11), whose "
-                    "exact pins numpy==1.26.4, ai-edge-litert==2.1.0 and tensorflow==2.19.0 conflict with nnsplice's "
-                    "numpy==2.4.6 and ai-edge-litert==2.3.0; export the model from PyTorch as a python source instead")
 
 
 @dataclass(frozen=True)
@@ -36,7 +34,9 @@ class BuiltModel:
     segment: str  # its segment's name
     weights: str  # factory | sha256 of WEIGHTS or of the .tflite/.onnx file
     module: Any = None  # the eager module (python), None for a .tflite file
-    io: TfliteIO | None = None  # a .tflite file's inputs and outputs
+    io: TfliteIO | None = None  # a .tflite file's inputs and outputs (tflite, and onnx once converted)
+    file: str = ""  # the .tflite file the segment runs as it is (tflite: PATH; onnx: its conversion)
+    onnx: str = ""  # onnx: the source .onnx file (ONNX Runtime on it is the numeric reference)
     inputs: ModelInputs | None = None  # verification/calibration inputs (NCHW)
     params: int = 0
     flops: int = 0  # multiply-accumulates of one inference (Conv2d and Linear layers; 0 for a .tflite file)
@@ -99,7 +99,7 @@ def build_models(cfg: ModelConfig, log: Callable[[str], None] = print, weights: 
             path = resolve_path(f, e.MODEL.PATH)
             io = tflite_io(path)
             out.append(BuiltModel(e, key, model_shape(f, key, e, io), tuple(f"{prefix}{t.name}" for t in io.outputs),
-                                  seg, sha256_file(path), io=io))
+                                  seg, sha256_file(path), io=io, file=str(path)))
         elif e.MODEL.SOURCE == "python":
             log(f"  building {e.NAME}: {e.MODEL.FACTORY}")
             net = build_python_model(f, key, e)
@@ -113,7 +113,59 @@ def build_models(cfg: ModelConfig, log: Callable[[str], None] = print, weights: 
             out.append(BuiltModel(e, key, shape, _output_names(o, prefix), seg, weights_id(f, e), module=net,
                                   params=sum(p.numel() for p in net.parameters()), flops=_flops(net, shape)))
         else:
-            raise ConfigError(f, f"{key}MODEL.SOURCE", e.MODEL.SOURCE, ONNX_UNAVAILABLE)
+            out.append(_onnx_model(f, key, e, prefix, seg))
+    return out
+
+
+def _onnx_model(f: str, key: str, e: ModelEntry, prefix: str, seg: str) -> BuiltModel:
+    """An .onnx file, read (not yet converted: :func:`convert_onnx_models` does, once inputs are known)."""
+    why = onnx_path.missing()
+    if why:
+        raise ConfigError(f, f"{key}MODEL.SOURCE", e.MODEL.SOURCE, f"python or tflite in this install: {why}")
+    path = resolve_path(f, e.MODEL.PATH)
+    try:
+        info = onnx_path.read_onnx(path)
+    except UserError as ex:
+        raise ConfigError(f, f"{key}MODEL.PATH", e.MODEL.PATH, f"a valid .onnx file ({ex})") from None
+    bad = onnx_path.unsupported(info)
+    if bad:
+        raise ConfigError(f, f"{key}MODEL.PATH", e.MODEL.PATH, f"a model of operators onnx2tf converts; "
+                                                               f"it cannot convert {', '.join(bad)}")
+    if len(info.inputs) != 1:
+        raise ConfigError(f, f"{key}MODEL.PATH", e.MODEL.PATH, f"an .onnx model with one input; this one has "
+                                                               f"{len(info.inputs)} ({[n for n, _ in info.inputs]})")
+    name, dims = info.inputs[0]
+    shape = list(e.INPUT.SHAPE)
+    if len(dims) != len(shape) or any(d > 0 and d != v for d, v in zip(dims, shape)):
+        raise ConfigError(f, f"{key}INPUT.SHAPE", shape, f"the .onnx input {name!r} shape {dims} "
+                                                         "(-1: dynamic, any size)")
+    return BuiltModel(e, key, shape, tuple(f"{prefix}{o}" for o in info.outputs), seg, sha256_file(path),
+                      onnx=str(path), params=info.params)
+
+
+def convert_onnx_models(cfg: ModelConfig, models: list[BuiltModel], cache_dir, log: Callable[[str], None],
+                        force: bool = False) -> list[BuiltModel]:
+    """Each onnx model converted to .tflite (onnx2tf, cached in ``cache_dir``) in the config's DTYPE; int8
+    calibrated on the model's inputs. The others are returned as they are."""
+    import dataclasses
+
+    import numpy as np
+
+    out = []
+    for m in models:
+        if m.onnx and not m.file:
+            log(f"  converting {m.entry.NAME}: {m.entry.MODEL.PATH} with onnx2tf ({cfg.DEPLOY.DTYPE})")
+            cal = np.concatenate(m.inputs.arrays) if m.inputs is not None else None
+            try:
+                tfl = onnx_path.to_tflite(m.onnx, cache_dir, m.shape, cfg.DEPLOY.DTYPE, calibration=cal,
+                                          calibration_id=m.inputs.ident if m.inputs else "", force=force)
+            except UserError as ex:
+                raise ConfigError(cfg.path, f"{m.key}MODEL.PATH", m.entry.MODEL.PATH, f"a model onnx2tf converts: {ex}"
+                                  ) from None
+            io = tflite_io(tfl)
+            prefix = f"{m.entry.NAME}." if cfg.group else ""
+            m = dataclasses.replace(m, io=io, file=str(tfl), outputs=tuple(f"{prefix}{t.name}" for t in io.outputs))
+        out.append(m)
     return out
 
 
@@ -149,8 +201,7 @@ def built_from_models(cfg: ModelConfig, models: list[BuiltModel]) -> Built:
         segs.append(BuiltSegment(
             name=m.segment, kind="model", lane=m.entry.LANE, processor="cpu",
             module=None if m.io is not None else _wrap(m.module, m.shape, gshape), inputs=("input",),
-            outputs=m.outputs, units=(m.entry.NAME,), file=str(resolve_path(cfg.path, m.entry.MODEL.PATH))
-            if m.io is not None else ""))
+            outputs=m.outputs, units=(m.entry.NAME,), file=m.file))
     used = {m.entry.LANE for m in models}
     lanes = {k: LaneSpec(cores=list(v.CORES), threads=v.THREADS, delegate=v.DELEGATE, processors=["cpu"])
              for k, v in cfg.DEPLOY.LANES.items() if k in used}

@@ -10,16 +10,31 @@ from typing import Any, Callable
 from android_runtime.devices import Device
 from configs.errors import UserError
 from converter.build import Built, Converted
-from converter.verify import VerifyReport, verify
+from converter.onnx import ort_outputs
+from converter.verify import VerifyReport, verify, verify_against
 
-from ..models.build import BuiltModel, _pad, attach_inputs, build_models, built_from_models, group_shape
-from ..models.config import ModelConfig, detect_kind, load_model_config, model_config_to_dict
+from ..models.build import (
+    BuiltModel,
+    _pad,
+    attach_inputs,
+    build_models,
+    built_from_models,
+    convert_onnx_models,
+    group_shape,
+)
+from ..models.config import (
+    ModelConfig,
+    detect_kind,
+    load_model_config,
+    model_config_to_dict,
+)
 from ..models.group import group_rows
 from ..models.inputs import image_array
 from ..options import RunOptions
 from ..record import ResultRow
 
 SKIPPED = "skipped (tflite runs as it is: its own reference)"
+ONNX_REFERENCE = "onnxruntime"  # what an onnx model's plan is compared with
 
 
 class UserModelSource:
@@ -50,6 +65,7 @@ class UserModelSource:
 
     def build(self, cfg: ModelConfig, opt: RunOptions, log: Callable[[str], None]) -> Built:
         models = attach_inputs(cfg, build_models(cfg, log=log))
+        models = convert_onnx_models(cfg, models, opt.workdir / "onnx", log, force=opt.force)
         return built_from_models(cfg, models)
 
     def run_input(self, cfg: ModelConfig, built: Built, opt: RunOptions) -> Any:
@@ -73,13 +89,18 @@ class UserModelSource:
         import torch
 
         models: list[BuiltModel] = built.context
-        checked = [m for m in models if m.io is None]
+        checked = [m for m in models if m.io is None or m.onnx]
         if not checked:
             return VerifyReport(samples=0, max_abs_diff=math.nan, top1_agreement=None, inputs=SKIPPED), {}
         gshape = group_shape(models)
         reps = []
         for m in checked:  # each python model on its own inputs, against its own eager module
             own = dataclasses.replace(built, segments=tuple(s for s in built.segments if s.name == m.segment))
+            if m.onnx:  # its .tflite against ONNX Runtime on the .onnx file
+                plan_in = [_nhwc(_pad(a, gshape)) for a in m.inputs.arrays]
+                reps.append(verify_against(conv, plan_in, lambda i, m=m: ort_outputs(m.onnx, m.inputs.arrays[i]),
+                                           list(m.outputs), f"{m.inputs.label} vs {ONNX_REFERENCE}"))
+                continue
             inputs = [torch.from_numpy(_pad(a, gshape)) for a in m.inputs.arrays]
             reps.append(verify(conv, own, inputs=inputs, inputs_label=m.inputs.label))
         n = sum(r.samples for r in reps)
@@ -107,6 +128,10 @@ class UserModelSource:
         return {"lanes": _lanes(cfg), "shared_lanes": len(set(lanes)) < len(lanes),
                 "im_size": models[0].shape[-1], "weights": ";".join(f"{m.entry.NAME}={m.weights}" for m in models)
                 if cfg.group else models[0].weights}
+
+
+def _nhwc(a):
+    return a.transpose(0, 2, 3, 1).copy() if a.ndim == 4 else a
 
 
 def _lanes(cfg: ModelConfig) -> str:

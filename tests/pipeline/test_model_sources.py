@@ -210,13 +210,20 @@ def test_pretrained_efficientnet_lite0_on_photos_fp32_and_int8(tmp_path):
     assert float(int8["top1_agreement"]) >= 0.75
 
 
-def test_onnx_source_says_why_it_is_unavailable(tmp_path):
+def test_onnx_source_without_its_extra_says_how_to_install_it(tmp_path, monkeypatch):
+    """Where the onnx extra is absent (simulated: find_spec reports tensorflow missing), the config is refused
+    naming what is missing and the install command."""
+    import converter.onnx
+
+    real = converter.onnx.find_spec
+    monkeypatch.setattr(converter.onnx, "find_spec", lambda n: None if n == "tensorflow" else real(n))
     (tmp_path / "m.onnx").write_bytes(b"")
     cfg = load_model_config(_config(tmp_path, "MODEL: {SOURCE: onnx, PATH: m.onnx}\nINPUT: {SHAPE: [1, 3, 8, 8]}\n"),
                             [0])
     with pytest.raises(ConfigError) as e:
         build_models(cfg, log=lambda m: None)
-    assert e.value.key == "MODEL.SOURCE" and "numpy==1.26.4" in str(e.value)
+    assert e.value.key == "MODEL.SOURCE" and "missing: tensorflow" in str(e.value)
+    assert "./setup.sh --onnx" in str(e.value)
 
 
 GROUP = """\
