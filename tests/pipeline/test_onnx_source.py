@@ -99,12 +99,14 @@ def test_onnx_runs_end_to_end_against_onnxruntime_fp32_and_int8(tmp_path):
     body = "MODEL: {SOURCE: onnx, PATH: net.onnx, NUM_CLASSES: 5}\nINPUT: {SHAPE: [1, 3, 16, 16]}\n" \
            "DEPLOY: {WARMUP: 1, RUNS: 5}\n"
     p = _cfg(tmp_path, body)
-    out = tmp_path / "result.csv"
+    rows = {}
     for dtype in ("fp32", "int8"):
+        out = tmp_path / f"{dtype}.csv"
         r = _run(["--configs", str(p), "--workdir", str(tmp_path / "w"), "--output_csv", str(out), "--dtype", dtype])
         assert r.returncode == 0, r.stderr[-2000:]
-    rows = list(csv.DictReader(out.open()))
-    fp32, int8 = (next(r for r in rows if r["dtype"] == d) for d in ("fp32", "int8"))
+        (rows[dtype],) = csv.DictReader(out.open())
+    fp32, int8 = rows["fp32"], rows["int8"]
+    assert (fp32["dtype"], int8["dtype"]) == ("fp32", "int8")
     from converter.build import sha256_file
 
     for row in (fp32, int8):
