@@ -166,7 +166,7 @@ def test_pareto_front_keeps_points_no_other_beats_on_both():
 
 def test_committed_branch_and_fusion_search_folders(workdir):
     html = render_report(load_inputs(workdir / "result.csv", search_dirs=[
-        str(ROOT / "bench/results/search_run"), str(ROOT / "configs/fusion/searches/fashion3")]))
+        str(ROOT / "bench/results/search_run"), str(ROOT / "tests/fixtures/fusion_search_fashion3")]))
     branch = html[html.index('id="branch_search"'):html.index('id="fusion_search"')]
     assert branch.count("<svg") == 1
     chosen = re.findall(r"<tr><td>(\d)</td><td>([^<]+)</td>", branch)
