@@ -100,7 +100,8 @@ class BenchmarkModelRunner:
                 args = BenchmarkArgs(graph=f"{folder}/{seg.file}", num_threads=spec.threads, delegate=spec.delegate,
                                      warmup_runs=warmup, num_runs=runs,
                                      min_secs=self.min_secs if len(by_lane) > 1 else None,
-                                     hexagon_lib_path=self.remote_bin, inputs=inputs)
+                                     hexagon_lib_path=self.remote_bin, dispatch_library_path=self.remote_bin,
+                                     inputs=inputs)
                 cmd = lane_command(benchmark_argv(binary, args), spec.cores, self.remote_bin, self.root)
                 steps.append(f"{cmd} > {q(f'{out_dir}/{i}.txt')} 2>&1; echo $? > {q(f'{out_dir}/{i}.rc')}")
             jobs.append(f"( {'; '.join(steps)} ) & P{k}=$!")
