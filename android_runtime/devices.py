@@ -420,7 +420,8 @@ class AdbPlanDevice:
 
             runner = BenchmarkModelRunner(self.dev, self.android_runtime, self.pushes, root=self.dev.has_root,
                                           energy=self.energy, idle_s=self.idle_s,
-                                          interval_s=self.sample_interval_s, log=log)
+                                          interval_s=self.sample_interval_s, log=log,
+                                          allow_fallback=self.allow_fallback)
             raw = runner.run(plan_path, plan, models, warmup, runs, x=x)
         else:
 
