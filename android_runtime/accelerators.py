@@ -22,7 +22,7 @@ from configs.errors import DeviceError
 ACCELERATOR_OF_DELEGATE = {"xnnpack": "cpu", "cpu": "cpu", "builtin": "cpu", "gpu": "gpu", "npu": "npu",
                            "hexagon": "npu", "nnapi": "npu"}
 DISPATCH_PREFIX = "libLiteRtDispatch"  # libLiteRtDispatch_Qualcomm.so, libLiteRtDispatch_MediaTek.so, ...
-NPU_LIBRARY_PREFIXES = (DISPATCH_PREFIX, "libQnn")  # what a plan with an NPU lane needs on the device
+NPU_LIBRARY_PREFIXES = (DISPATCH_PREFIX, "libLiteRtCompilerPlugin", "libQnn")  # what an NPU plan needs there
 
 
 def accelerator_of(delegate: str) -> str:
