@@ -44,11 +44,12 @@ def check_host_lanes(cfg: Any, allow_fallback: bool) -> None:
     """
     if allow_fallback:
         return
-    for lane, spec in cfg.DEPLOY.LANES.items():
-        acc = accelerator_of(spec.DELEGATE)
+    lanes = getattr(getattr(cfg, "DEPLOY", None), "LANES", None) or {}  # every source's config has DEPLOY.LANES
+    for lane, spec in lanes.items():
+        acc = accelerator_of(getattr(spec, "DELEGATE", "xnnpack"))
         if acc != "cpu":
             raise DeviceError(
-                f"{cfg.path}: DEPLOY.LANES.{lane}.DELEGATE = {spec.DELEGATE!r}: this machine has no {acc.upper()} "
+                f"{getattr(cfg, 'path', '')}: DEPLOY.LANES.{lane}.DELEGATE = {spec.DELEGATE!r}: this machine has no {acc.upper()} "
                 f"the plan runner can use (the host runs CPU lanes only); run the config on a phone (--serial "
                 f"SERIAL --native_runner DIR), map the lane to xnnpack, or pass --allow_fallback to run it on the "
                 f"CPU (recorded in result.csv's accelerators column)")
@@ -75,9 +76,9 @@ def check_dispatch(folder: str | Path, lanes: list[str], allow_fallback: bool, f
     if allow_fallback:
         return False
     raise DeviceError(f"{flag} {folder}: the plan's NPU lanes ({', '.join(lanes)}) need LiteRT's NPU dispatch library "
-                      f"(libLiteRtDispatch_Qualcomm.so and the QNN libraries) in that folder; fetch them with "
-                      f"android_runtime/setup_android_binaries.sh --android_runtime {folder} --qualcomm vNN, or pass "
-                      f"--allow_fallback to run those lanes on what LiteRT can (recorded in result.csv)")
+                      f"(libLiteRtDispatch_Qualcomm.so and the QNN libraries) in that folder; fetch them into it with "
+                      f"android_runtime/setup_android_binaries.sh and its Qualcomm option (android_runtime/README.md), "
+                      f"or pass --allow_fallback to run those lanes on what LiteRT can (recorded in result.csv)")
 
 
 def npu_env(device_dir: str) -> dict[str, str]:
@@ -86,9 +87,8 @@ def npu_env(device_dir: str) -> dict[str, str]:
 
 
 def segment_reports(raw: dict) -> dict[str, dict]:
-    """Per segment, what ran it: the native runner's ``native.segments`` or the Python runner's ``accelerators``."""
-    native = raw.get("native") or {}
-    return dict(native.get("segments") or raw.get("accelerators") or {})
+    """Per segment, what ran it: the run JSON's ``accelerators`` (every runner; older native JSON: ``native.segments``)."""
+    return dict(raw.get("accelerators") or (raw.get("native") or {}).get("segments") or {})
 
 
 def ran_on(raw: dict) -> str:

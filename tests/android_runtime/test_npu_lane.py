@@ -57,7 +57,7 @@ def test_npu_runner_command_follows_litert_npu_guide(tmp_path):
 def test_npu_plan_without_a_dispatch_library_is_refused_with_the_remedy(tmp_path):
     folder = _native_folder(tmp_path, None, dispatch=False)
     with pytest.raises(DeviceError, match=r"NPU lanes \(dsp\) need LiteRT's NPU dispatch library.*"
-                                          r"setup_android_binaries.sh --android_runtime .* --qualcomm vNN"):
+                                          r"setup_android_binaries.sh and its Qualcomm option"):
         NativePlanRunner(None, folder, npu_lanes=["dsp"])
     assert NativePlanRunner(None, folder, npu_lanes=["dsp"], allow_fallback=True).npu_files == []
 
@@ -133,3 +133,23 @@ def test_composed_npu_command_names_the_dispatch_folder_and_adsp_path():
     assert cmd.startswith("LD_LIBRARY_PATH=/d/android ADSP_LIBRARY_PATH=/d/android taskset 4 bm ")
     cpu = lane_command(benchmark_argv("bm", BenchmarkArgs(graph="/g.tflite")), [2], "/d/android", root=False)
     assert "ADSP_LIBRARY_PATH" not in cpu
+
+
+def test_cpu_is_a_lane_delegate_for_both_runners(tiny_converted, tmp_path):
+    """``cpu`` names the CPU (as ``xnnpack``) in the Python runner and the native one."""
+    from android_runtime import native
+    from android_runtime.runner import run_plan
+
+    d = tmp_path / "plan_cpu"
+    shutil.copytree(tiny_converted.plan_path.parent, d)
+    plan = json.loads((d / "plan.json").read_text())
+    plan["lanes"]["cpu0"]["delegate"] = "cpu"
+    (d / "plan.json").write_text(json.dumps(plan))
+    res = run_plan(d / "plan.json", 0, 1)
+    assert {r["accelerator"] for r in res["accelerators"].values()} == {"cpu"}
+    try:
+        find_runner()
+    except NativeRunnerMissing as e:
+        pytest.skip(str(e))
+    raw = native.run_plan(d / "plan.json", 0, 1)
+    assert {s["lane"]: s["accelerator"] for s in raw["native"]["segments"].values()} == {"cpu0": "cpu", "cpu1": "cpu"}
