@@ -28,7 +28,7 @@ COPY . /opt/nnsplice
 # be given as a build argument (docker build --build-arg SHA256_LIBLITERT_SO=... ; the script's
 # --print_urls lists them): without them the build stops here, before any download.
 ARG SHA256_LIBLITERT_SO
-ARG SHA256_LIBLITERTGPUACCELERATOR_SO
+ARG SHA256_LIBLITERTCLGLACCELERATOR_SO
 ARG SHA256_BENCHMARK_MODEL
 ARG SHA256_RUN_MODEL
 RUN android_runtime/setup_android_binaries.sh --android_runtime /opt/android_bin

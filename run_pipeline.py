@@ -61,6 +61,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "HOST:PORT (android_runtime/FARM.md); DEPLOY.PHONE picks the phones")
     ap.add_argument("--ray_attempts", type=int_at_least(1), default=3, help="--ray: phones a config is tried on (default 3)")
     ap.add_argument("--no-report", action="store_true", help="do not write report.html next to the result CSV")
+    ap.add_argument("--allow_fallback", action="store_true", help="a GPU/NPU lane its accelerator does not (wholly)\n"
+                    "take runs on what LiteRT can (the CPU) instead of failing;\nresult.csv's accelerators column says what ran")
+    ap.add_argument("--legacy_delegates", action="store_true", help="accept the hexagon and nnapi lane delegates,\n"
+                    "deprecated by LiteRT (a warning each; use npu)")
     return ap.parse_args(argv)
 
 
@@ -70,10 +74,12 @@ def main(argv=None) -> int:
     kwargs = dict(serial=args.serial, adb_host=args.adb_host, no_root=args.no_root,
                   android_runtime=args.android_runtime, device_python=args.device_python,
                   native_runner=args.native_runner, lock_timeout_s=args.lock_timeout) if adb else {}
+    kwargs["allow_fallback"] = args.allow_fallback
     workdir = Path(args.workdir)
     opt = RunOptions(workdir=workdir, device="adb" if adb else args.device, num_threads=args.num_threads,
                      core_affinity=args.core_affinity, dtype=args.dtype, warmup=args.warmup, runs=args.runs,
-                     input_image=args.input_image, force=args.force, device_kwargs=kwargs)
+                     input_image=args.input_image, force=args.force, device_kwargs=kwargs,
+                     legacy_delegates=args.legacy_delegates, allow_fallback=args.allow_fallback)
     try:
         files = find_configs(args.configs)
         out_csv = Path(args.output_csv or workdir / "result.csv")

@@ -28,8 +28,10 @@ from android_runtime.parsers import coverage_of_original, parse_benchmark_output
 
 DELEGATE_FLAGS = {
     "xnnpack": ("--use_xnnpack=true",),
+    "cpu": ("--use_xnnpack=true",),
     "builtin": ("--use_xnnpack=false",),
     "gpu": ("--use_gpu=true",),
+    "npu": ("--use_npu=true",),  # LiteRT's benchmark_model (CompiledModel); + --dispatch_library_path
     "nnapi": ("--use_nnapi=true",),
     "hexagon": ("--use_hexagon=true",),
 }
@@ -64,6 +66,7 @@ class BenchmarkArgs:
             share it so their runs overlap), None to leave the tool's default.
         enable_op_profiling: ``--enable_op_profiling`` (per-op tables in the output).
         hexagon_lib_path: folder of the Hexagon skel libraries (``--hexagon_lib_path``).
+        dispatch_library_path: npu lanes: the folder of LiteRT's NPU dispatch library (``--dispatch_library_path``).
         inputs: ``--input_layer``/``--input_layer_shape``/``--input_layer_value_files``.
     """
 
@@ -75,6 +78,7 @@ class BenchmarkArgs:
     min_secs: float | None = None
     enable_op_profiling: bool = False
     hexagon_lib_path: str = ""
+    dispatch_library_path: str = ""
     inputs: tuple[InputLayer, ...] = ()
 
 
@@ -90,6 +94,8 @@ def benchmark_argv(binary: str, a: BenchmarkArgs) -> list[str]:
             f"--warmup_runs={int(a.warmup_runs)}", f"--num_runs={int(a.num_runs)}", *DELEGATE_FLAGS[a.delegate]]
     if a.delegate == "hexagon" and a.hexagon_lib_path:
         argv.append(f"--hexagon_lib_path={a.hexagon_lib_path}")
+    if a.delegate == "npu" and a.dispatch_library_path:
+        argv.append(f"--dispatch_library_path={a.dispatch_library_path}")
     if a.min_secs is not None:
         argv.append(f"--min_secs={a.min_secs:g}")
     if a.enable_op_profiling:
@@ -119,7 +125,9 @@ def lane_command(argv: list[str], cores: Sequence[int], lib_dir: str, root: bool
     Every value goes through ``shlex.quote`` (twice under ``su -c``: once for the inner
     command, once as su's argument), so no config value or file name can start a command.
     """
-    inner = f"LD_LIBRARY_PATH={shlex.quote(lib_dir)} taskset {core_mask(cores)} {shlex.join(argv)}"
+    # An NPU run finds the QNN skel libraries through ADSP_LIBRARY_PATH (LiteRT's NPU guide).
+    adsp = f"ADSP_LIBRARY_PATH={shlex.quote(lib_dir)} " if "--use_npu=true" in argv else ""
+    inner = f"LD_LIBRARY_PATH={shlex.quote(lib_dir)} {adsp}taskset {core_mask(cores)} {shlex.join(argv)}"
     return shlex.join(["su", "-c", inner]) if root else inner
 
 
@@ -217,8 +225,8 @@ def timing_from_output(text: str) -> tuple[SegmentTiming, dict]:
 
 
 def fallback_warnings(lane: str, delegate: str, facts: dict) -> list[str]:
-    """Warn when a GPU/DSP/NNAPI lane did not run all of its graph on its processor."""
-    if delegate in ("xnnpack", "builtin"):
+    """Warn when a GPU/NPU/DSP/NNAPI lane did not run all of its graph on its processor."""
+    if delegate in ("xnnpack", "cpu", "builtin"):
         return []
     cov = facts.get("coverage") or {}
     numeric = [v for v in cov.values() if isinstance(v, float)]

@@ -32,7 +32,9 @@ from android_runtime.remote import (
     probe_energy,
     read_device_files,
 )
-from configs.errors import ParseError, UserError
+from android_runtime.accelerators import accelerator_of
+from android_runtime.parsers import accelerator_of_delegate
+from configs.errors import DeviceError, ParseError, UserError
 from profiling.energy import no_estimate
 
 
@@ -49,16 +51,19 @@ class BenchmarkModelRunner:
         interval_s: fuel-gauge sampling interval (s).
         min_secs: ``--min_secs`` for groups with several lanes (their runs overlap).
         log: progress messages.
+        allow_fallback: a GPU/NPU segment whose delegate lines do not show its accelerator taking
+            the whole graph is recorded instead of failing the run (DeviceError).
     """
 
     latency_method = "composed"
 
     def __init__(self, dev, runtime_dir: Path | str, pushes=None, root: bool = False, energy: bool = True,
                  idle_s: float = 1.0, interval_s: float = 0.05, min_secs: float = 1.0,
-                 log: Callable[[str], None] = lambda m: None):
+                 log: Callable[[str], None] = lambda m: None, allow_fallback: bool = False):
 
         self.dev, self.root, self.energy, self.log = dev, root, energy, log
         self.idle_s, self.min_secs = idle_s, min_secs
+        self.allow_fallback = allow_fallback
         self.interval_s = interval_s
         self.local = Path(runtime_dir)
         self.pushes = pushes or PushLog()
@@ -100,7 +105,8 @@ class BenchmarkModelRunner:
                 args = BenchmarkArgs(graph=f"{folder}/{seg.file}", num_threads=spec.threads, delegate=spec.delegate,
                                      warmup_runs=warmup, num_runs=runs,
                                      min_secs=self.min_secs if len(by_lane) > 1 else None,
-                                     hexagon_lib_path=self.remote_bin, inputs=inputs)
+                                     hexagon_lib_path=self.remote_bin, dispatch_library_path=self.remote_bin,
+                                     inputs=inputs)
                 cmd = lane_command(benchmark_argv(binary, args), spec.cores, self.remote_bin, self.root)
                 steps.append(f"{cmd} > {q(f'{out_dir}/{i}.txt')} 2>&1; echo $? > {q(f'{out_dir}/{i}.rc')}")
             jobs.append(f"( {'; '.join(steps)} ) & P{k}=$!")
@@ -152,7 +158,7 @@ class BenchmarkModelRunner:
         self.dev.shell(command, timeout=RUN_TIMEOUT_S, check=False)
         files = [f"{out_dir}/{i}.{ext}" for i in range(len(index)) for ext in ("txt", "rc")]
         texts = read_device_files(self.dev, files + (script.files if script else []))
-        timings, lanes, warnings = {}, {}, []
+        timings, lanes, warnings, accelerators = {}, {}, [], {}
         for seg in plan.segments:
             i = index[seg.name]
             text, rc = texts.get(f"{out_dir}/{i}.txt", ""), texts.get(f"{out_dir}/{i}.rc", "").strip()
@@ -166,6 +172,11 @@ class BenchmarkModelRunner:
                 raise RuntimeError(f"segment {seg.name} on lane {seg.lane}: {err}") from None
             timings[seg.name] = timing
             warnings += fallback_warnings(seg.lane, plan.lanes[seg.lane].delegate, facts)
+            accelerators[seg.name] = segment_accelerator(seg.lane, plan.lanes[seg.lane].delegate, facts)
+            if accelerators[seg.name]["fallback"] and not self.allow_fallback:
+                raise DeviceError(f"segment {seg.name} on lane {seg.lane} (device {self.dev.serial}): "
+                                  f"{accelerators[seg.name]['why']}; map the lane to xnnpack, or pass --allow_fallback "
+                                  f"to accept it (recorded in result.csv's accelerators column)")
             spec = plan.lanes[seg.lane]
             lane = lanes.setdefault(seg.lane, {"cores": spec.cores, "threads": spec.threads, "delegate": spec.delegate,
                                                "segments": {}})
@@ -185,6 +196,29 @@ class BenchmarkModelRunner:
                "latency_us": [], "latency_method": self.latency_method,
                "latency_summary": {"runs": runs, "min_us": comp.min_us, "median_us": comp.median_us,
                                    "mean_us": comp.mean_us, "p90_us": None, "std_us": None},
-               "composition": comp.groups, "lanes": lanes, "warnings": warnings, "root": self.root}
+               "composition": comp.groups, "lanes": lanes, "warnings": warnings, "root": self.root,
+               "allow_fallback": self.allow_fallback, "accelerators": accelerators}
         raw.update(energy_fields(est))
         return raw
+
+
+def segment_accelerator(lane: str, delegate: str, facts: dict) -> dict:
+    """What ran a segment, from its benchmark_model delegate lines (the run JSON's ``accelerators``).
+
+    A GPU/NPU segment counts as on its accelerator when the delegates standing for it
+    (``parsers.accelerator_of_delegate``) took every node; otherwise it fell back (partly) to the CPU.
+    """
+    asked = accelerator_of(delegate)
+    rep = {"lane": lane, "requested": asked, "accelerator": asked, "fallback": False, "why": ""}
+    if asked == "cpu":
+        return rep
+    cov = sum(v for k, v in (facts.get("coverage") or {}).items()
+              if isinstance(v, float) and accelerator_of_delegate(k) == asked)
+    if cov >= 0.999:
+        return rep
+    if cov > 0:
+        rep.update(accelerator=f"{asked}+cpu", fallback=True, why=f"the {asked} took {cov:.0%} of the nodes")
+    else:
+        rep.update(accelerator="cpu", fallback=True,
+                   why=f"benchmark_model's output shows no {asked} delegate taking the graph ({delegate} lane)")
+    return rep

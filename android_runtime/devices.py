@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Protocol
 
+from android_runtime.accelerators import check_host_lanes, npu_lanes
 from android_runtime.adb import DEFAULT_SERVER_PORT, adb_call, connect
 from android_runtime.artifacts import check_plan_files
 from android_runtime.composed_runner import BenchmarkModelRunner
@@ -125,6 +126,7 @@ class HostDevice:
     name: str = "host"
     latency_method: str = "measured"
     energy_method: str = "none"  # no power rails or fuel gauge are read on the host
+    allow_fallback: bool = False  # GPU/NPU lanes run on the CPU here (recorded) instead of being refused
 
     def available_cores(self) -> list[int]:
         return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count()))
@@ -132,7 +134,8 @@ class HostDevice:
     def run_plan(self, plan_path: str | os.PathLike, warmup: int, runs: int, x=None, log=lambda m: None) -> dict:
         check_plan_files(plan_path)  # the same checks as on the adb path, before anything runs
         with Progress("runs", total=warmup + runs, unit="run", lines=False) as bar:  # a bar on a terminal only
-            return run_plan(Path(plan_path), warmup, runs, pin=True, x=x, on_run=bar.step)
+            return run_plan(Path(plan_path), warmup, runs, pin=True, x=x, on_run=bar.step,
+                            allow_fallback=self.allow_fallback)
 
     def run(self, plan_path: str | os.PathLike, warmup: int, runs: int, x=None, log=lambda m: None) -> RunRecord:
         return RunRecord.from_raw(self.run_plan(plan_path, warmup, runs, x=x, log=log), self)
@@ -141,6 +144,7 @@ class HostDevice:
         cfg = overrides(cfg)
         check_target(cfg, self.name)
         check_lane_cores(cfg, self.available_cores(), "this machine")
+        check_host_lanes(cfg, self.allow_fallback)
         return cfg
 
     def runtime_version(self) -> str:
@@ -207,6 +211,8 @@ class AdbPlanDevice:
         sample_interval_s: fuel-gauge sampling interval during runs (s).
         lock_timeout_s: how long to wait for another pipeline holding the device.
         timeout_s: longest wait for any single adb reply (runs have their own, longer bound).
+        allow_fallback: a GPU/NPU lane that its accelerator does not (wholly) take runs on what
+            LiteRT can instead of failing; what ran is recorded (result.csv ``accelerators``).
     """
 
     serial: str = ""
@@ -220,6 +226,7 @@ class AdbPlanDevice:
     sample_interval_s: float = 0.05
     lock_timeout_s: float = 60.0
     timeout_s: float = 30.0
+    allow_fallback: bool = False  # a GPU/NPU lane may run (partly) on the CPU; recorded in the run JSON
     name: str = "adb"
     energy_method: str = "none"  # replaced per run by what measured it
 
@@ -413,14 +420,17 @@ class AdbPlanDevice:
 
             runner = BenchmarkModelRunner(self.dev, self.android_runtime, self.pushes, root=self.dev.has_root,
                                           energy=self.energy, idle_s=self.idle_s,
-                                          interval_s=self.sample_interval_s, log=log)
+                                          interval_s=self.sample_interval_s, log=log,
+                                          allow_fallback=self.allow_fallback)
             raw = runner.run(plan_path, plan, models, warmup, runs, x=x)
         else:
 
             runner = (NativePlanRunner(self.dev, self.native_runner, self.pushes, energy=self.energy, idle_s=self.idle_s,
-                                       interval_s=self.sample_interval_s, log=log) if self.native_runner else
+                                       interval_s=self.sample_interval_s, log=log, allow_fallback=self.allow_fallback,
+                                       npu_lanes=npu_lanes(plan.lanes)) if self.native_runner else
                       PythonPlanRunner(self.dev, self.device_python, self.pushes, energy=self.energy,
-                                       idle_s=self.idle_s, interval_s=self.sample_interval_s, log=log))
+                                       idle_s=self.idle_s, interval_s=self.sample_interval_s, log=log,
+                                       allow_fallback=self.allow_fallback))
             raw = runner.run(plan_path, [s.file for s in plan.segments], warmup, runs, check=not self._python_ok,
                              x=x)
             self._python_ok = True

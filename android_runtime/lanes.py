@@ -13,7 +13,9 @@ from __future__ import annotations
 from android_runtime.device_info import CpuTopology
 from configs.schema import LaneCfg
 
-ACCELERATOR_DELEGATES = {"gpu": "gpu", "dsp": "hexagon", "npu": "nnapi", "nnapi": "nnapi"}
+# Accelerator processors -> their lane's delegate: NN-Stretch's DSP is LiteRT's NPU accelerator now
+# (the Hexagon delegate is deprecated by LiteRT; a config can still name it, see configs.delegates).
+ACCELERATOR_DELEGATES = {"gpu": "gpu", "dsp": "npu", "npu": "npu"}
 
 
 def default_phone_lanes(processors: list[str], topo: CpuTopology) -> tuple[dict[str, LaneCfg], dict[str, str]]:

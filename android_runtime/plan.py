@@ -29,7 +29,7 @@ class TensorSpec:
 class LaneSpec:
     cores: list[int]  # cores the lane thread (and its interpreter threads) is pinned to
     threads: int  # interpreter (XNNPACK) threads
-    delegate: str  # xnnpack | builtin | gpu | hexagon | nnapi
+    delegate: str  # xnnpack|cpu | builtin | gpu | npu (legacy: hexagon | nnapi)
     processors: list[str]  # config processors placed on this lane (cpu, gpu, dsp, ...)
 
 

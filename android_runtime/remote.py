@@ -108,13 +108,16 @@ class PythonPlanRunner:
         idle_s: idle baseline length (s) before the runs.
         interval_s: fuel-gauge sampling interval (s).
         log: progress messages.
+        allow_fallback: a GPU/NPU lane whose accelerator is not available runs on the CPU (recorded).
     """
 
     latency_method = "measured"
 
     def __init__(self, dev: AdbDevice, python: str = "python3", pushes: PushLog | None = None, energy: bool = True,
-                 idle_s: float = 1.0, interval_s: float = 0.05, log: Callable[[str], None] = lambda m: None):
+                 idle_s: float = 1.0, interval_s: float = 0.05, log: Callable[[str], None] = lambda m: None,
+                 allow_fallback: bool = False):
         self.dev, self.python, self.energy, self.idle_s, self.log = dev, python, energy, idle_s, log
+        self.allow_fallback = allow_fallback
         self.interval_s = interval_s
         self.pushes = pushes or PushLog()
         self.runtime = f"{REMOTE_ROOT}/runtime"
@@ -150,7 +153,8 @@ class PythonPlanRunner:
         """The shell command that runs a pushed plan (from ``self.runtime``) and writes ``out``."""
         q = shlex.quote
         return (f"{q(self.python)} -m android_runtime.runner {q(plan_json)} "
-                f"--warmup {int(warmup)} --runs {int(runs)} --out {q(out)}")
+                f"--warmup {int(warmup)} --runs {int(runs)} --out {q(out)}"
+                + (" --allow_fallback" if self.allow_fallback else ""))
 
     def run(self, plan_path: Path, segment_files: list[str], warmup: int, runs: int, check: bool = True,
             x=None) -> dict:

@@ -22,6 +22,7 @@ import numpy as np
 
 from android_runtime.conditional import run_conditional
 from android_runtime.plan import Plan, PlanError, load_plan
+from configs.errors import DeviceError
 from android_runtime.segment import SegmentExecutor, list_delegates, runtime_version  # noqa: F401  (re-exported)
 
 
@@ -35,8 +36,9 @@ class RunRecord:
 class PlanRunner:
     """Executes a plan with one pinned thread per lane. Use as a context manager."""
 
-    def __init__(self, plan: Plan, plan_dir: str | os.PathLike, pin: bool = True):
-        self.plan, self.plan_dir, self.pin = plan, Path(plan_dir), pin
+    def __init__(self, plan: Plan, plan_dir: str | os.PathLike, pin: bool = True, allow_fallback: bool = False):
+        self.plan, self.plan_dir, self.pin, self.allow_fallback = plan, Path(plan_dir), pin, allow_fallback
+        self.accelerators: dict[str, dict] = {}  # segment -> what ran it (SegmentExecutor.report)
         self._tensors: dict[str, np.ndarray] = {}
         self._ready: dict[str, threading.Event] = {}
         self._go = {lane: threading.Event() for lane in plan.lanes}
@@ -67,8 +69,9 @@ class PlanRunner:
         try:
             if self.pin and hasattr(os, "sched_setaffinity"):
                 os.sched_setaffinity(0, spec.cores)  # this thread only (Linux); interpreter threads inherit it
-            execs = [(s, SegmentExecutor(s, self.plan_dir, spec.threads, spec.delegate))
+            execs = [(s, SegmentExecutor(s, self.plan_dir, spec.threads, spec.delegate, self.allow_fallback))
                      for s in self.plan.lane_segments(lane)]
+            self.accelerators.update((s.name, ex.report) for s, ex in execs)
         except BaseException as e:  # reported by __enter__
             self._errors.append(e)
             execs = []
@@ -160,21 +163,28 @@ def synthetic_input(plan: Plan, seed: int = 0) -> np.ndarray:
 
 
 def run_plan(plan_path: str | os.PathLike, warmup: int, runs: int, pin: bool = True,
-             x: np.ndarray | None = None, on_run: Callable[[], None] | None = None) -> dict:
-    """Loads a plan, benchmarks it and returns the JSON-able result (what the CLI writes)."""
+             x: np.ndarray | None = None, on_run: Callable[[], None] | None = None,
+             allow_fallback: bool = False) -> dict:
+    """Loads a plan, benchmarks it and returns the JSON-able result (what the CLI writes).
+
+    ``allow_fallback`` lets a GPU/NPU lane whose accelerator is not available here run on the
+    CPU; the result's ``accelerators`` says per segment what ran it.
+    """
     plan_path = Path(plan_path)
     plan = load_plan(plan_path)
     if plan.exits is not None:  # early exits (version 2)
         return run_conditional(plan, plan_path, warmup, runs, pin=pin, x=x)
     x = synthetic_input(plan) if x is None else x
-    with PlanRunner(plan, plan_path.parent, pin=pin) as r:
+    with PlanRunner(plan, plan_path.parent, pin=pin, allow_fallback=allow_fallback) as r:
         records = r.benchmark(x, warmup, runs, on_run=on_run)
+    accelerators = {s.name: r.accelerators[s.name] for s in plan.segments if s.name in r.accelerators}
     lanes = {lane: {"cores": spec.cores, "threads": spec.threads, "delegate": spec.delegate,
                     "segments": {s.name: [rec.segments[s.name] for rec in records] for s in plan.lane_segments(lane)}}
              for lane, spec in plan.lanes.items()}
     return {"plan": str(plan_path), "name": plan.name, "dtype": plan.dtype, "warmup": warmup, "runs": runs,
             "latency_us": [rec.latency_us for rec in records], "lanes": lanes, "pinned": pin,
-            "host": {"platform": sys.platform, "cpus": os.cpu_count()}}
+            "host": {"platform": sys.platform, "cpus": os.cpu_count()}, "allow_fallback": allow_fallback,
+            "accelerators": accelerators}
 
 
 def _load_input(path: str, plan: Plan) -> np.ndarray:
@@ -194,10 +204,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-pin", action="store_true", help="do not pin lane threads to their cores")
     ap.add_argument("--input", help="a .npy array of the plan's input shape (default: seeded random input)")
     ap.add_argument("--out", help="write the result JSON here (default: stdout)")
+    ap.add_argument("--allow_fallback", action="store_true",
+                    help="a GPU/NPU lane whose accelerator is not available runs on the CPU (recorded)")
     a = ap.parse_args(argv)
     try:
         x = _load_input(a.input, load_plan(a.plan)) if a.input else None
-        res = run_plan(a.plan, a.warmup, a.runs, pin=not a.no_pin, x=x)
+        res = run_plan(a.plan, a.warmup, a.runs, pin=not a.no_pin, x=x, allow_fallback=a.allow_fallback)
+    except DeviceError as e:  # an accelerator or library missing here
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     except (PlanError, RuntimeError, OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -9,10 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from android_runtime.plan import Segment
-from configs.vocab import DELEGATES
+from configs.errors import DeviceError
+from configs.vocab import DELEGATES, LEGACY_DELEGATES
 
 _DELEGATE_LIBS = {"gpu": "libtensorflowlite_gpu_delegate.so", "hexagon": "libhexagon_interface.so",
                   "nnapi": "libnnapi_delegate.so"}
+_CPU = ("xnnpack", "cpu", "builtin")  # delegates that run on the CPU
+_ACCELERATOR = {"gpu": "gpu", "npu": "npu", "hexagon": "npu", "nnapi": "npu"}
 
 
 def runtime_version() -> str:
@@ -23,25 +26,36 @@ def runtime_version() -> str:
 
 
 def list_delegates() -> list[str]:
-    return list(DELEGATES)
+    """Lane delegates the runner takes: LiteRT's accelerators, then the legacy TFLite delegates."""
+    return list(DELEGATES + LEGACY_DELEGATES)
 
 
 class SegmentExecutor:
     """One segment's interpreter: float32 in, float32 out (int8 segments are quantized here)."""
 
-    def __init__(self, seg: Segment, plan_dir: Path, threads: int, delegate: str):
+    def __init__(self, seg: Segment, plan_dir: Path, threads: int, delegate: str, allow_fallback: bool = False):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType, load_delegate
 
         path = plan_dir / seg.file
         kwargs: dict = {"model_path": str(path), "num_threads": threads}
+        asked = "cpu" if delegate in _CPU else _ACCELERATOR.get(delegate, "cpu")
+        # What ran the segment, as the native runner reports it (run JSON "accelerators").
+        self.report = {"lane": seg.lane, "requested": asked, "accelerator": asked, "fallback": False, "why": ""}
+        why = ""
         if delegate == "builtin":
             kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        elif delegate == "npu":
+            why = "the Python runner has no NPU accelerator (the native runner drives LiteRT's NPU)"
         elif delegate in _DELEGATE_LIBS:
             try:
                 kwargs["experimental_delegates"] = [load_delegate(_DELEGATE_LIBS[delegate])]
             except (ValueError, OSError) as e:
-                raise RuntimeError(f"segment {seg.name}: delegate {delegate!r} cannot be loaded here ({e}); "
-                                   f"map the lane to xnnpack or builtin on this device") from None
+                why = f"delegate {delegate!r} cannot be loaded here ({e})"
+        if why:
+            if not allow_fallback:
+                raise DeviceError(f"segment {seg.name} on lane {seg.lane}: {why}; map the lane to xnnpack, or allow "
+                                  f"the CPU fallback (--allow_fallback), recorded in the run")
+            self.report.update(accelerator="cpu", fallback=True, why=why)
         self.name = seg.name
         self.it = Interpreter(**kwargs)
         self.it.allocate_tensors()

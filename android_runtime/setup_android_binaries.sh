@@ -4,15 +4,20 @@
 # for the native plan runner once its NDK build is copied in: see android_runtime/native/README.md).
 #
 #   android_runtime/setup_android_binaries.sh --android_runtime android_bin                # runtime + tools
-#   android_runtime/setup_android_binaries.sh --android_runtime android_bin --qualcomm v75 # + Qualcomm NPU
+#   android_runtime/setup_android_binaries.sh --android_runtime android_bin --qualcomm v75 --qairt_root Q # + NPU
 #   android_runtime/setup_android_binaries.sh --android_runtime android_bin --print_urls   # what it would fetch
 #
 # Options:
 #   --android_runtime DIR   where the files go (required)
 #   --litert_version V      LiteRT release (default 2.3.0: the version android_runtime/native was checked against)
-#   --qualcomm HTP          also the Qualcomm dispatch library and the QNN libraries for Hexagon
-#                           version HTP (v68, v69, v73, v75, v79, v81)
-#   --hexagon               also the legacy TFLite Hexagon delegate interface (benchmark_model --use_hexagon)
+#   --qualcomm HTP          also LiteRT's Qualcomm NPU dispatch library (+ its compiler plugin, for
+#                           on-device compilation) and the QNN libraries for Hexagon version HTP
+#                           (v68, v69, v73, v75, v79, v81), which npu lanes need
+#   --qairt_root Q          with --qualcomm: Qualcomm's QAIRT SDK folder (QNN libraries are Qualcomm's,
+#                           under its licence: copied from Q/lib/aarch64-android and
+#                           Q/lib/hexagon-HTP/unsigned, never downloaded here)
+#   --hexagon               also the legacy TFLite Hexagon delegate interface (benchmark_model
+#                           --use_hexagon; deprecated by LiteRT: lanes need --legacy_delegates)
 #   --hexagon_skel_dir D    copy libhexagon_nn_skel*.so from D: Qualcomm's DSP libraries, which you
 #                           extract yourself after accepting Qualcomm's licence (never downloaded here)
 #   --print_urls            print every URL, destination and checksum variable; download nothing
@@ -35,13 +40,15 @@ out=""
 qualcomm=""
 hexagon=0
 skel_dir=""
+qairt_root=""
 print_only=0
-usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --android_runtime) out="${2:?--android_runtime needs a folder}"; shift 2 ;;
     --litert_version) LITERT_VERSION="${2:?--litert_version needs a version, e.g. 2.3.0}"; shift 2 ;;
     --qualcomm) qualcomm="${2:?--qualcomm needs the Hexagon version, e.g. v75}"; shift 2 ;;
+    --qairt_root) qairt_root="${2:?--qairt_root needs the QAIRT SDK folder}"; shift 2 ;;
     --hexagon) hexagon=1; shift ;;
     --hexagon_skel_dir) skel_dir="${2:?--hexagon_skel_dir needs a folder}"; shift 2 ;;
     --print_urls) print_only=1; shift ;;
@@ -58,24 +65,32 @@ case "$qualcomm" in
   ""|v68|v69|v73|v75|v79|v81) ;;
   *) echo "error: --qualcomm = '$qualcomm': one of v68, v69, v73, v75, v79, v81 (the phone's Hexagon version)" >&2; exit 2 ;;
 esac
+if [ -n "$qualcomm" ] && [ "$print_only" = 0 ]; then
+  [ -n "$qairt_root" ] || { echo "error: --qualcomm needs --qairt_root Q: Qualcomm's QAIRT SDK folder (the QNN libraries are not LiteRT's to download)" >&2; exit 2; }
+fi
+if [ -n "$qairt_root" ] && [ ! -d "$qairt_root/lib/aarch64-android" ]; then
+  echo "error: --qairt_root = '$qairt_root': no lib/aarch64-android in it (a QAIRT SDK folder, e.g. ~/qairt/2.42.0.251225)" >&2; exit 2
+fi
 if [ -n "$skel_dir" ] && ! ls "$skel_dir"/libhexagon_nn_skel*.so >/dev/null 2>&1; then
   echo "error: --hexagon_skel_dir = '$skel_dir': no libhexagon_nn_skel*.so in it" >&2; exit 2
 fi
 
-# name|url|kind (elf: an aarch64 binary or library; zip: an archive to unpack)
+# name|url|kind (elf: an aarch64 binary or library; zip: an archive to unpack). The GPU accelerator
+# of android_arm64 is libLiteRtClGlAccelerator.so (OpenCL + OpenGL), as LiteRT's C++ SDK page lists it.
 base="$LITERT_BASE_URL/$LITERT_VERSION/android_arm64"
 files=(
   "libLiteRt.so|$base/libLiteRt.so|elf"
-  "libLiteRtGpuAccelerator.so|$base/libLiteRtGpuAccelerator.so|elf"
+  "libLiteRtClGlAccelerator.so|$base/libLiteRtClGlAccelerator.so|elf"
   "benchmark_model|$base/benchmark_model|elf"
   "run_model|$base/run_model|elf"
 )
+qnn=()  # name|path in the QAIRT SDK (copied, never downloaded)
 if [ -n "$qualcomm" ]; then
+  files+=("libLiteRtDispatch_Qualcomm.so|$base/libLiteRtDispatch_Qualcomm.so|elf"
+          "libLiteRtCompilerPlugin_Qualcomm.so|$base/libLiteRtCompilerPlugin_Qualcomm.so|elf")
   upper="$(echo "$qualcomm" | tr a-z A-Z)"
-  for f in libLiteRtDispatch_Qualcomm.so libQnnHtp.so libQnnSystem.so "libQnnHtp${upper}Stub.so" \
-           "libQnnHtp${upper}Skel.so"; do
-    files+=("$f|$base/$f|elf")
-  done
+  for f in libQnnHtp.so libQnnSystem.so "libQnnHtp${upper}Stub.so"; do qnn+=("$f|lib/aarch64-android/$f"); done
+  qnn+=("libQnnHtp${upper}Skel.so|lib/hexagon-$qualcomm/unsigned/libQnnHtp${upper}Skel.so")
 fi
 if [ "$hexagon" = 1 ]; then
   files+=("tensorflow-lite-hexagon-$HEXAGON_AAR_VERSION.aar|$MAVEN_URL/org/tensorflow/tensorflow-lite-hexagon/$HEXAGON_AAR_VERSION/tensorflow-lite-hexagon-$HEXAGON_AAR_VERSION.aar|zip")
@@ -91,8 +106,16 @@ if [ "$print_only" = 1 ]; then
     var="$(var_of "$name")"
     echo "$name  $url  $var=${!var:-<unset>}"
   done
+  for entry in "${qnn[@]}"; do
+    IFS='|' read -r name rel <<<"$entry"
+    echo "$name  ${qairt_root:-<QAIRT_ROOT>}/$rel  (copied from --qairt_root)"
+  done
   exit 0
 fi
+for entry in "${qnn[@]}"; do  # before any download: a missing QNN library stops the run here
+  IFS='|' read -r name rel <<<"$entry"
+  [ -f "$qairt_root/$rel" ] || { echo "error: --qairt_root = '$qairt_root': no $rel in it (--qualcomm $qualcomm)" >&2; exit 2; }
+done
 
 missing=()
 for entry in "${files[@]}"; do
@@ -153,6 +176,10 @@ done
 if [ -n "$skel_dir" ]; then
   install -m 644 "$skel_dir"/libhexagon_nn_skel*.so "$out/"
 fi
+for entry in "${qnn[@]}"; do
+  IFS='|' read -r name rel <<<"$entry"
+  install -m 644 "$qairt_root/$rel" "$out/$name"
+done
 
 echo "LiteRT $LITERT_VERSION android_arm64 runtime in $out:"
 ls -l "$out"

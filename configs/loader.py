@@ -10,10 +10,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .delegates import LEGACY_HOW, check_lane_delegates
 from .errors import ConfigError
 from .safe_yaml import read_yaml
 from .schema import AnyNetCfg, DataCfg, DeployCfg, LaneCfg, ModelCfg, PipelineConfig
-from .vocab import DELEGATES, DTYPES, TARGETS
+from .vocab import DELEGATES, DTYPES, LEGACY_DELEGATES, TARGETS
 
 # Top-level sections of pycls/NN-Stretch configs that nnsplice records but does not use.
 RECORDED_SECTIONS = ("OPTIM", "NUM_GPUS", "OUT_DIR", "DATA_LOADER", "BN", "RNG_SEED", "LOG_PERIOD",
@@ -35,12 +36,15 @@ def find_configs(path: str | os.PathLike) -> list[Path]:
     raise ConfigError(str(p), "--configs", str(p), "no such file or folder")
 
 
-def load_config(path: str | os.PathLike, available_cores: list[int] | None = None) -> PipelineConfig:
+def load_config(path: str | os.PathLike, available_cores: list[int] | None = None,
+                legacy_delegates: bool = False) -> PipelineConfig:
     """Loads one config file and validates it.
 
     Args:
         path: the YAML file.
         available_cores: cores lanes may be pinned to (host target); None skips that check.
+        legacy_delegates: accept the deprecated hexagon/nnapi lanes (``--legacy_delegates``); a
+            config may also allow them itself with ``DEPLOY.LEGACY_DELEGATES: true``.
     Raises:
         ConfigError: naming file, key, value and what is allowed.
     """
@@ -71,6 +75,7 @@ def load_config(path: str | os.PathLike, available_cores: list[int] | None = Non
     _check_positive(f, "MODEL.NUM_CLASSES", model.NUM_CLASSES)
     _check_positive(f, "TRAIN.IM_SIZE", train.IM_SIZE)
     deploy = _check_deploy(f, deploy, anynet, available_cores)
+    check_lane_delegates(f, deploy.LANES, legacy_delegates or deploy.LEGACY_DELEGATES)
     return PipelineConfig(name=Path(f).stem, path=f, MODEL=model, ANYNET=anynet, TRAIN=train, TEST=test,
                           DEPLOY=deploy, extra=extra)
 
@@ -299,5 +304,6 @@ def check_lanes(f: str, lanes: dict[str, LaneCfg], cores: list[int] | None, targ
                                   f"cores {missing} are not available on this machine (available: {cores})")
         if spec.THREADS < 1:
             raise ConfigError(f, f"DEPLOY.LANES.{lane}.THREADS", spec.THREADS, "1 or more threads")
-        if spec.DELEGATE not in DELEGATES:
-            raise ConfigError(f, f"DEPLOY.LANES.{lane}.DELEGATE", spec.DELEGATE, f"one of {', '.join(DELEGATES)}")
+        if spec.DELEGATE not in DELEGATES + LEGACY_DELEGATES:  # legacy ones: configs.delegates, per run
+            raise ConfigError(f, f"DEPLOY.LANES.{lane}.DELEGATE", spec.DELEGATE,
+                              f"one of {', '.join(DELEGATES)} ({' and '.join(LEGACY_DELEGATES)} only with {LEGACY_HOW})")

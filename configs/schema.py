@@ -58,19 +58,20 @@ class DataCfg:
 class LaneCfg:
     CORES: list[int] = field(default_factory=lambda: [0])  # CPU cores the lane's thread is pinned to
     THREADS: int = 1  # interpreter threads (XNNPACK) for the lane's segments
-    DELEGATE: str = "xnnpack"  # see android_runtime.list_delegates()
+    DELEGATE: str = "xnnpack"  # xnnpack|cpu, builtin, gpu, npu (configs.vocab.DELEGATES); hexagon|nnapi: legacy
 
 
 @dataclass(frozen=True)
 class DeployCfg:
     TARGET: str = "host"  # host (this machine) or adb (a device over adb); --serial selects adb
-    DTYPE: str = "fp32"  # fp32 | fp16 | int8 (full-integer; what DSP lanes need)
+    DTYPE: str = "fp32"  # fp32 | fp16 | int8 (full-integer; what most NPU lanes need)
     IM_SIZE: int = 0  # deployment input size; 0 = TRAIN.IM_SIZE
     WARMUP: int = 5  # untimed runs before timing
     RUNS: int = 50  # timed runs (NN-Stretch: 50)
     LANES: dict[str, LaneCfg] = field(default_factory=dict)  # lane name -> cores/threads/delegate; {} = default
     PLACEMENT: dict[str, str] = field(default_factory=dict)  # processor name -> lane name; {} = default
     FOLD_MERGES: bool = True  # concat inside the next stage's branch segments instead of a merge segment
+    LEGACY_DELEGATES: bool = False  # allow the deprecated hexagon/nnapi lane delegates (as --legacy_delegates)
     PHONE: str = ""  # run_pipeline --ray only: "" any phone, a serial, soc:NAME, model:NAME or android:VERSION
 
 

@@ -144,7 +144,7 @@ def _run(files: list[Path], opt: RunOptions, device: Device, out_csv: Path, dry_
         key = str(f)
         extra: list = []  # further rows of the same run (a MODELS config's models and baseline)
         try:
-            job = stages.load(f, cores)
+            job = stages.load(f, cores, opt.legacy_delegates, log)
             if dry_run:
                 log(stages.dry_run_line(job, opt))
                 continue

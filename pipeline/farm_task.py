@@ -27,7 +27,7 @@ from configs.errors import DeviceError, UserError
 from . import stages
 from .options import RunOptions
 
-NODE_KWARGS = ("no_root", "android_runtime", "native_runner", "lock_timeout_s")  # taken from the driver's flags
+NODE_KWARGS = ("no_root", "android_runtime", "native_runner", "lock_timeout_s", "allow_fallback")  # taken from the driver's flags
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def run_task(task: FarmTask) -> FarmOutcome:
     opt = dataclasses.replace(task.opt, workdir=workdir, device="adb", device_kwargs=kwargs)
     try:
         device = get_device("adb", **kwargs)
-        job = stages.load(node_config_path(task, workdir), device.available_cores())
+        job = stages.load(node_config_path(task, workdir), device.available_cores(), opt.legacy_delegates, log)
         job = stages.resolve(dataclasses.replace(job, key=task.key), opt, device)
         out.resolved = yaml.safe_dump(job.source.to_dict(job.cfg), sort_keys=False)
         x = job.source.run_input(job.cfg, None, opt)

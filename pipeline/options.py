@@ -22,6 +22,8 @@ class RunOptions:
     input_image: str = ""  # an image file to feed instead of seeded random data
     verify_samples: int = 2  # inputs compared against the source model
     force: bool = False  # reconvert even when cached
+    legacy_delegates: bool = False  # accept the deprecated hexagon/nnapi lanes (with a warning)
+    allow_fallback: bool = False  # a GPU/NPU lane may run (partly) on the CPU; recorded in result.csv
     device_kwargs: dict = field(default_factory=dict)  # get_device(device, **device_kwargs): serial, adb_host, ...
 
 

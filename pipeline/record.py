@@ -74,6 +74,9 @@ class ResultRow:
     precision_orig: float | None = None  # its agreement with the original network's top-1
     acc_orig: float | None = None  # the original network's top-1 vs labels on the same images
     interval_per_batch_us: float | None = None  # mean time between batches of the timed stream (pipelined stages overlap)
+    # what actually ran each lane: lane=cpu|gpu|npu (the runner's report), "(fallback from X)" where
+    # a GPU/NPU lane ran (partly) on the CPU under --allow_fallback; empty when the runner reported nothing
+    accelerators: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

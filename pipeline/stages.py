@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from android_runtime.accelerators import fallback_notes, ran_on
 from android_runtime.devices import Device, RunRecord
+from configs.delegates import check_lane_delegates
 from converter.build import Built, Converted
 from converter.build import convert as convert_built
 from converter.verify import VerifyReport
@@ -37,10 +39,22 @@ class Job:
         return self.cfg.name
 
 
-def load(path: str | Path, cores: list[int]) -> Job:
-    """Reads and validates a config file with the source that claims it."""
+def load(path: str | Path, cores: list[int], legacy_delegates: bool = False, log: Log = print) -> Job:
+    """Reads and validates a config file with the source that claims it.
+
+    The lanes' delegates are checked here for every source: the deprecated ``hexagon``/``nnapi``
+    are refused (ConfigError) unless ``legacy_delegates`` (``--legacy_delegates``) or the config's
+    ``DEPLOY.LEGACY_DELEGATES`` allows them; each allowed one logs a one-line deprecation warning.
+    """
     src = source_for(Path(path))
-    return Job(key=str(path), source=src, cfg=src.load(Path(path), cores))
+    cfg = src.load(Path(path), cores)
+    deploy = getattr(cfg, "DEPLOY", None)
+    lanes = getattr(deploy, "LANES", None)
+    if lanes:
+        allowed = legacy_delegates or bool(getattr(deploy, "LEGACY_DELEGATES", False))
+        for warning in check_lane_delegates(str(path), lanes, allowed):
+            log(warning)
+    return Job(key=str(path), source=src, cfg=cfg)
 
 
 def resolve(job: Job, opt: RunOptions, device: Device) -> Job:
@@ -79,7 +93,7 @@ def record(job: Job, built: Built, conv: Converted, report: tuple[VerifyReport, 
     (run_dir / f"{job.name}_{job.cfg.DEPLOY.DTYPE}_{opt.device}.json").write_text(json.dumps(rec.raw))
     # Composed runs (Android) carry a summary instead of per-run latencies.
     st = latency_stats(rec.latency_us) if rec.latency_us else LatencyStats(**rec.summary)
-    for w in rec.warnings:
+    for w in [*rec.warnings, *fallback_notes(rec.raw)]:
         log(f"  note: {w}")
     r1 = lambda v: None if v is None else round(v, 1)  # noqa: E731
     fields = {**job.source.row_fields(job.cfg, built, conv), **extra, **job.source.run_fields(job.cfg, conv, rec.raw)}
@@ -88,7 +102,8 @@ def record(job: Job, built: Built, conv: Converted, report: tuple[VerifyReport, 
                      usb_powered=rec.usb_powered, dtype=job.cfg.DEPLOY.DTYPE, params=built.params, flops=built.flops,
                      median_us=r1(st.median_us), p90_us=r1(st.p90_us), mean_us=r1(st.mean_us), std_us=r1(st.std_us),
                      runs=st.runs, max_abs_diff=_diff(rep.max_abs_diff), top1_agreement=rep.top1_agreement,
-                     plan=str(conv.plan_path), error="", source=job.source.name, verify_inputs=rep.inputs, **fields)
+                     plan=str(conv.plan_path), error="", source=job.source.name, verify_inputs=rep.inputs,
+                     accelerators=ran_on(rec.raw), **fields)
 
 
 def _diff(v: float | None) -> str:

@@ -191,12 +191,12 @@ std::vector<std::string> ResultNames(const Plan& plan) {
 
 std::string AcceleratorOf(const Plan& plan, const LaneSpec& lane) {
   const std::string& d = lane.delegate;
-  if (d == "xnnpack" || d == "builtin") return "cpu";
+  if (d == "xnnpack" || d == "cpu" || d == "builtin") return "cpu";
   if (d == "gpu") return "gpu";
   if (d == "hexagon" || d == "npu" || d == "dsp") return "npu";
   throw UserError(plan.path + ": lanes." + lane.name + ".delegate = '" + d +
-                  "': the native runner runs xnnpack|builtin (CPU), gpu (GPU), hexagon|npu|dsp (NPU); nnapi is "
-                  "not a LiteRT accelerator: map the lane to gpu or hexagon");
+                  "': the native runner runs xnnpack|cpu|builtin (CPU), gpu (GPU), npu (NPU; legacy hexagon|dsp); nnapi is "
+                  "not a LiteRT accelerator: map the lane to gpu or npu");
 }
 
 }  // namespace nnsplice

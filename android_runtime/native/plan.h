@@ -20,7 +20,7 @@ struct LaneSpec {
   std::string name;
   std::vector<int> cores;  // the lane thread (and LiteRT's threads) are pinned to these
   int threads = 1;         // CPU accelerator threads
-  std::string delegate;    // xnnpack | builtin | gpu | hexagon | nnapi (| npu | dsp)
+  std::string delegate;    // xnnpack | cpu | builtin | gpu | npu (legacy: hexagon | dsp; nnapi refused)
 };
 
 struct SegmentSpec {

@@ -55,7 +55,8 @@ std::string RunJson(const Plan& plan, const RunReport& r) {
   for (size_t i = 0; i < r.records.size(); ++i) j += (i ? ", " : "") + JsonNumber(r.records[i].latency_us);
   j += "], \"lanes\": " + LanesJson(plan, r.records) + ", \"pinned\": " + Bool(r.pinned) +
        ", \"host\": {\"platform\": \"linux\", \"cpus\": " + std::to_string(sysconf(_SC_NPROCESSORS_ONLN)) +
-       "}, \"runner\": \"native\", \"native\": {\"mode\": " + JsonQuote(r.mode) + ", \"input\": " +
+       "}, \"allow_fallback\": " + Bool(r.allow_fallback) + ", \"accelerators\": " + SegmentsJson(plan, r.accel) +
+       ", \"runner\": \"native\", \"native\": {\"mode\": " + JsonQuote(r.mode) + ", \"input\": " +
        JsonQuote(r.input) + ", \"allow_fallback\": " + Bool(r.allow_fallback) + ", \"litert\": " + r.litert +
        ", \"segments\": " + SegmentsJson(plan, r.accel) + "}";
   if (!r.outputs_dir.empty()) {

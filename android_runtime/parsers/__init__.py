@@ -21,6 +21,10 @@ formats follow the upstream sources:
   ``N operations will run on the GPU, and the remaining K operations will run
   on the CPU.``; ``benchmark_tflite_model.cc``: ``Explicitly applied X
   delegate, and the model graph will be completely|partially executed ...``.
+* LiteRT's CompiledModel ``benchmark_model`` (``litert/tools/benchmark_litert_model*``): the
+  ``========== BENCHMARK RESULTS ==========`` block (milliseconds), ``dispatch_library_path:``,
+  and the accelerator each delegate line stands for (``parsers.litert``). Its latency comes from
+  the TFLite lines when present, else from that block.
 * NN-Stretch's modified binary (``correctness.log``): ``GPU stage 0: waiting
   for 8773``, ``#Power (avg): 0``, ``#Power (moving): 0``, ``CPU usage: ..``.
 
@@ -34,6 +38,14 @@ from dataclasses import dataclass
 
 from ._common import ParseError
 from .delegates import DelegateApplication, coverage_of_original, parse_delegates
+from .litert import (
+    AcceleratorUse,
+    LiteRtResults,
+    accelerator_of_delegate,
+    accelerator_uses,
+    fully_on,
+    parse_litert_results,
+)
 from .nnstretch import (
     CpuUsage,
     PowerReading,
@@ -69,6 +81,8 @@ class BenchmarkReport:
     power: tuple[PowerReading, ...]
     stage_waits: tuple[StageWait, ...]
     cpu_usage: tuple[CpuUsage, ...]
+    litert: LiteRtResults | None = None  # LiteRT's CompiledModel benchmark_model only
+    accelerators: tuple[AcceleratorUse, ...] = ()  # the delegates as the accelerators they stand for
 
 
 def parse_benchmark_output(text: str) -> BenchmarkReport:
@@ -79,8 +93,15 @@ def parse_benchmark_output(text: str) -> BenchmarkReport:
             profiling table or delegate line is malformed.
     """
     waits, power, cpu = parse_nnstretch_lines(text)
+    litert = parse_litert_results(text)
+    try:
+        latency = parse_latency(text)
+    except ParseError:
+        if litert is None or litert.inference_avg_ms is None or not litert.inference_runs:
+            raise
+        latency = latency_of_litert(litert)
     return BenchmarkReport(
-        latency=parse_latency(text),
+        latency=latency,
         summaries=tuple(parse_inference_summaries(text)),
         timing_stats=tuple(parse_timing_stats(text)),
         memory=parse_memory_footprint(text),
@@ -89,11 +110,27 @@ def parse_benchmark_output(text: str) -> BenchmarkReport:
         power=tuple(power),
         stage_waits=tuple(waits),
         cpu_usage=tuple(cpu),
+        litert=litert,
+        accelerators=tuple(accelerator_uses(text)),
     )
 
 
+def latency_of_litert(r: LiteRtResults) -> RunLatency:
+    """RunLatency (microseconds) from the CompiledModel results block (no median printed there)."""
+    us = lambda ms: None if ms is None else ms * 1000.0  # noqa: E731
+    return RunLatency(us(r.inference_avg_ms), us(r.inference_min_ms), us(r.inference_max_ms), us(r.inference_std_ms),
+                      None, r.inference_runs, "litert_results")
+
+
 __all__ = [
+    "AcceleratorUse",
     "BenchmarkReport",
+    "LiteRtResults",
+    "accelerator_of_delegate",
+    "accelerator_uses",
+    "fully_on",
+    "latency_of_litert",
+    "parse_litert_results",
     "CpuUsage",
     "DelegateApplication",
     "InferenceSummary",

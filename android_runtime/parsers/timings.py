@@ -129,7 +129,7 @@ class RunLatency:
     std_us: float | None
     median_us: float | None
     count: int | None  # number of regular runs, when a stat line was found
-    source: Literal["summary", "regular_stat"]  # where avg_us came from
+    source: Literal["summary", "regular_stat", "litert_results"]  # where avg_us came from
 
 
 def parse_latency(text: str) -> RunLatency:

@@ -50,6 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--lanes", default="C,C", help="one processor letter per lane: C (CPU), G (GPU), D (DSP); "
                                                   "host: up to one C per core; adb: C lanes on the device's CPU "
                                                   "clusters, G/D if its runtime loads their delegate (default C,C)")
+    ap.add_argument("--legacy_delegates", action="store_true",
+                    help="D lanes on the deprecated TFLite Hexagon delegate (the device's Python runner has no NPU); "
+                         "also accepts hexagon/nnapi lanes in --base")
     ap.add_argument("--out", required=True, help="output folder")
     ap.add_argument("--budget", type=parse_budget, default=600.0, help="time for the latency search (default 10m)")
     ap.add_argument("--epochs", type=int, default=3, help="Fashion-MNIST epochs for base and branched (default 3)")
@@ -96,7 +99,8 @@ def options(a: argparse.Namespace):
     return SearchOptions(
         lanes=a.lanes, device=a.device, store_dir=a.store,
         adb=AdbOptions(serial=a.serial, adb_host=a.adb_host, device_python=a.device_python,
-                       android_runtime=a.android_runtime, lock_timeout_s=a.lock_timeout), dtype=a.dtype, im_size=a.im_size, warmup=a.warmup,
+                       android_runtime=a.android_runtime, lock_timeout_s=a.lock_timeout,
+                       legacy_delegates=a.legacy_delegates), dtype=a.dtype, im_size=a.im_size, warmup=a.warmup,
         runs=a.runs, stat=a.stat, verify_rounds=a.verify_rounds, train=not a.no_train,
         skip_merges=not a.no_skip_merge, ray=a.ray, ray_phones=a.ray_phones,
         constraints=Constraints(alpha=a.alpha, beta=a.beta, gamma=a.gamma, max_flops=a.max_flops, min_gain=a.min_gain),

@@ -11,6 +11,7 @@ from typing import Any
 
 from configs.loader import config_to_dict
 from configs.schema import PipelineConfig
+from configs.vocab import LEGACY_DELEGATES
 
 from .loop import StageResult
 from .measure import LaneSetup
@@ -40,6 +41,8 @@ def branched_config_dict(base: PipelineConfig, results: list[StageResult], lanes
     dep.update(DTYPE=dtype, IM_SIZE=im_size if im_size != base.TRAIN.IM_SIZE else 0, PLACEMENT={},
                LANES={n: {"CORES": list(l.cores), "THREADS": l.threads, "DELEGATE": l.delegate}
                       for n, l in lanes.items()})
+    if any(l.delegate in LEGACY_DELEGATES for l in lanes.values()):  # searched with --legacy_delegates
+        dep["LEGACY_DELEGATES"] = True
     return d
 
 

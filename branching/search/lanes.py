@@ -1,6 +1,7 @@
 """Lanes of a search target from processor letters (`--lanes C,C`), as NN-Stretch names configs.
 
-C = a CPU lane, G = GPU, D = DSP. On the host every C lane is one thread pinned to one core of
+C = a CPU lane, G = GPU, D = DSP (LiteRT's NPU accelerator: delegate ``npu``; the deprecated
+Hexagon delegate only with ``--legacy_delegates``). On the host every C lane is one thread pinned to one core of
 its own; the host has no GPU or DSP lane. Over adb (`adb_lanes`) C lanes take the device's CPU
 clusters, fastest first, and G/D lanes drive their delegate from a little core, as
 android_runtime.lanes does for configs without lanes.
@@ -52,7 +53,7 @@ def host_lanes(letters: list[str], cores: list[int]) -> dict[str, LaneSetup]:
 
 
 def adb_lanes(letters: list[str], topo: "CpuTopology", accelerators: dict[str, bool],
-              device: str = "the device") -> dict[str, LaneSetup]:
+              device: str = "the device", legacy_delegates: bool = False) -> dict[str, LaneSetup]:
     """Lanes of a device over adb from its CPU clusters (fastest first) and the accelerators it can drive.
 
     C lanes: with at most as many C lanes as clusters (and several clusters), the k-th C lane is
@@ -66,6 +67,7 @@ def adb_lanes(letters: list[str], topo: "CpuTopology", accelerators: dict[str, b
         topo: the device's CPU clusters.
         accelerators: processor name ("gpu", "dsp") -> whether the device's runtime can drive it.
         device: how messages name the device.
+        legacy_delegates: D lanes use the deprecated TFLite Hexagon delegate instead of ``npu``.
 
     Raises:
         UserError: a lane the device does not have; the message lists the lanes it has.
@@ -101,8 +103,8 @@ def adb_lanes(letters: list[str], topo: "CpuTopology", accelerators: dict[str, b
             k_c += 1
         else:
             p = LETTERS[t]
-            lanes[p] = LaneSetup(name=p, cores=(spare[k_acc % len(spare)],), threads=1,
-                                 delegate=ACCELERATOR_DELEGATES[p])
+            delegate = "hexagon" if legacy_delegates and p == "dsp" else ACCELERATOR_DELEGATES[p]
+            lanes[p] = LaneSetup(name=p, cores=(spare[k_acc % len(spare)],), threads=1, delegate=delegate)
             k_acc += 1
     return lanes
 

@@ -38,6 +38,8 @@ from .measure import HostStageRunner, LaneSetup, StageRunner
 from .network import NetworkTiming, compare_networks
 
 # Delegate libraries the plan runner loads for accelerator lanes (as android_runtime/runner.py does).
+# The Python plan runner has no NPU accelerator: a D lane needs the legacy Hexagon delegate
+# (--legacy_delegates); without the flag the device has no D lane for the search.
 DELEGATE_LIBS = {"gpu": "libtensorflowlite_gpu_delegate.so", "dsp": "libhexagon_interface.so"}
 _PROBE = """\
 import importlib.metadata as m
@@ -67,6 +69,7 @@ class AdbOptions:
     device_python: str = "python3"  # Python on the device that runs the plan runner
     android_runtime: str = ""  # benchmark_model folder: refused (see the module docstring)
     lock_timeout_s: float = 60.0  # wait this long for another run holding the device
+    legacy_delegates: bool = False  # D lanes on the deprecated Hexagon delegate (the Python runner has no NPU)
 
 
 @dataclass(frozen=True)
@@ -206,9 +209,11 @@ def open_target(device: str, letters: list[str], adb: AdbOptions = AdbOptions(),
         raise UserError(f"device {dev.dev.serial}: `{adb.device_python}` cannot run the plan runner ({why}); "
                         f"{_ANDROID_UNSUPPORTED}")
     runtime = parse_runtime_probe(probe.stdout)
+    if not adb.legacy_delegates:  # the Python runner drives no NPU; only the deprecated Hexagon delegate
+        runtime.delegates["dsp"] = False
     props = dev.dev.props
     label = f"device {dev.dev.serial} ({props.model or 'unknown model'})"
-    lanes = adb_lanes(letters, _topology(dev), runtime.delegates, label)
+    lanes = adb_lanes(letters, _topology(dev), runtime.delegates, label, adb.legacy_delegates)
     info = {**dev.describe(), "runtime": runtime.version, "delegates": runtime.delegates}
     return SearchTarget("adb", store_name(props.model, props.serialno, dev.dev.serial), lanes,
                         AdbStageRunner(dev, runtime, log), dev.cores(), info, lambda: dev.session(log), dev)

@@ -92,7 +92,7 @@ def search(base_path: str | os.PathLike, out_dir: str | os.PathLike, opt: Search
         raise UserError("constraints: " + "; ".join(bad))
     if opt.stat not in ("mean", "median", "min"):
         raise UserError(f"--stat = {opt.stat!r}: mean, median or min")
-    base = load_config(base_path, get_device("host").available_cores())
+    base = load_config(base_path, get_device("host").available_cores(), legacy_delegates=opt.adb.legacy_delegates)
     check_base(base)
     if opt.dtype or opt.im_size:
         base = dataclasses.replace(base, DEPLOY=dataclasses.replace(

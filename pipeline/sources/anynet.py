@@ -51,7 +51,7 @@ class AnyNetSource:
         return True
 
     def load(self, path: Path, cores: list[int]) -> PipelineConfig:
-        return load_config(path, cores)
+        return load_config(path, cores, legacy_delegates=True)  # the run's policy: pipeline.stages.load
 
     def to_dict(self, cfg: PipelineConfig) -> dict:
         return config_to_dict(cfg)

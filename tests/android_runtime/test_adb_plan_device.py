@@ -191,7 +191,7 @@ def test_reference_config_without_lanes_gets_device_lanes(server, tmp_path):
         cfg = load_config(REFERENCE / "configs" / "mi" / "R-50-CDG.yaml", dev.available_cores())
         lanes = dev.adjust_config(cfg).DEPLOY.LANES
         assert {k: (v.CORES, v.DELEGATE) for k, v in lanes.items()} == {
-            "cpu_big": ([4, 5, 6, 7], "xnnpack"), "dsp": ([3], "hexagon"), "gpu": ([2], "gpu")}
+            "cpu_big": ([4, 5, 6, 7], "xnnpack"), "dsp": ([3], "npu"), "gpu": ([2], "gpu")}  # D -> NPU lane
         mine = load_config(ROOT / "configs" / "sd888" / "R-50-CDG.yaml")
         assert dev.adjust_config(mine) is mine  # a config that sets lanes keeps them
     finally:

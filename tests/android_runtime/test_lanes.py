@@ -15,6 +15,6 @@ def test_default_lanes_come_from_the_topology_not_f0(phone_name, per_cluster):
     # fast cores = all but the little cluster = NN-Stretch's f0 on both phones; drivers on little cores
     assert (lanes["cpu_big"].CORES, lanes["cpu_big"].THREADS, lanes["cpu_big"].DELEGATE) == ([4, 5, 6, 7], 4, "xnnpack")
     assert (lanes["gpu"].CORES, lanes["gpu"].DELEGATE) == ([3], "gpu")
-    assert (lanes["dsp"].CORES, lanes["dsp"].DELEGATE) == ([2], "hexagon")
+    assert (lanes["dsp"].CORES, lanes["dsp"].DELEGATE) == ([2], "npu")  # the DSP is LiteRT's NPU accelerator
     two, place2 = default_phone_lanes(["cpu0", "cpu1"], cluster_cpus(PHONES[phone_name]))
     assert [two[place2[p]].CORES for p in ("cpu0", "cpu1")] == per_cluster  # one cluster each, fastest first

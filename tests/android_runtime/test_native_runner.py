@@ -236,7 +236,7 @@ def test_bare_loop_times_a_single_segment_plan(branched, tmp_path):
 @pytest.mark.parametrize("edit, needles", [
     (lambda d: d.update(version=2), ["plan.json: version = 2", "plan version 1"]),
     (lambda d: d.pop("lanes"), ["lanes is missing"]),
-    (lambda d: d["lanes"]["cpu1"].update(delegate="tpu"), ["lanes.cpu1.delegate = 'tpu'", "xnnpack|builtin"]),
+    (lambda d: d["lanes"]["cpu1"].update(delegate="tpu"), ["lanes.cpu1.delegate = 'tpu'", "xnnpack|cpu|builtin", "npu (NPU"]),
     (lambda d: d["segments"][1]["inputs"][0].update(name="nope"), ["input 'nope' is not produced"]),
     (lambda d: d["segments"][0].update(lane="cpu9"), ["lane = 'cpu9'", "cpu0, cpu1"]),
     (lambda d: d["lanes"]["cpu0"].update(threads=0), ["lanes.cpu0.threads = 0", "1-64"]),
@@ -435,25 +435,29 @@ def _mirror(tmp_path: Path, names: list[str], content=lambda n: AARCH64_ELF + n.
     return f"file://{tmp_path / 'mirror'}", sums
 
 
-BASE_FILES = ["libLiteRt.so", "libLiteRtGpuAccelerator.so", "benchmark_model", "run_model"]
+BASE_FILES = ["libLiteRt.so", "libLiteRtClGlAccelerator.so", "benchmark_model", "run_model"]
 
 
 def test_setup_script_fails_closed_without_checksums_and_checks_its_arguments(tmp_path):
     out = tmp_path / "bin"
     p = _setup("--android_runtime", str(out))
     assert p.returncode == 3 and "Nothing was downloaded" in p.stderr and not out.exists()
-    for var in ("SHA256_LIBLITERT_SO", "SHA256_LIBLITERTGPUACCELERATOR_SO", "SHA256_BENCHMARK_MODEL",
+    for var in ("SHA256_LIBLITERT_SO", "SHA256_LIBLITERTCLGLACCELERATOR_SO", "SHA256_BENCHMARK_MODEL",
                 "SHA256_RUN_MODEL"):
         assert var in p.stderr
     p = _setup("--android_runtime", str(out), "--print_urls", "--qualcomm", "v75")
     assert p.returncode == 0 and not out.exists()
     urls = [ln.split()[1] for ln in p.stdout.splitlines()]
     assert urls[0] == "https://storage.googleapis.com/litert/binaries/2.3.0/android_arm64/libLiteRt.so"
-    assert any(u.endswith("/libLiteRtDispatch_Qualcomm.so") for u in urls)
-    assert any(u.endswith("/libQnnHtpV75Skel.so") for u in urls) and all("/2.3.0/" in u for u in urls)
+    assert any(u.endswith("/2.3.0/android_arm64/libLiteRtDispatch_Qualcomm.so") for u in urls)
+    assert "<QAIRT_ROOT>/lib/hexagon-v75/unsigned/libQnnHtpV75Skel.so" in urls  # Qualcomm's: copied, not fetched
+    assert all("/2.3.0/" in u for u in urls if u.startswith("https://"))
     for args, msg in [((), "--android_runtime DIR is required"), (("--frob",), "unknown option --frob"),
                       (("--android_runtime", str(out), "--litert_version", "latest"), "pinned only"),
                       (("--android_runtime", str(out), "--qualcomm", "v99"), "one of v68"),
+                      (("--android_runtime", str(out), "--qualcomm", "v75"), "--qualcomm needs --qairt_root"),
+                      (("--android_runtime", str(out), "--qualcomm", "v75", "--qairt_root", str(tmp_path)),
+                       "no lib/aarch64-android"),
                       (("--android_runtime", str(out), "--hexagon_skel_dir", str(tmp_path)), "no libhexagon_nn_skel")]:
         p = _setup(*args)
         assert p.returncode == 2 and msg in p.stderr, (args, p.stderr)
@@ -479,3 +483,23 @@ def test_setup_script_refuses_a_matching_file_that_is_not_an_aarch64_elf(tmp_pat
     p = _setup("--android_runtime", str(tmp_path / "bin"), env={"LITERT_BASE_URL": url, **sums})
     assert p.returncode == 3 and "benchmark_model is not an aarch64 ELF" in p.stderr
     assert not (tmp_path / "bin" / "benchmark_model").exists()
+
+
+def test_setup_script_qualcomm_takes_litert_dispatch_and_the_qairt_qnn_libraries(tmp_path):
+    npu = ["libLiteRtDispatch_Qualcomm.so", "libLiteRtCompilerPlugin_Qualcomm.so"]
+    url, sums = _mirror(tmp_path, BASE_FILES + npu)
+    qairt = tmp_path / "qairt"
+    (qairt / "lib" / "aarch64-android").mkdir(parents=True)
+    for n in ("libQnnHtp.so", "libQnnSystem.so"):
+        (qairt / "lib" / "aarch64-android" / n).write_bytes(AARCH64_ELF)
+    out = tmp_path / "bin"
+    args = ("--android_runtime", str(out), "--qualcomm", "v68", "--qairt_root", str(qairt))
+    p = _setup(*args, env={"LITERT_BASE_URL": url, **sums})
+    assert p.returncode == 2 and "no lib/aarch64-android/libQnnHtpV68Stub.so in it" in p.stderr and not out.exists()
+    (qairt / "lib" / "aarch64-android" / "libQnnHtpV68Stub.so").write_bytes(AARCH64_ELF)
+    (qairt / "lib" / "hexagon-v68" / "unsigned").mkdir(parents=True)
+    (qairt / "lib" / "hexagon-v68" / "unsigned" / "libQnnHtpV68Skel.so").write_bytes(b"hexagon skel")
+    p = _setup(*args, env={"LITERT_BASE_URL": url, **sums})
+    assert p.returncode == 0, p.stderr
+    assert sorted(f.name for f in out.iterdir()) == sorted(BASE_FILES + npu + [
+        "libQnnHtp.so", "libQnnSystem.so", "libQnnHtpV68Stub.so", "libQnnHtpV68Skel.so"])

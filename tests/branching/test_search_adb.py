@@ -34,7 +34,9 @@ def test_adb_lanes_take_clusters_fastest_first_and_accelerators_a_little_core():
     assert [(n, l.cores, l.threads) for n, l in lanes.items()] == [("cpu0", (7,), 1), ("cpu1", (4, 5, 6), 3)]
     lanes = adb_lanes(parse_lanes("C,G,D"), PHONE, {"gpu": True, "dsp": True})
     assert lanes["gpu"].delegate == "gpu" and lanes["gpu"].cores == (3,) and lanes["dsp"].cores == (2,)
-    assert lanes["dsp"].delegate == "hexagon" and lanes["cpu0"].cores == (7,)
+    assert lanes["dsp"].delegate == "npu" and lanes["cpu0"].cores == (7,)
+    legacy = adb_lanes(parse_lanes("C,D"), PHONE, {"dsp": True}, legacy_delegates=True)
+    assert legacy["dsp"].delegate == "hexagon"  # only behind --legacy_delegates
     # One cluster (or more C lanes than clusters): the cores are split, one group per lane.
     lanes = adb_lanes(parse_lanes("C,C"), TWO_CORES, {})
     assert [(l.cores, l.threads) for l in lanes.values()] == [((0,), 1), ((1,), 1)]

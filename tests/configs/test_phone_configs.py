@@ -25,7 +25,7 @@ def test_phone_configs_map_processors_to_lanes_on_that_phone(phone_name):
             mask = int(core_mask(cpu.CORES), 16)
             assert mask & topo["big"] == topo["big"] and mask & topo["little"] == 0, f
             assert cpu.DELEGATE == "xnnpack" and cpu.THREADS == len(cpu.CORES)
-        for proc, delegate in (("gpu", "gpu"), ("dsp", "hexagon")):
+        for proc, delegate in (("gpu", "gpu"), ("dsp", "npu")):  # NN-Stretch's DSP is LiteRT's NPU lane
             if proc in lanes:
                 assert lanes[proc].DELEGATE == delegate, f
                 assert not set(lanes[proc].CORES) & set(cpu.CORES if cpu else []), f  # no stolen big cores

@@ -125,7 +125,8 @@ def test_pipeline_deploys_an_exits_config_on_the_host(exits_config, tmp_path, ca
     rc = _main(["--configs", str(cfg_path), "--workdir", str(work), "--output_csv", str(out), "--no-report"])
     assert rc == 0, capsys.readouterr().err
     row = _row(out)
-    assert COLUMNS[-4:] == ["precision_labels", "precision_orig", "acc_orig", "interval_per_batch_us"]
+    i = COLUMNS.index("precision_labels")  # appended after NN-Stretch's columns, in this order
+    assert COLUMNS[i:i + 4] == ["precision_labels", "precision_orig", "acc_orig", "interval_per_batch_us"]
     assert row["status"] == "ok" and row["source"] == "exits" and row["exit_positions"] == "2"
     assert row["exit_batch"] == str(BATCH) and int(row["runs"]) == 6
     ratios = dict(kv.split("=") for kv in row["exit_ratios"].split(";"))
