@@ -4,15 +4,18 @@
 
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 
 #include "errors.h"
 #include "json.h"
 
 namespace nnsplice {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 double Us(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::micro>(b - a).count();
@@ -44,18 +47,25 @@ ExitRunner::ExitRunner(const LiteRtApi& api, LiteRtEnvironment env, const Plan& 
   const size_t batch = static_cast<size_t>(plan.exits.batch);
   sample_in_ = slot(plan.input.name)->elements / batch;
   classes_ = slot(plan.output.name)->elements / batch;
+  const auto& st0 = plan.exits.stages[0];
+  pipelined_ = plan.exits.stages.size() == 2 && st0.lane != plan.exits.stages[1].lane;
+  if (pipelined_) {  // stage 2 reads its own copy of stage 1's output: stage 1 goes on meanwhile
+    stage_out_ = slot(st0.head.empty() ? "" : segment_spec(st0.head.front().second).inputs[0].name);
+    handoff_owned_ = MakeSlot(api, env, stage_out_->spec);
+    handoff_ = handoff_owned_.get();
+  }
   CompileOptions co;
   co.allow_fallback = options.allow_fallback;
-  for (const auto& st : plan.exits.stages) {
+  for (size_t si = 0; si < plan.exits.stages.size(); ++si) {
+    const auto& st = plan.exits.stages[si];
     for (const auto* m : {&st.body, &st.head}) {
       for (const auto& kv : *m) {
         if (segments_.count(kv.second)) continue;
-        const SegmentSpec* spec = nullptr;
-        for (const auto& s : plan.segments) {
-          if (s.name == kv.second) spec = &s;
-        }
+        const SegmentSpec* spec = &segment_spec(kv.second);
         std::vector<Slot*> ins, outs;
-        for (const auto& t : spec->inputs) ins.push_back(slot(t.name));
+        for (const auto& t : spec->inputs) {
+          ins.push_back(pipelined_ && si == 1 && t.name == stage_out_->spec.name ? handoff_ : slot(t.name));
+        }
         for (const auto& t : spec->outputs) outs.push_back(slot(t.name));
         Pin(st.lane);  // LiteRT's worker threads inherit the lane's cores
         segments_[kv.second] =
@@ -65,8 +75,16 @@ ExitRunner::ExitRunner(const LiteRtApi& api, LiteRtEnvironment env, const Plan& 
   }
 }
 
+const SegmentSpec& ExitRunner::segment_spec(const std::string& name) const {
+  for (const auto& s : plan_.segments) {
+    if (s.name == name) return s;
+  }
+  throw InternalError("no segment " + name);
+}
+
 ExitRunner::~ExitRunner() {
   segments_.clear();
+  if (handoff_owned_ && handoff_owned_->buffer) api_.DestroyTensorBuffer(handoff_owned_->buffer);
   for (auto& s : slots_) {
     if (s->buffer) api_.DestroyTensorBuffer(s->buffer);
     s->buffer = nullptr;
@@ -102,58 +120,162 @@ void ExitRunner::Pin(const std::string& lane) {
   pinned_lane_ = lane;
 }
 
-ExitRecord ExitRunner::Run(const float* x) {
+ExitRecord ExitRunner::Start() const {
   const int batch = plan_.exits.batch;
-  const size_t n_stages = plan_.exits.stages.size();
   ExitRecord rec;
   rec.outputs.assign(static_cast<size_t>(batch) * classes_, 0.0f);
-  rec.exit_of.assign(static_cast<size_t>(batch), static_cast<int>(n_stages) - 1);
-  std::vector<int> index(static_cast<size_t>(batch));
-  for (int i = 0; i < batch; ++i) index[static_cast<size_t>(i)] = i;
+  rec.exit_of.assign(static_cast<size_t>(batch), static_cast<int>(plan_.exits.stages.size()) - 1);
+  return rec;
+}
+
+void ExitRunner::Stage(size_t i, std::vector<int>* index, ExitRecord* rec, Clock::time_point t0) {
+  const size_t n_stages = plan_.exits.stages.size();
+  const auto ts = Clock::now();
+  const int b = static_cast<int>(index->size());
+  CompiledSegment& body = segment(AtBatch(i, false, b));
+  body.Run();
+  Slot* out = body.outputs()[0];
+  const size_t row = out->elements / static_cast<size_t>(b);  // floats per sample of the stage's output
+  if (i + 1 == n_stages) {  // the network's own head: every sample still here leaves with it
+    const float* o = static_cast<const float*>(out->host);
+    for (size_t r = 0; r < index->size(); ++r) {
+      std::memcpy(&rec->outputs[static_cast<size_t>((*index)[r]) * classes_], o + r * classes_,
+                  classes_ * sizeof(float));
+    }
+    index->clear();
+  } else {
+    CompiledSegment& head = segment(AtBatch(i, true, b));
+    Slot* feats = head.inputs()[0];  // the batch-B tensor the head and the next stage read
+    if (feats != out) std::memcpy(feats->host, out->host, static_cast<size_t>(b) * row * sizeof(float));
+    head.Run();
+    const float* logits = static_cast<const float*>(head.outputs()[0]->host);
+    const std::vector<double> conf = SoftmaxConfidence(logits, static_cast<size_t>(b), classes_);
+    const double th = plan_.exits.stages[i].threshold;
+    float* f = static_cast<float*>(feats->host);
+    std::vector<int> kept;
+    for (size_t r = 0; r < index->size(); ++r) {
+      const size_t sample = static_cast<size_t>((*index)[r]);
+      if (conf[r] >= th) {  // leaves here with the head's logits
+        std::memcpy(&rec->outputs[sample * classes_], logits + r * classes_, classes_ * sizeof(float));
+        rec->exit_of[sample] = static_cast<int>(i);
+      } else {  // moves on: compacted, in order, into the first rows
+        if (kept.size() != r) std::memmove(f + kept.size() * row, f + r * row, row * sizeof(float));
+        kept.push_back((*index)[r]);
+      }
+    }
+    index->swap(kept);
+  }
+  rec->stage_batches.push_back(b);
+  rec->stage_spans.emplace_back(Us(t0, ts), Us(t0, Clock::now()));
+}
+
+ExitRecord ExitRunner::Run(const float* x) {
+  ExitRecord rec = Start();
+  std::vector<int> index(static_cast<size_t>(plan_.exits.batch));
+  for (size_t i = 0; i < index.size(); ++i) index[i] = static_cast<int>(i);
   const auto t0 = Clock::now();
   Slot* in = slot(plan_.input.name);
   std::memcpy(in->host, x, in->elements * sizeof(float));
-  for (size_t i = 0; i < n_stages && !index.empty(); ++i) {
+  for (size_t i = 0; i < plan_.exits.stages.size() && !index.empty(); ++i) {
     Pin(plan_.exits.stages[i].lane);
-    const auto ts = Clock::now();
-    const int b = static_cast<int>(index.size());
-    CompiledSegment& body = segment(AtBatch(i, false, b));
-    body.Run();
-    Slot* out = body.outputs()[0];
-    const size_t row = out->elements / static_cast<size_t>(b);  // floats per sample of the stage's output
-    if (i + 1 == n_stages) {  // the network's own head: every sample still here leaves with it
-      const float* o = static_cast<const float*>(out->host);
-      for (size_t r = 0; r < index.size(); ++r) {
-        std::memcpy(&rec.outputs[static_cast<size_t>(index[r]) * classes_], o + r * classes_, classes_ * sizeof(float));
-      }
-      index.clear();
-    } else {
-      CompiledSegment& head = segment(AtBatch(i, true, b));
-      Slot* feats = head.inputs()[0];  // the batch-B tensor the head and the next stage read
-      if (feats != out) std::memcpy(feats->host, out->host, static_cast<size_t>(b) * row * sizeof(float));
-      head.Run();
-      const float* logits = static_cast<const float*>(head.outputs()[0]->host);
-      const std::vector<double> conf = SoftmaxConfidence(logits, static_cast<size_t>(b), classes_);
-      const double th = plan_.exits.stages[i].threshold;
-      float* f = static_cast<float*>(feats->host);
-      std::vector<int> kept;
-      for (size_t r = 0; r < index.size(); ++r) {
-        if (conf[r] >= th) {  // leaves here with the head's logits
-          std::memcpy(&rec.outputs[static_cast<size_t>(index[r]) * classes_], logits + r * classes_,
-                      classes_ * sizeof(float));
-          rec.exit_of[static_cast<size_t>(index[r])] = static_cast<int>(i);
-        } else {  // moves on: compacted, in order, into the first rows
-          if (kept.size() != r) std::memmove(f + kept.size() * row, f + r * row, row * sizeof(float));
-          kept.push_back(index[r]);
-        }
-      }
-      index.swap(kept);
+    if (pipelined_ && i == 1) {  // stage 2's segments read the hand-over copy
+      const size_t row = stage_out_->elements / static_cast<size_t>(plan_.exits.batch);
+      std::memcpy(handoff_->host, stage_out_->host, index.size() * row * sizeof(float));
     }
-    rec.stage_batches.push_back(b);
-    rec.stage_spans.emplace_back(Us(t0, ts), Us(t0, Clock::now()));
+    Stage(i, &index, &rec, t0);
   }
   rec.latency_us = Us(t0, Clock::now());
   return rec;
+}
+
+std::vector<ExitRecord> ExitRunner::RunStream(const float* x, size_t batches, int count, double* total_us) {
+  const size_t n = slot(plan_.input.name)->elements;
+  std::vector<ExitRecord> out;
+  const auto t0 = Clock::now();
+  if (!pipelined_) {
+    for (int k = 0; k < count; ++k) out.push_back(Run(x + (static_cast<size_t>(k) % batches) * n));
+    *total_us = Us(t0, Clock::now());
+    return out;
+  }
+  // Stage 2 in a second thread pinned to its lane; a hand-over queue of one waiting batch (as
+  // conditional.py): stage 1 runs batch k+1 while stage 2 finishes batch k.
+  struct Item {
+    int k = 0;
+    std::vector<float> feats;  // the samples that moved on, compacted
+    std::vector<int> index;
+    ExitRecord rec;
+    Clock::time_point ts;
+  };
+  out.resize(static_cast<size_t>(count));
+  std::deque<Item> queue;
+  bool done = false, failed = false;
+  std::exception_ptr error;
+  std::mutex mu;
+  std::condition_variable cv;
+  const std::string lane2 = plan_.exits.stages[1].lane;
+  std::thread second([&] {
+    try {
+      if (options_.pin) PinToCores(lane2, plan_.lane(lane2).cores);
+      for (;;) {
+        Item it;
+        {
+          std::unique_lock<std::mutex> l(mu);
+          cv.wait(l, [&] { return !queue.empty() || done; });
+          if (queue.empty()) return;
+          it = std::move(queue.front());
+          queue.pop_front();
+        }
+        cv.notify_all();
+        if (!it.index.empty()) {
+          std::memcpy(handoff_->host, it.feats.data(), it.feats.size() * sizeof(float));
+          Stage(1, &it.index, &it.rec, it.ts);
+        }
+        it.rec.latency_us = Us(it.ts, Clock::now());
+        out[static_cast<size_t>(it.k)] = std::move(it.rec);
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> l(mu);
+      error = std::current_exception();
+      failed = true;
+      cv.notify_all();
+    }
+  });
+  try {
+    Pin(plan_.exits.stages[0].lane);
+    Slot* in = slot(plan_.input.name);
+    for (int k = 0; k < count; ++k) {
+      Item it;
+      it.k = k;
+      it.rec = Start();
+      it.index.resize(static_cast<size_t>(plan_.exits.batch));
+      for (size_t i = 0; i < it.index.size(); ++i) it.index[i] = static_cast<int>(i);
+      it.ts = Clock::now();
+      std::memcpy(in->host, x + (static_cast<size_t>(k) % batches) * n, n * sizeof(float));
+      Stage(0, &it.index, &it.rec, it.ts);
+      const size_t row = stage_out_->elements / static_cast<size_t>(plan_.exits.batch);
+      const float* f = static_cast<const float*>(stage_out_->host);
+      it.feats.assign(f, f + it.index.size() * row);
+      std::unique_lock<std::mutex> l(mu);
+      cv.wait(l, [&] { return queue.empty() || failed; });
+      if (failed) break;
+      queue.push_back(std::move(it));
+      l.unlock();
+      cv.notify_all();
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> l(mu);
+    if (!error) error = std::current_exception();
+    failed = true;
+  }
+  {
+    std::lock_guard<std::mutex> l(mu);
+    done = true;
+  }
+  cv.notify_all();
+  second.join();
+  if (error) std::rethrow_exception(error);
+  *total_us = Us(t0, Clock::now());
+  return out;
 }
 
 std::string ExitRunJson(const Plan& plan, const std::string& plan_arg, int warmup, int runs, bool pinned,
@@ -202,7 +324,7 @@ std::string ExitRunJson(const Plan& plan, const std::string& plan_arg, int warmu
     first = false;
   }
   j += "}}, \"exits\": {\"batch\": " + std::to_string(plan.exits.batch) + ", \"stages\": " +
-       std::to_string(plan.exits.stages.size()) + ", \"pipelined\": false, \"interval_us\": " +
+       std::to_string(plan.exits.stages.size()) + ", \"pipelined\": " + Bool(runner.pipelined()) + ", \"interval_us\": " +
        JsonNumber(total_us / (runs > 0 ? runs : 1)) + ", \"exit_of\": [";
   for (size_t r = 0; r < records.size(); ++r) {
     j += r ? ", [" : "[";

@@ -3,11 +3,13 @@
 // threshold leave with the head's logits; the rest are compacted (order kept) into the first rows
 // of the stage's output tensor and run the next stage's body (and head) at the batch size that
 // survived. Every sample's output and the stage it left at are recorded. Stages run one after
-// another on the calling thread, pinned to each stage's lane (two-lane plans are not pipelined
-// here: the run JSON says "pipelined": false).
+// another on the calling thread, pinned to each stage's lane; a two-stage plan whose stages sit on
+// two lanes runs a stream of batches pipelined (RunStream): stage 2 in a second thread pinned to
+// its lane, reading its own copy of the samples that moved on, while stage 1 takes the next batch.
 #ifndef NNSPLICE_NATIVE_EXITS_RUNNER_H_
 #define NNSPLICE_NATIVE_EXITS_RUNNER_H_
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -20,6 +22,8 @@
 #include "segment.h"
 
 namespace nnsplice {
+
+using Clock = std::chrono::steady_clock;
 
 // One batch through the stages.
 struct ExitRecord {
@@ -42,15 +46,25 @@ class ExitRunner {
   ExitRunner(const ExitRunner&) = delete;
   ExitRunner& operator=(const ExitRunner&) = delete;
 
-  // One batch: `x` points at B samples (the plan input's element count).
+  // One batch: `x` points at B samples (the plan input's element count), stage after stage here.
   ExitRecord Run(const float* x);
+  // `count` batches, the k-th from `x` + (k mod `batches`) batches: one after another, or pipelined
+  // (pipelined()); a batch's latency then runs from its stage 1 start to its stage 2 end (queueing
+  // included). `total_us`: first start to last end.
+  std::vector<ExitRecord> RunStream(const float* x, size_t batches, int count, double* total_us);
+  bool pipelined() const { return pipelined_; }
   // What the plan segment `name` was compiled for (segments no stage names: not compiled, nullptr).
   const AccelReport* report(const std::string& name) const;
   size_t classes() const { return classes_; }
 
  private:
   Slot* slot(const std::string& name) const;
+  const SegmentSpec& segment_spec(const std::string& name) const;
   CompiledSegment& segment(const std::string& name) const;
+  ExitRecord Start() const;
+  // Stage i on the samples in `index` (in the first rows of its input); the confident ones leave
+  // and the rest are compacted. Spans are relative to `t0`.
+  void Stage(size_t i, std::vector<int>* index, ExitRecord* rec, Clock::time_point t0);
   const std::string& AtBatch(size_t stage, bool head, int b) const;
   void Pin(const std::string& lane);
 
@@ -62,6 +76,10 @@ class ExitRunner {
   std::string pinned_lane_;
   size_t classes_ = 0;
   size_t sample_in_ = 0;  // floats per input sample
+  bool pipelined_ = false;
+  Slot* stage_out_ = nullptr;  // pipelined: stage 1's output (compacted), which stage 1 overwrites next batch
+  Slot* handoff_ = nullptr;    // pipelined: the copy stage 2's segments read
+  std::unique_ptr<Slot> handoff_owned_;
 };
 
 // The run JSON of android_runtime/conditional.run_conditional (plus "runner": "native" and a

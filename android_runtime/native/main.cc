@@ -195,10 +195,8 @@ int RunExits(const Args& a, const LiteRtApi& api, LiteRtEnvironment env, const P
   std::string tail;
   {
     ExitRunner runner(api, env, plan, ro);
-    for (int i = 0; i < a.warmup; ++i) runner.Run(x.data() + (static_cast<size_t>(i) % nb) * n);
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < a.runs; ++i) recs.push_back(runner.Run(x.data() + (static_cast<size_t>(i) % nb) * n));
-    total_us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+    if (a.warmup > 0) runner.RunStream(x.data(), nb, a.warmup, &total_us);
+    recs = runner.RunStream(x.data(), nb, a.runs, &total_us);
     if (!a.outputs.empty()) {
       mkdir(a.outputs.c_str(), 0755);
       std::vector<float> outs, exit_of;

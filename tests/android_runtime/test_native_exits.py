@@ -81,6 +81,24 @@ def exit_plan(tmp_path_factory, runner_bin):
     return conv.plan_path, x, conv.plan
 
 
+@pytest.fixture(scope="module")
+def two_lane_plan(tmp_path_factory, exit_plan) -> Path:
+    """One exit (two stages) with stage 2 on a second lane (core 1): a pipelined plan."""
+    from converter.build import convert
+    from exits import deploy
+
+    root = tmp_path_factory.mktemp("native_exits_piped")
+    path = root / "TINY-1exit.yaml"
+    th = yaml.safe_load((exit_plan[0].parent / "plan.json").read_text())["exits"]["stages"][1]["threshold"]
+    path.write_text(yaml.safe_dump({**TINY, "EXITS": {**TINY["EXITS"], "POSITIONS": [2], "THRESHOLDS": [th]}}))
+    conv = convert(deploy.build(deploy.load(path, [0, 1]), log=lambda m: None), root / "work", log=lambda m: None)
+    d = json.loads(conv.plan_path.read_text())
+    d["lanes"]["cpu1"] = {**d["lanes"]["cpu0"], "cores": [1]}
+    d["exits"]["stages"][1]["lane"] = "cpu1"
+    conv.plan_path.write_text(json.dumps(d))
+    return conv.plan_path
+
+
 def test_native_exits_match_the_python_runner(exit_plan):
     plan_path, x, plan = exit_plan
     raw, out, exit_of = native.run_exits(plan_path, x)
@@ -92,6 +110,27 @@ def test_native_exits_match_the_python_runner(exit_plan):
     assert raw["exits"]["stage_batches"] == [[s[0] for s in w.stages] for w in want]
     assert raw["exits"]["exit_of"] == [w.exit_of.tolist() for w in want]
     assert raw["runner"] == "native" and raw["native"]["mode"] == "exits" and raw["exits"]["pipelined"] is False
+
+
+@pytest.mark.slow
+def test_native_pipelined_stages_match_the_python_runner(two_lane_plan, exit_plan):
+    """Stage 2 on its own lane in a second thread: same outputs and exits as one after another, in
+    batch order; the run JSON says pipelined, as the Python runner's does for this plan."""
+    from android_runtime.plan import load_plan
+
+    _, x, _ = exit_plan
+    plan = load_plan(two_lane_plan)
+    raw, out, exit_of = native.run_exits(two_lane_plan, x, warmup=2)
+    with ConditionalRunner(plan, two_lane_plan.parent, pin=False) as py:
+        assert py.pipelined
+        want = [py.run(x[i:i + BATCH]) for i in range(0, len(x), BATCH)]
+    np.testing.assert_allclose(out, np.concatenate([w.outputs for w in want]), atol=1e-5)
+    assert exit_of.tolist() == np.concatenate([w.exit_of for w in want]).tolist()
+    assert set(exit_of.tolist()) == {0, 1}
+    assert raw["exits"]["pipelined"] is True and raw["exits"]["interval_us"] > 0
+    assert set(raw["lanes"]["cpu1"]["segments"]) == {"stage1"} and set(raw["lanes"]["cpu0"]["segments"]) == {"stage0"}
+    spans = [s for s in raw["lanes"]["cpu1"]["segments"]["stage1"] if s is not None]
+    assert spans and all(0 < s[0] <= s[1] for s in spans)  # stage 2 starts after its batch's stage 1
 
 
 def test_native_exit_run_json_has_the_python_runners_keys(exit_plan):
