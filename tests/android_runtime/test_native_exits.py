@@ -177,3 +177,52 @@ def test_input_of_several_batches_only_for_exit_plans(exit_plan, runner_bin, tmp
     proc = subprocess.run([str(runner_bin), str(plan_path), "--runs", "1", "--input", str(tmp_path / "x.npy")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "(or any multiple of its batch)" in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.device
+@pytest.mark.fashion_mnist
+def test_pipeline_deploys_an_exits_config_over_adb_with_the_native_runner(server, runner_bin, tmp_path, capsys):
+    """An EXITS config on the loopback device whose "Python" does not exist: only the native runner
+    can run the conditional plan there, on the evaluation images pushed as its input."""
+    import csv
+
+    import torch
+
+    import run_pipeline
+    from android_runtime.adb import free_port
+    from android_runtime.loopback import LoopbackDevice
+    from exits import deploy
+    from exits.backbone import stage_module
+    from tests.support import phone_root
+
+    path = tmp_path / "cfg" / "TINY-exits.yaml"
+    path.parent.mkdir()
+    d = {**TINY, "EXITS": {**TINY["EXITS"], "POSITIONS": [2], "THRESHOLDS": [1.0], "EVAL_IMAGES": 4 * BATCH}}
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    cfg = deploy.load(path, [0, 1])
+    ex = deploy.exits_of(cfg)
+    _, bb, heads = deploy.network(cfg, ex)
+    x, _ = deploy.eval_images(cfg, ex)
+    with torch.no_grad():
+        conf = torch.softmax(heads[2](stage_module(bb, 0, 2)(torch.from_numpy(x).permute(0, 3, 1, 2))), 1).max(1)
+    d["EXITS"]["THRESHOLDS"] = [_between(conf.values.numpy(), 0.5)]
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+    loop = LoopbackDevice(phone_root(tmp_path / "phone", power=False), port=free_port(), rooted=True)
+    serial = f"127.0.0.1:{loop.start()}"
+    work, out = tmp_path / "work", tmp_path / "result.csv"
+    try:
+        rc = run_pipeline.main(["--configs", str(path.parent), "--serial", serial, "--adb_host",
+                                f"127.0.0.1:{server.port}", "--device_python", "/no/such/python3", "--native_runner",
+                                str(runner_bin.parent), "--workdir", str(work), "--output_csv", str(out),
+                                "--no-report"])
+    finally:
+        loop.stop()
+    assert rc == 0, capsys.readouterr().err
+    with out.open(newline="") as f:
+        row = list(csv.DictReader(f))[-1]
+    assert row["status"] == "ok" and row["source"] == "exits" and row["device"].startswith(f"adb:{serial}")
+    assert 0 < float(dict(kv.split("=") for kv in row["exit_ratios"].split(";"))["exit0"]) < 1
+    (raw_file,) = (work / "runs").glob("TINY-exits_*.json")
+    raw = json.loads(raw_file.read_text())
+    assert raw["runner"] == "native" and raw["native"]["mode"] == "exits" and raw["native"]["input"] != "seeded"
