@@ -16,11 +16,13 @@ from typing import Any, Callable
 
 from android_runtime.devices import Device
 from android_runtime.plan import LaneSpec
+from branching.counting import complexity
 from configs.errors import ConfigError
 from configs.safe_yaml import read_yaml
 from converter.build import Built, Converted
 from converter.verify import VerifyReport, verify
 from exits import deploy
+from exits.backbone import stage_module
 from exits.blocks import backbone_of
 from exits.config import ExitsCfg, read_exits
 from exits.network import ExitNetwork, network_splits
@@ -111,9 +113,10 @@ class FactoryExitsSource:
 
     def dry_run(self, cfg: FactoryExitsConfig) -> dict:
         net = factory_network(cfg.model, cfg.DEPLOY)
+        flops = complexity(stage_module(net.bb, 0, net.bb.n_units), (1, net.channels, net.im_size, net.im_size)).flops
         return {"stages": f"{net.bb.n_units} blocks ({net.finder})",
                 "branches": f"exits@{','.join(map(str, cfg.exits.POSITIONS))}", "lanes": ",".join(cfg.exits.LANES),
-                "params": sum(p.numel() for p in net.model.parameters()), "flops": 0}
+                "params": sum(p.numel() for p in net.model.parameters()), "flops": flops}
 
     def check_device(self, cfg: FactoryExitsConfig, device: Device) -> None:
         return None  # the Python plan runner runs conditional plans on the host and over adb
