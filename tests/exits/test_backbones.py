@@ -268,3 +268,18 @@ def test_search_on_a_resnet_style_factory_writes_a_deployable_config(factories, 
     _write(out / "rn-exits.yaml", written)
     rc = _main(["--configs", str(out / "rn-exits.yaml"), "--workdir", str(tmp_path / "work"), "--no-report"])
     assert rc == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name,finder,candidates", [
+    ("resnet18-fmnist", "resnet", [3, 6]), ("mobilenetv2-fmnist", "mobilenet", [3, 6, 9, 12, 15]),
+    ("zoo-resnet", "tasknet", [3]), ("zoo-mobilenet", "tasknet", [3]),
+])
+def test_the_shipped_factory_backbones_have_their_blocks_found(name, finder, candidates):
+    """configs/exits: ResNet-18- and MobileNetV2-style Fashion-MNIST factories and the fusion zoo's families."""
+    from pipeline.models.config import load_model_config
+    from pipeline.sources.exits_python import factory_network
+    from tests.conftest import ROOT
+
+    net = factory_network(load_model_config(ROOT / "configs" / "exits" / f"{name}.yaml", [0, 1]))
+    assert (net.finder, candidate_positions(net.bb.n_units)) == (finder, candidates)
+    assert (net.channels, net.im_size, net.num_classes) == (1, 32, 10)
