@@ -17,7 +17,7 @@ from typing import Any, Callable
 from android_runtime.devices import Device
 from android_runtime.plan import LaneSpec
 from branching.counting import complexity
-from configs.errors import ConfigError
+from configs.errors import ConfigError, UserError
 from configs.safe_yaml import read_yaml
 from converter.build import Built, Converted
 from converter.verify import VerifyReport, verify
@@ -119,7 +119,10 @@ class FactoryExitsSource:
                 "params": sum(p.numel() for p in net.model.parameters()), "flops": flops}
 
     def check_device(self, cfg: FactoryExitsConfig, device: Device) -> None:
-        return None  # the Python plan runner runs conditional plans on the host and over adb
+        if device.latency_method == "composed":
+            raise UserError(f"{cfg.path}: EXITS configs run stage by stage through a plan runner (confident samples "
+                            "leave); --android_runtime (benchmark_model, composed per segment) cannot time them. Use "
+                            "the host, a device with Python (--device_python) or --native_runner")
 
     def build(self, cfg: FactoryExitsConfig, opt: RunOptions, log: Callable[[str], None]) -> Built:
         return deploy.build_network(factory_network(cfg.model, cfg.DEPLOY), cfg.exits, log)

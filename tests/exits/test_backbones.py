@@ -283,3 +283,21 @@ def test_the_shipped_factory_backbones_have_their_blocks_found(name, finder, can
     net = factory_network(load_model_config(ROOT / "configs" / "exits" / f"{name}.yaml", [0, 1]))
     assert (net.finder, candidate_positions(net.bb.n_units)) == (finder, candidates)
     assert (net.channels, net.im_size, net.num_classes) == (1, 32, 10)
+
+
+def test_exits_configs_refuse_a_composed_device(factories, tmp_path):
+    """benchmark_model times segments one by one (composed): it cannot run confident samples out of a
+    batch. The device here is a stand-in with only ``latency_method`` (a composed device needs a phone
+    with benchmark_model; check_device reads nothing else)."""
+    from types import SimpleNamespace
+
+    from configs.errors import UserError
+    from pipeline.sources.exits import ExitsSource
+    from pipeline.sources.exits_python import FactoryExitsSource, load_factory_exits
+
+    cfg = load_factory_exits(_write(tmp_path / "f.yaml", _config(factories, "resnet", {
+        "POSITIONS": [3], "THRESHOLDS": [0.9]})), [0, 1])
+    for src in (FactoryExitsSource(), ExitsSource()):
+        src.check_device(cfg, SimpleNamespace(latency_method="measured"))
+        with pytest.raises(UserError, match="--android_runtime .* cannot time them"):
+            src.check_device(cfg, SimpleNamespace(latency_method="composed"))
