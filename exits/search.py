@@ -223,9 +223,10 @@ def model_source(path: Path) -> str:
     return "" if src in (None, "anynet") else str(src)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m exits.search", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", required=True, help="an AnyNet (NN-Stretch) config: the backbone")
+def parse_args(argv: list[str] | None = None, prog: str = "python -m exits.search") -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", required=True, help="an AnyNet (NN-Stretch) config: the backbone (python -m "
+                                                    "pipeline.exits_search also takes python factory configs)")
     ap.add_argument("--out", required=True, help="output folder (config with EXITS, matrices.csv, summary.json)")
     ap.add_argument("--tolerance", type=float, default=0.99, help="share of the original's precision kept, (0, 1]")
     ap.add_argument("--batch", type=int, default=8, help="served batch size B (default 8)")
@@ -255,9 +256,10 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
         raise UserError(f"{flag} = {text!r}: comma-separated ints, e.g. 3,6") from None
 
 
-def main(argv: list[str] | None = None, loader: NetworkLoader | None = None) -> int:
+def main(argv: list[str] | None = None, loader: NetworkLoader | None = None,
+         prog: str = "python -m exits.search") -> int:
     """The CLI; ``loader`` loads configs other than AnyNet ones (python -m pipeline.exits_search passes it)."""
-    a = parse_args(argv)
+    a = parse_args(argv, prog)
     adb = a.device == "adb" or bool(a.serial or a.adb_host)
     try:
         device = get_device("adb" if adb else a.device, **(dict(serial=a.serial, adb_host=a.adb_host,

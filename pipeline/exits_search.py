@@ -16,9 +16,12 @@ from exits.search import model_source
 from .sources.exits_python import search_loader
 
 
+PROG = "python -m pipeline.exits_search"
+
+
 def main(argv: list[str] | None = None) -> int:
-    a = search.parse_args(argv)
-    return search.main(argv, loader=search_loader if model_source(Path(a.config)) else None)
+    a = search.parse_args(argv, PROG)
+    return search.main(argv, loader=search_loader if model_source(Path(a.config)) else None, prog=PROG)
 
 
 if __name__ == "__main__":
