@@ -152,3 +152,31 @@ def run_outputs(plan_path: str | os.PathLike, x, runs: int = 1, binary: str | os
         raise_for_exit(proc.returncode, proc.stderr, f"native runner on {plan_path}")
         files = json.loads((Path(d) / "run.json").read_text())["outputs"]["files"]
         return {name: np.load(Path(d) / "outputs" / files[name]) for name in result_names(plan)}
+
+
+def run_exits(plan_path: str | os.PathLike, x, warmup: int = 0, runs: int | None = None, pin: bool = True,
+              binary: str | os.PathLike | None = None) -> tuple[dict, Any, Any]:
+    """A conditional (early-exit) plan on the native runner: (run JSON, every timed run's per-sample
+    outputs [runs*B, classes], the stage each sample left at [runs*B]).
+
+    Args:
+        x: NHWC float32, any multiple of the plan's batch; the runs cycle through its batches.
+        runs: timed runs (default: one per batch of ``x``, so the outputs are ``x``'s, in order).
+    """
+    import numpy as np
+
+    plan_path = Path(plan_path)
+    exe = find_runner(binary)
+    x = np.asarray(x, dtype=np.float32)
+    runs = runs or max(1, x.shape[0] // max(1, load_plan(plan_path).input.shape[0]))
+    with tempfile.TemporaryDirectory(prefix="nnsplice_native_") as d:
+        np.save(Path(d) / "input.npy", x)
+        argv = runner_argv(str(exe), str(plan_path), warmup, runs, pin, str(Path(d) / "input.npy"),
+                           str(Path(d) / "run.json"), outputs_dir=str(Path(d) / "outputs"))
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        raise_for_exit(proc.returncode, proc.stderr, f"native runner on {plan_path}")
+        raw = json.loads((Path(d) / "run.json").read_text())
+        out = np.load(Path(d) / "outputs" / "outputs.npy")
+        exit_of = np.load(Path(d) / "outputs" / "exit_of.npy").astype(np.int64)
+    raw["plan"] = str(plan_path)
+    return raw, out, exit_of

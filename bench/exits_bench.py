@@ -14,6 +14,14 @@ converted early-exit network against labels (as a share of the original's) and a
 original (target >= 99% both). At batch 1, every candidate is also deployed and measured the same
 way (exhaustive, single exits; medians), and the chosen one is compared with the best (target within 5%).
 Writes bench/results/exits.csv and exits_summary.json, with the load and CPU use at start and end.
+
+``--lanes cpu0,cpu1`` measures the pipelined mode (beyond PAME): each backbone config gets two lanes
+(cores 0 and 1), the search places stage 1 and stage 2 on them (criterion: the interval between
+batches, max(t1, E[t2])), and the runner overlaps batch k+1's stage 1 with batch k's stage 2. The
+rows then add the interval between batches (``interval_per_batch_*``, the throughput side) beside
+each batch's own latency (queueing included). ``--backbones`` also takes python-factory configs
+(MODEL.SOURCE python: ResNet-/MobileNet-style networks, the fusion zoo's families), searched with
+the pipeline's loader as ``python -m pipeline.exits_search`` does.
 """
 from __future__ import annotations
 
@@ -37,7 +45,8 @@ from exits import deploy  # noqa: E402
 from exits.build import original_built  # noqa: E402
 from exits.heads import HeadTrainOptions  # noqa: E402
 from exits.proxy import ProxyOptions  # noqa: E402
-from exits.search import SearchOptions, run_search  # noqa: E402
+from exits.search import SearchOptions, model_source, run_search  # noqa: E402
+from pipeline.sources.exits_python import factory_network, load_factory_exits, search_loader  # noqa: E402
 
 COLUMNS = ["backbone", "batch", "metric", "value", "target", "unit", "load_start", "load_end"]
 
@@ -53,37 +62,77 @@ def cpu_busy(seconds: float = 1.0) -> list[float]:
     return [round(1 - (bi[1] - ai[1]) / max(1, bi[0] - ai[0]), 2) for ai, bi in zip(a, b)]
 
 
-def measure(device, plans: dict[str, tuple[Path, np.ndarray]], rounds: int, runs: int) -> dict[str, np.ndarray]:
-    """Per-batch latencies of every plan, timed alternately round by round."""
+def measure(device, plans: dict[str, tuple[Path, np.ndarray]], rounds: int, runs: int,
+            intervals: dict[str, list] | None = None) -> dict[str, np.ndarray]:
+    """Per-batch latencies of every plan, timed alternately round by round (``intervals``: each
+    round's mean time between batches, per plan)."""
     out: dict[str, list] = {k: [] for k in plans}
     for _ in range(rounds):
         for k, (path, x) in plans.items():
-            out[k] += list(device.run(path, 3, runs, x=x).latency_us)
+            rec = device.run(path, 3, runs, x=x)
+            out[k] += list(rec.latency_us)
+            if intervals is not None:
+                ex = (rec.raw or {}).get("exits") or {}
+                intervals.setdefault(k, []).append(float(ex.get("interval_us", np.mean(rec.latency_us))))
     return {k: np.asarray(v) for k, v in out.items()}
 
 
 def deployed(cfg_path: Path, work: Path):
-    cfg = deploy.load(cfg_path, [0, 1])
-    built = deploy.build(cfg, log=lambda m: None)
+    """(config name, Built, Converted) of an EXITS config: AnyNet or a python factory."""
+    if model_source(cfg_path):
+        cfg = load_factory_exits(cfg_path, [0, 1])
+        built = deploy.build_network(factory_network(cfg.model, cfg.DEPLOY), cfg.exits, log=lambda m: None)
+    else:
+        cfg = deploy.load(cfg_path, [0, 1])
+        built = deploy.build(cfg, log=lambda m: None)
     return cfg, built, convert(built, work, log=lambda m: None)
+
+
+def with_two_lanes(base: Path, lanes: list[str], out_dir: Path) -> Path:
+    """A copy of the config whose DEPLOY.LANES are ``lanes`` on cores 0, 1, ... (pipelined stages)."""
+    import yaml
+
+    from configs.safe_yaml import read_yaml
+
+    d = read_yaml(base)
+    d.setdefault("DEPLOY", {})["LANES"] = {ln: {"CORES": [i], "THREADS": 1, "DELEGATE": "xnnpack"}
+                                           for i, ln in enumerate(lanes)}
+    if model_source(base):  # relative FACTORY / WEIGHTS paths stay valid from the copy's folder
+        m = d["MODEL"]
+        mod, _, fn = str(m.get("FACTORY", "")).rpartition(":")
+        if mod.endswith(".py") and not Path(mod).is_absolute():
+            m["FACTORY"] = f"{(base.parent / mod).resolve()}:{fn}"
+        if m.get("WEIGHTS") and not Path(m["WEIGHTS"]).is_absolute():
+            m["WEIGHTS"] = str((base.parent / m["WEIGHTS"]).resolve())
+    p = out_dir / f"{base.stem}.yaml"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(yaml.safe_dump(d, sort_keys=False))
+    return p
 
 
 def bench_one(base: Path, batch: int, a, device, out_dir: Path, log) -> tuple[list[dict], dict]:
     name = base.stem
+    lanes = [ln for ln in a.lanes.split(",") if ln]
+    if lanes:
+        base = with_two_lanes(base, lanes, out_dir / "two-lanes")
     opt = SearchOptions(tolerance=a.tolerance, batch=batch, warmup=3, runs=a.search_runs, workdir=Path(a.workdir),
                         proxy=ProxyOptions(epochs=a.epochs, train_images=a.train_images, test_images=a.eval_images),
-                        heads=HeadTrainOptions(epochs=a.head_epochs))
-    s = run_search(base, out_dir / f"{name}-b{batch}", opt, device, log)
+                        heads=HeadTrainOptions(epochs=a.head_epochs), lanes=tuple(lanes))
+    s = run_search(base, out_dir / f"{name}-b{batch}", opt, device, log,
+                   loader=search_loader if model_source(base) else None)
     cfg, built, conv = deployed(Path(s["config"]), Path(a.workdir))
-    x, y = deploy.eval_images(cfg, built.context["exits"])
+    net = built.context["network"]
+    x, y = deploy.network_images(net, built.context["exits"])
     prec = deploy.precision_fields(built, conv, x, y)
     bb = built.context["bb"]
-    lanes = conv.plan.lanes
-    orig = convert(original_built(f"{cfg.name}-orig{batch}", bb, batch, lanes, next(iter(lanes)), "fp32", cfg.im_size,
-                                  {"bench": str(cfg.path)}, conditional=True), Path(a.workdir), log=lambda m: None)
+    plan_lanes = conv.plan.lanes
+    orig = convert(original_built(f"{cfg.name}-orig{batch}", bb, batch, plan_lanes, next(iter(plan_lanes)), "fp32",
+                                  net.im_size, {"bench": str(cfg.path)}, conditional=True, channels=net.channels),
+                   Path(a.workdir), log=lambda m: None)
     runs = len(x) // batch
     plans = {"exits": (conv.plan_path, x), "original": (orig.plan_path, x[:batch])}
-    lat = measure(device, plans, a.rounds, runs)
+    intervals: dict[str, list] = {}
+    lat = measure(device, plans, a.rounds, runs, intervals)
     m_e, m_o = lat["exits"].mean() / batch, lat["original"].mean() / batch
     d_e, d_o = np.median(lat["exits"]) / batch, np.median(lat["original"]) / batch
     p_e, p_o = np.percentile(lat["exits"], 99), np.percentile(lat["original"], 99)
@@ -99,7 +148,12 @@ def bench_one(base: Path, batch: int, a, device, out_dir: Path, log) -> tuple[li
             ("agreement_with_original", prec["precision_orig"], ">= 0.99", "share"),
             ("exit_position", s["chosen"], "", "blocks"),
             ("exits_deployed", float(len(s["exits"])), "", "count"), ("predicted_saving", s["expected_saving"], "", "ratio")]
-    detail = {"search": s, "precision": prec, "runs": int(len(lat["exits"]))}
+    if lanes:  # pipelined: the time between batches (throughput) beside each batch's own latency
+        i_e, i_o = float(np.median(intervals["exits"])), float(np.median(intervals["original"]))
+        rows += [("pipelined", float(bool(s["pipelined"])), "", "bool"),
+                 ("interval_per_batch_exits_us", i_e, "", "us"), ("interval_per_batch_original_us", i_o, "", "us"),
+                 ("interval_change", i_e / i_o - 1, "", "ratio")]
+    detail = {"search": s, "precision": prec, "runs": int(len(lat["exits"])), "intervals_us": intervals}
     if batch == 1 and not a.no_exhaustive:
         measured = {}
         for c in s["candidates"]:
@@ -109,7 +163,7 @@ def bench_one(base: Path, batch: int, a, device, out_dir: Path, log) -> tuple[li
 
             d = yaml.safe_load(Path(s["config"]).read_text())
             d["EXITS"].update(POSITIONS=[c["position"]], THRESHOLDS=[c["threshold"]], LANES=d["EXITS"]["LANES"][:2])
-            p = Path(s["config"]).with_name(f"{cfg.name}-at{c['position']}.yaml")
+            p = Path(s["config"]).with_name(f"{Path(s['config']).stem}-at{c['position']}.yaml")
             p.write_text(yaml.safe_dump(d, sort_keys=False))
             _, _, cv = deployed(p, Path(a.workdir))
             measured[c["position"]] = cv.plan_path
@@ -138,6 +192,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", default="work/bench-exits")
     ap.add_argument("--csv", default="bench/results/exits.csv")
     ap.add_argument("--summary", default="bench/results/exits_summary.json")
+    ap.add_argument("--lanes", default="", help="two lanes, e.g. cpu0,cpu1: stage 1 and stage 2 pipelined on "
+                                                "cores 0 and 1 (default: one lane, as PAME)")
     ap.add_argument("--small", action="store_true", help="smoke test: few images, one epoch")
     a = ap.parse_args(argv)
     if a.small:

@@ -65,23 +65,23 @@ def _segments(bb: Backbone, heads: dict[int, Any], positions: list[int], batch: 
     return segs, stages
 
 
-def _example(batch: int, im_size: int, seed: int = 0):
+def _example(batch: int, im_size: int, channels: int = 3, seed: int = 0):
     import torch
 
-    return torch.randn(batch, 3, im_size, im_size, generator=torch.Generator().manual_seed(seed))
+    return torch.randn(batch, channels, im_size, im_size, generator=torch.Generator().manual_seed(seed))
 
 
-def _facts(bb: Backbone, heads: dict[int, Any], im_size: int) -> tuple[int, int]:
+def _facts(bb: Backbone, heads: dict[int, Any], im_size: int, channels: int = 3) -> tuple[int, int]:
     import torch.nn as nn
 
     whole = nn.Sequential(stage_module(bb, 0, bb.n_units), *heads.values())
-    cx = complexity(stage_module(bb, 0, bb.n_units), (1, 3, im_size, im_size))
+    cx = complexity(stage_module(bb, 0, bb.n_units), (1, channels, im_size, im_size))
     return sum(p.numel() for p in whole.parameters()), cx.flops
 
 
 def exit_built(name: str, bb: Backbone, heads: dict[int, Any], thresholds: list[float], batch: int,
                lanes: dict[str, LaneSpec], stage_lanes: list[str], dtype: str, im_size: int,
-               identity: dict[str, Any], source: dict[str, Any] | None = None) -> Built:
+               identity: dict[str, Any], source: dict[str, Any] | None = None, channels: int = 3) -> Built:
     """The deployable early-exit network: a conditional plan (version 2) over batches of ``batch``.
 
     Args:
@@ -93,29 +93,30 @@ def exit_built(name: str, bb: Backbone, heads: dict[int, Any], thresholds: list[
     segs, stages = _segments(bb, heads, positions, batch, list(range(1, batch + 1)), stage_lanes, "cpu")
     stages = [ExitStage(lane=s.lane, body=s.body, head=s.head, threshold=float(thresholds[i]) if s.head else None)
               for i, s in enumerate(stages)]
-    params, flops = _facts(bb, heads, im_size)
-    return Built(name=name, segments=tuple(segs), example=_example(batch, im_size), lanes=lanes, dtype=dtype,
+    params, flops = _facts(bb, heads, im_size, channels)
+    return Built(name=name, segments=tuple(segs), example=_example(batch, im_size, channels), lanes=lanes, dtype=dtype,
                  output="logits", params=params, flops=flops, identity={**identity, "exits": positions},
                  source=source or {}, exits=ExitPlan(batch=batch, stages=stages))
 
 
 def timing_built(name: str, bb: Backbone, head: Any, position: int, batch: int, lanes: dict[str, LaneSpec],
-                 stage_lanes: list[str], dtype: str, im_size: int, identity: dict[str, Any]) -> Built:
+                 stage_lanes: list[str], dtype: str, im_size: int, identity: dict[str, Any],
+                 channels: int = 3) -> Built:
     """The Inference Time Matrix's plan of one exit candidate: stage 1 and its head at batch B, then
     stage 2 at every b in B..1 (every segment runs; the runner times each)."""
     segs, _ = _segments(bb, {position: head}, [position], batch, list(range(1, batch + 1)), stage_lanes, "cpu")
-    params, flops = _facts(bb, {position: head}, im_size)
-    return Built(name=name, segments=tuple(segs), example=_example(batch, im_size), lanes=lanes, dtype=dtype,
+    params, flops = _facts(bb, {position: head}, im_size, channels)
+    return Built(name=name, segments=tuple(segs), example=_example(batch, im_size, channels), lanes=lanes, dtype=dtype,
                  output="logits", params=params, flops=flops, identity={**identity, "timing": position})
 
 
 def original_built(name: str, bb: Backbone, batch: int, lanes: dict[str, LaneSpec], lane: str, dtype: str,
-                   im_size: int, identity: dict[str, Any], conditional: bool = False) -> Built:
+                   im_size: int, identity: dict[str, Any], conditional: bool = False, channels: int = 3) -> Built:
     """The original single-exit network at batch ``batch`` (the baseline). ``conditional``: as a
     one-stage conditional plan, so the same runner (android_runtime.conditional) times it as the exits."""
     seg = BuiltSegment(name="model", kind="model", lane=lane, processor="cpu", module=stage_module(bb, 0, bb.n_units),
                        inputs=("input",), outputs=("logits",))
-    params, flops = _facts(bb, {}, im_size)
+    params, flops = _facts(bb, {}, im_size, channels)
     exits = ExitPlan(batch=batch, stages=[ExitStage(lane=lane, body={str(batch): "model"})]) if conditional else None
-    return Built(name=name, segments=(seg,), example=_example(batch, im_size), lanes=lanes, dtype=dtype,
+    return Built(name=name, segments=(seg,), example=_example(batch, im_size, channels), lanes=lanes, dtype=dtype,
                  output="logits", params=params, flops=flops, identity={**identity, "original": True}, exits=exits)

@@ -15,6 +15,7 @@ import numpy as np
 from android_runtime.conditional import ConditionalRunner
 from android_runtime.plan import LaneSpec
 from branching import build_model, spec_from_config
+from configs.errors import ConfigError
 from configs.loader import load_config
 from configs.schema import PipelineConfig
 from converter.build import Built, Converted
@@ -23,11 +24,12 @@ from .backbone import Backbone, split_anynet, stage_module
 from .build import exit_built
 from .config import ExitsCfg, read_exits, weights_path
 from .heads import features_at, make_head
+from .network import ExitNetwork, fmnist_images
 from .proxy import ProxyOptions, load_splits
 
 
 def exits_of(cfg: PipelineConfig) -> ExitsCfg:
-    """The validated EXITS section of a loaded config (ConfigError otherwise)."""
+    """The validated EXITS section of a loaded AnyNet config (ConfigError otherwise)."""
     bb = split_anynet(build_model(spec_from_config(cfg)))
     return read_exits(cfg.extra.get("EXITS"), cfg.path, bb.n_units, list(cfg.DEPLOY.LANES))
 
@@ -38,36 +40,69 @@ def load(path: Path, cores: list[int]) -> PipelineConfig:
     return cfg
 
 
-def network(cfg: PipelineConfig, ex: ExitsCfg) -> tuple[Any, Backbone, dict[int, Any]]:
-    """The backbone and its exit heads, with the trained weights of EXITS.WEIGHTS when given."""
+def anynet_network(cfg: PipelineConfig) -> ExitNetwork:
+    """An AnyNet config's network (untrained: EXITS.WEIGHTS fills it) as an ExitNetwork."""
+    model = build_model(spec_from_config(cfg)).eval()
+    lanes = {k: LaneSpec(list(v.CORES), v.THREADS, v.DELEGATE, [p for p, ln in cfg.DEPLOY.PLACEMENT.items() if ln == k])
+             for k, v in cfg.DEPLOY.LANES.items()}
+    return ExitNetwork(name=cfg.name, path=cfg.path, model=model, bb=split_anynet(model), finder="anynet", lanes=lanes,
+                       dtype=cfg.DEPLOY.DTYPE, im_size=cfg.im_size, channels=3, num_classes=cfg.MODEL.NUM_CLASSES,
+                       identity={"config": cfg.name, "anynet": repr(spec_from_config(cfg))})
+
+
+def attach_heads(net: ExitNetwork, ex: ExitsCfg) -> dict[int, Any]:
+    """The exit heads at EXITS.POSITIONS; with EXITS.WEIGHTS, their trained weights (and the backbone's,
+    when the file holds them: exits.search saves the backbone it trained)."""
     import torch
 
-    model = build_model(spec_from_config(cfg))
-    bb = split_anynet(model)
-    x = torch.zeros(1, 3, cfg.im_size, cfg.im_size)
-    feats = features_at(bb, ex.POSITIONS, x)
-    heads = {k: make_head(bb, k, feats[k], cfg.MODEL.NUM_CLASSES) for k in ex.POSITIONS}
-    w = weights_path(ex, cfg.path)
+    x = torch.zeros(1, net.channels, net.im_size, net.im_size)
+    feats = features_at(net.bb, ex.POSITIONS, x)
+    heads = {k: make_head(net.bb, k, feats[k], net.num_classes) for k in ex.POSITIONS}
+    w = weights_path(ex, net.path)
     if w is not None:
         saved = torch.load(w, map_location="cpu", weights_only=True)
-        model.load_state_dict(saved["backbone"])
+        if saved.get("backbone") is not None:
+            net.model.load_state_dict(saved["backbone"])
+        missing = [k for k in heads if k not in saved.get("heads", {})]
+        if missing:
+            raise ConfigError(net.path, "EXITS.WEIGHTS", ex.WEIGHTS, f"weights of the heads at {ex.POSITIONS} "
+                                                                    f"(the file has none for {missing})")
         for k, h in heads.items():
             h.load_state_dict(saved["heads"][k])
-    return model.eval(), bb, heads
+    return heads
+
+
+def network(cfg: PipelineConfig, ex: ExitsCfg) -> tuple[Any, Backbone, dict[int, Any]]:
+    """An AnyNet config's backbone and its exit heads, with the trained weights of EXITS.WEIGHTS when given."""
+    net = anynet_network(cfg)
+    return net.model, net.bb, attach_heads(net, ex)
+
+
+def build_network(net: ExitNetwork, ex: ExitsCfg, log: Callable[[str], None] = print) -> Built:
+    """The conditional plan's Built of any ExitNetwork with an EXITS section (heads attached here)."""
+    heads = attach_heads(net, ex)
+    w = weights_path(ex, net.path)
+    ident = {**net.identity, "weights": str(w.resolve()) if w else ""}
+    built = exit_built(net.name, net.bb, heads, ex.THRESHOLDS, ex.BATCH, net.lanes, ex.LANES, net.dtype, net.im_size,
+                       ident, source={"config": net.path, "exits": ex.POSITIONS}, channels=net.channels)
+    log(f"  exits after blocks {ex.POSITIONS} (thresholds {ex.THRESHOLDS}), batch {ex.BATCH}, "
+        f"stage lanes {ex.LANES}" + ("" if net.finder == "anynet" else f" ({net.finder}-style blocks)"))
+    return dataclasses.replace(built, context={"model": net.model, "bb": net.bb, "heads": heads, "exits": ex,
+                                               "network": net})
 
 
 def build(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Built:
-    ex = exits_of(cfg)
-    model, bb, heads = network(cfg, ex)
-    lanes = {k: LaneSpec(list(v.CORES), v.THREADS, v.DELEGATE, [p for p, ln in cfg.DEPLOY.PLACEMENT.items() if ln == k])
-             for k, v in cfg.DEPLOY.LANES.items()}
-    w = weights_path(ex, cfg.path)
-    ident = {"config": cfg.name, "anynet": repr(spec_from_config(cfg)), "weights": str(w.resolve()) if w else ""}
-    built = exit_built(cfg.name, bb, heads, ex.THRESHOLDS, ex.BATCH, lanes, ex.LANES, cfg.DEPLOY.DTYPE, cfg.im_size,
-                       ident, source={"config": cfg.path, "exits": ex.POSITIONS})
-    log(f"  exits after blocks {ex.POSITIONS} (thresholds {ex.THRESHOLDS}), batch {ex.BATCH}, "
-        f"stage lanes {ex.LANES}")
-    return dataclasses.replace(built, context={"model": model, "bb": bb, "heads": heads, "exits": ex})
+    return build_network(anynet_network(cfg), exits_of(cfg), log)
+
+
+def network_images(net: ExitNetwork, ex: ExitsCfg) -> tuple[np.ndarray, np.ndarray] | None:
+    """EXITS.EVAL_IMAGES Fashion-MNIST test images as the network takes them (NHWC, a multiple of
+    BATCH) and their labels."""
+    if not ex.EVAL_IMAGES:
+        return None
+    n = max(ex.BATCH, ex.EVAL_IMAGES // ex.BATCH * ex.BATCH)
+    x, y = fmnist_images("test", 0, n, net.im_size, net.channels, net.mean, net.std)
+    return x.permute(0, 2, 3, 1).contiguous().numpy(), y
 
 
 def eval_images(cfg: PipelineConfig, ex: ExitsCfg) -> tuple[np.ndarray, np.ndarray] | None:

@@ -78,14 +78,15 @@ def thresholds_for(positions: list[int], val, labels: np.ndarray, tolerance: flo
 
 
 def place(positions: list[int], bb, heads: dict[int, Any], val, labels: np.ndarray, opt, lanes, stage_lane: str,
-          dtype: str, im_size: int, ident: dict, device: Device, log: Callable[[str], None]) -> Placement:
+          dtype: str, im_size: int, ident: dict, device: Device, log: Callable[[str], None],
+          channels: int = 3) -> Placement:
     """Thresholds, device timing and expected latency of one placement (every stage on ``stage_lane``)."""
     import dataclasses
 
     th = thresholds_for(positions, val, labels, opt.tolerance, opt.precision)
     built = exit_built(f"{ident['proxy']}-exits{'-'.join(map(str, positions))}-b{opt.batch}", bb,
                        {k: heads[k] for k in positions}, [t if t is not None else 1.0 for t in th], opt.batch, lanes,
-                       [stage_lane] * (len(positions) + 1), dtype, im_size, ident)
+                       [stage_lane] * (len(positions) + 1), dtype, im_size, ident, channels=channels)
     _, med = time_built(dataclasses.replace(built, exits=None), device, Path(opt.workdir), opt.warmup, opt.runs, log)
     times = stage_times(med, len(positions) + 1, opt.batch)
     counts = stage_counts(exit_stage([val.conf(k) for k in positions], th), len(positions) + 1, opt.batch)

@@ -86,26 +86,43 @@ def trained_backbone(proxy: PipelineConfig, opt: ProxyOptions, splits: Splits, s
         if hasattr(m, "reset_running_stats"):
             m.reset_running_stats()
             m.reset_parameters()
-    key = content_key({"spec": repr(spec), "opt": asdict(opt) | {"data_dir": "", "threads": 0},
-                       "torch": torch.__version__})
-    cache = Path(store_dir) / "backbones" / f"{proxy.name}_{key[:16]}.pt"
+    return train_cached(model, proxy.name, {"spec": repr(spec)}, opt, splits, store_dir, log)
+
+
+def train_cached(model: Any, name: str, what: dict[str, Any], opt: ProxyOptions, splits: Splits, store_dir: Path,
+                 log: Callable[[str], None] = print) -> tuple[Any, float, Path]:
+    """``model`` trained on the splits' labels, or its cached weights; (model, test accuracy, weights file).
+
+    Args:
+        what: what determines the network (hashed with the options into the cache key).
+    """
+    import torch
+
+    key = content_key({**what, "opt": asdict(opt) | {"data_dir": "", "threads": 0}, "torch": torch.__version__})
+    cache = Path(store_dir) / "backbones" / f"{name}_{key[:16]}.pt"
     if cache.exists():
         saved = torch.load(cache, map_location="cpu", weights_only=True)
         model.load_state_dict(saved["state_dict"])
-        log(f"  backbone {proxy.name}: reused trained weights {cache} (test accuracy {saved['test_acc']:.2%})")
+        log(f"  backbone {name}: reused trained weights {cache} (test accuracy {saved['test_acc']:.2%})")
         return model.eval(), float(saved["test_acc"]), cache
     before = torch.get_num_threads()
     torch.set_num_threads(opt.threads)
     try:
         lc = LoaderConfig(batch_size=opt.batch_size, seed=opt.seed)
         t0 = time.perf_counter()
-        log(f"  training backbone {proxy.name} on {len(splits.y_train)} Fashion-MNIST images ({opt.epochs} epochs)")
+        log(f"  training backbone {name} on {len(splits.y_train)} Fashion-MNIST images ({opt.epochs} epochs)")
         train_classifier(model, {"train": make_loader(splits.x_train, splits.y_train, lc, shuffle=True)},
                          opt.epochs, opt.lr, seed=opt.seed)
-        acc = float(evaluate(model, make_loader(splits.x_test, splits.y_test, lc)))
+        acc = test_accuracy(model, splits, opt)
     finally:
         torch.set_num_threads(before)
     cache.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": model.state_dict(), "test_acc": acc}, cache)
     log(f"  backbone test accuracy {acc:.2%} ({time.perf_counter() - t0:.0f} s)")
     return model.eval(), acc, cache
+
+
+def test_accuracy(model: Any, splits: Splits, opt: ProxyOptions) -> float:
+    """Top-1 of ``model`` on the test split."""
+    return float(evaluate(model.eval(), make_loader(splits.x_test, splits.y_test,
+                                                    LoaderConfig(batch_size=opt.batch_size, seed=opt.seed))))

@@ -30,7 +30,8 @@ from .build import original_built, timing_built
 from .greedy import Placement, greedy_more, place
 from .heads import HeadTrainOptions, score, train_heads
 from .placement import Candidate, batching_pattern, choose
-from .proxy import ProxyOptions, load_splits, proxy_config, trained_backbone
+from .network import ExitNetwork
+from .proxy import ProxyOptions, Splits, load_splits, proxy_config, trained_backbone
 from .thresholds import check_tolerance, choose_thresholds, overall_precision
 from .timing import time_matrix, time_original
 
@@ -54,15 +55,6 @@ class SearchOptions:
     heads: HeadTrainOptions = field(default_factory=HeadTrainOptions)
 
 
-def _lanes(cfg, opt: SearchOptions) -> tuple[dict[str, LaneSpec], list[str]]:
-    lanes = {k: LaneSpec(list(v.CORES), v.THREADS, v.DELEGATE, ["cpu"]) for k, v in cfg.DEPLOY.LANES.items()}
-    stage_lanes = list(opt.lanes) or [next(iter(lanes))] * 2
-    if len(stage_lanes) != 2 or any(x not in lanes for x in stage_lanes):
-        raise UserError(f"--lanes = {','.join(opt.lanes)!r}: two lanes (stage 1, stage 2) among the config's "
-                        f"DEPLOY.LANES {list(lanes)}")
-    return lanes, stage_lanes
-
-
 def _threshold(conf: np.ndarray, ec_l: np.ndarray, fc_l: np.ndarray, ec_a: np.ndarray, opt: SearchOptions):
     """(threshold, by labels, by agreement): the strictest of those the precision mode asks for."""
     by_l, = choose_thresholds([conf], [ec_l], fc_l, opt.tolerance)
@@ -72,9 +64,54 @@ def _threshold(conf: np.ndarray, ec_l: np.ndarray, fc_l: np.ndarray, ec_a: np.nd
     return (None if None in ts else max(ts)), by_l.threshold, by_a.threshold
 
 
+@dataclass
+class Subject:
+    """What the search places exits on: the trained network, its data, and the config it came from."""
+
+    net: ExitNetwork  # the trained network and how it deploys
+    splits: Splits  # train / validation / test as the network takes them
+    test_acc: float  # its top-1 on the test split
+    doc: dict[str, Any]  # the config document the written config starts from (EXITS is added)
+    config_name: str  # the written config is <config_name>-exits.yaml
+    stage_lanes: list[str]  # lane of stage 1 and stage 2
+
+
+# A loader of a non-AnyNet config (a python factory, a fusion zoo family): (config, device, options,
+# output folder, log) -> Subject. The pipeline's exits source provides it (it loads users' models).
+NetworkLoader = Callable[[Path, Device, "SearchOptions", Path, Callable[[str], None]], Subject]
+
+
+def anynet_subject(base: Path, opt: SearchOptions, device: Device, out_dir: Path,
+                   log: Callable[[str], None] = print) -> Subject:
+    """An AnyNet config's Fashion-MNIST proxy, trained (or reused from the cache)."""
+    cfg = device.resolve(load_config(base, device.available_cores()))
+    lanes = {k: LaneSpec(list(v.CORES), v.THREADS, v.DELEGATE, ["cpu"]) for k, v in cfg.DEPLOY.LANES.items()}
+    proxy = proxy_config(cfg, opt.proxy, out_dir)
+    splits = load_splits(opt.proxy)
+    model, acc, _ = trained_backbone(proxy, opt.proxy, splits, Path(opt.workdir) / "exits", log)
+    net = ExitNetwork(name=proxy.name, path=str(proxy.path), model=model, bb=split_anynet(model), finder="anynet",
+                      lanes=lanes, dtype=cfg.DEPLOY.DTYPE, im_size=opt.proxy.im_size, channels=3, num_classes=10,
+                      identity={"proxy": proxy.name})
+    return Subject(net, splits, acc, read_yaml(proxy.path), proxy.name.removesuffix("-fmnist"),
+                   stage_lanes_of(lanes, opt))
+
+
+def stage_lanes_of(lanes: dict[str, LaneSpec], opt: SearchOptions) -> list[str]:
+    """--lanes (two lanes: stage 1, stage 2) among the config's, or its first lane twice."""
+    stage_lanes = list(opt.lanes) or [next(iter(lanes))] * 2
+    if len(stage_lanes) != 2 or any(x not in lanes for x in stage_lanes):
+        raise UserError(f"--lanes = {','.join(opt.lanes)!r}: two lanes (stage 1, stage 2) among the config's "
+                        f"DEPLOY.LANES {list(lanes)}")
+    return stage_lanes
+
+
 def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
-               log: Callable[[str], None] = print) -> dict[str, Any]:
-    """The whole search; returns the summary (also written to ``out_dir/summary.json``)."""
+               log: Callable[[str], None] = print, loader: NetworkLoader | None = None) -> dict[str, Any]:
+    """The whole search; returns the summary (also written to ``out_dir/summary.json``).
+
+    Args:
+        loader: how to load a config that is not an AnyNet one (None: ``base`` is an AnyNet config).
+    """
     import torch
 
     check_tolerance(opt.tolerance)
@@ -83,24 +120,22 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
     if not 1 <= opt.batch <= 64:
         raise UserError(f"--batch = {opt.batch}: an int in 1..64")
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = device.resolve(load_config(base, device.available_cores()))
-    lanes, stage_lanes = _lanes(cfg, opt)
-    proxy = proxy_config(cfg, opt.proxy, out_dir)
-    splits = load_splits(opt.proxy)
-    model, acc, _ = trained_backbone(proxy, opt.proxy, splits, Path(opt.workdir) / "exits", log)
-    bb = split_anynet(model)
+    sub = (loader or anynet_subject)(base, opt, device, out_dir, log)
+    net, splits, acc, stage_lanes = sub.net, sub.splits, sub.test_acc, sub.stage_lanes
+    model, bb, lanes = net.model, net.bb, net.lanes
     positions = list(opt.positions) or candidate_positions(bb.n_units, opt.every)
     if not positions:
         raise UserError(f"{base}: the backbone has {bb.n_units} blocks: no exit candidate every {opt.every} "
                         "blocks; pass --every or --positions")
     check_positions(positions, bb.n_units, "--positions", "--positions")
-    heads = train_heads(bb, positions, splits.x_train, splits.y_train, 10, opt.heads, log)
+    heads = train_heads(bb, positions, splits.x_train, splits.y_train, net.num_classes, opt.heads, log)
     val, test = score(bb, heads, splits.x_val), score(bb, heads, splits.x_test)
     torch.save({"backbone": model.state_dict(), "heads": {k: h.state_dict() for k, h in heads.items()}},
                out_dir / "exits.pt")
-    ident = {"proxy": proxy.name, "weights": "exits.pt", "dir": str(out_dir.resolve())}
-    orig = time_original(original_built(f"{proxy.name}-orig{opt.batch}", bb, opt.batch, lanes, stage_lanes[0],
-                                        cfg.DEPLOY.DTYPE, opt.proxy.im_size, ident), device, opt.workdir,
+    ident = {**net.identity, "proxy": net.name, "weights": "exits.pt", "dir": str(out_dir.resolve())}
+    dims = dict(channels=net.channels)
+    orig = time_original(original_built(f"{net.name}-orig{opt.batch}", bb, opt.batch, lanes, stage_lanes[0],
+                                        net.dtype, net.im_size, ident, **dims), device, opt.workdir,
                          opt.warmup, opt.runs, log)
     cands, rows, matrix_rows = [], [], []
     for k in positions:
@@ -110,8 +145,8 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
         patterns = {bs: batching_pattern(moveon, bs) for bs in sorted(set(opt.batch_sizes) | {opt.batch})}
         log(f"  exit after block {k}: threshold {th} (labels {th_l}, agreement {th_a}), "
             f"{1 - moveon.mean():.1%} of validation samples leave")
-        t1, t2, t_body = time_matrix(timing_built(f"{proxy.name}-exit{k}-b{opt.batch}", bb, heads[k], k, opt.batch,
-                                                  lanes, stage_lanes, cfg.DEPLOY.DTYPE, opt.proxy.im_size, ident),
+        t1, t2, t_body = time_matrix(timing_built(f"{net.name}-exit{k}-b{opt.batch}", bb, heads[k], k, opt.batch,
+                                                  lanes, stage_lanes, net.dtype, net.im_size, ident, **dims),
                                      opt.batch, device, opt.workdir, opt.warmup, opt.runs, log)
         c = Candidate(k, th, float(1 - moveon.mean()), patterns[opt.batch], t1, t2)
         cands.append(c)
@@ -137,16 +172,16 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
     placed, tried = Placement([best.position], [best.threshold], best.expected_us, []), []
     if opt.max_exits > 1 and not fallback and not pipelined:
         placed, tried = greedy_more(placed, positions, opt.max_exits, lambda ps: place(
-            ps, bb, heads, val, splits.y_val, opt, lanes, stage_lanes[0], cfg.DEPLOY.DTYPE, opt.proxy.im_size, ident,
-            device, log), log)
+            ps, bb, heads, val, splits.y_val, opt, lanes, stage_lanes[0], net.dtype, net.im_size, ident,
+            device, log, **dims), log)
     exit_lanes = stage_lanes if len(placed.positions) == 1 else [stage_lanes[0]] * (len(placed.positions) + 1)
     with open(out_dir / "matrices.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["matrix", "position", "batch", "b", "value"])
         w.writerows(matrix_rows)
-    cfg_path = _write_config(proxy, out_dir, placed, opt, exit_lanes)
+    cfg_path = _write_config(sub.doc, sub.config_name, out_dir, placed, opt, exit_lanes)
     summary = {"config": str(cfg_path), "base": str(base), "device": device.label(), "options": _jsonable(asdict(opt)),
-               "backbone": {"name": proxy.name, "blocks": bb.names, "test_accuracy": acc,
+               "backbone": {"name": net.name, "finder": net.finder, "blocks": bb.names, "test_accuracy": acc,
                             "original_batch_us": orig, "original_sample_us": orig["segment_us"] / opt.batch},
                "candidates": rows, "chosen": best.position, "pays_off": not fallback, "pipelined": pipelined,
                "exits": placed.positions, "thresholds": placed.thresholds, "greedy_tried": tried,
@@ -162,23 +197,36 @@ def _jsonable(d: Any) -> Any:
     return json.loads(json.dumps(d, default=str))
 
 
-def _write_config(proxy, out_dir: Path, placed: Placement, opt: SearchOptions, stage_lanes: list[str]) -> Path:
+def _write_config(doc: dict[str, Any], config_name: str, out_dir: Path, placed: Placement, opt: SearchOptions,
+                  stage_lanes: list[str]) -> Path:
     import yaml
 
-    d = read_yaml(proxy.path)
+    d = dict(doc)
     d["EXITS"] = {"POSITIONS": placed.positions,
                   "THRESHOLDS": [float(t if t is not None else 1.0) for t in placed.thresholds],
                   "BATCH": opt.batch, "LANES": stage_lanes, "WEIGHTS": "exits.pt", "TOLERANCE": opt.tolerance,
                   "EVAL_IMAGES": opt.proxy.test_images}
-    path = out_dir / f"{proxy.name.removesuffix('-fmnist')}-exits.yaml"
+    path = out_dir / f"{config_name}-exits.yaml"
     path.write_text("# written by python -m exits.search (EXITS: exits/README.md)\n"
                     + yaml.safe_dump(d, sort_keys=False, default_flow_style=None))
     return path
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m exits.search", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", required=True, help="an AnyNet (NN-Stretch) config: the backbone")
+def model_source(path: Path) -> str:
+    """MODEL.SOURCE of a config when it names one other than anynet (a users' model config), else ""."""
+    try:
+        d = read_yaml(path)
+    except NnspliceError:
+        return ""
+    m = d.get("MODEL") if isinstance(d, dict) else None
+    src = m.get("SOURCE") if isinstance(m, dict) else None
+    return "" if src in (None, "anynet") else str(src)
+
+
+def parse_args(argv: list[str] | None = None, prog: str = "python -m exits.search") -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", required=True, help="an AnyNet (NN-Stretch) config: the backbone (python -m "
+                                                    "pipeline.exits_search also takes python factory configs)")
     ap.add_argument("--out", required=True, help="output folder (config with EXITS, matrices.csv, summary.json)")
     ap.add_argument("--tolerance", type=float, default=0.99, help="share of the original's precision kept, (0, 1]")
     ap.add_argument("--batch", type=int, default=8, help="served batch size B (default 8)")
@@ -208,8 +256,10 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
         raise UserError(f"{flag} = {text!r}: comma-separated ints, e.g. 3,6") from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    a = parse_args(argv)
+def main(argv: list[str] | None = None, loader: NetworkLoader | None = None,
+         prog: str = "python -m exits.search") -> int:
+    """The CLI; ``loader`` loads configs other than AnyNet ones (python -m pipeline.exits_search passes it)."""
+    a = parse_args(argv, prog)
     adb = a.device == "adb" or bool(a.serial or a.adb_host)
     try:
         device = get_device("adb" if adb else a.device, **(dict(serial=a.serial, adb_host=a.adb_host,
@@ -221,8 +271,12 @@ def main(argv: list[str] | None = None) -> int:
                             warmup=a.warmup, runs=a.runs,
                             workdir=Path(a.workdir), proxy=ProxyOptions(epochs=a.epochs, train_images=a.train_images),
                             heads=HeadTrainOptions(epochs=a.head_epochs))
+        if loader is None and model_source(Path(a.config)):
+            raise UserError(f"{a.config}: MODEL.SOURCE {model_source(Path(a.config))}: the exits of a python factory "
+                            f"(or fusion zoo) network are searched by `python -m pipeline.exits_search` (same "
+                            "options), which loads users' models")
         with device.session(log=print):
-            s = run_search(Path(a.config), Path(a.out), opt, device, log=lambda m: print(m, flush=True))
+            s = run_search(Path(a.config), Path(a.out), opt, device, log=lambda m: print(m, flush=True), loader=loader)
     except NnspliceError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "exits_runner.h"
 #include "json.h"
 #include "litert_c.h"
 #include "npy.h"
@@ -168,6 +170,56 @@ std::string LastLiteRtError(const Captured& c) {
   return last;
 }
 
+void WriteJson(const Args& a, const std::string& j) {
+  if (a.out.empty()) {
+    std::fputs(j.c_str(), stdout);
+    return;
+  }
+  std::string tmp = a.out + ".tmp";
+  std::ofstream f(tmp, std::ios::binary);
+  f << j;
+  f.close();
+  if (!f || std::rename(tmp.c_str(), a.out.c_str()) != 0) throw UserError("--out " + a.out + ": cannot write it");
+}
+
+// A conditional (early-exit) plan: warm-up then timed batches, cycling through the input's batches.
+// --outputs writes every timed run's per-sample outputs ([runs*B, classes]) and exit stages ([runs*B]).
+int RunExits(const Args& a, const LiteRtApi& api, LiteRtEnvironment env, const Plan& plan, const RunnerOptions& ro,
+             const std::vector<float>& x, const std::string& litert) {
+  if (a.bare) throw UserError("--bare times a one-segment plan; " + plan.path + " has exits (runs stage by stage)");
+  size_t n = 1;  // floats per batch
+  for (int64_t d : plan.input.shape) n *= static_cast<size_t>(d);
+  const size_t nb = x.size() / n;  // batches in the input (checked: a whole number)
+  std::vector<ExitRecord> recs;
+  double total_us = 0;
+  std::string tail;
+  {
+    ExitRunner runner(api, env, plan, ro);
+    if (a.warmup > 0) runner.RunStream(x.data(), nb, a.warmup, &total_us);
+    recs = runner.RunStream(x.data(), nb, a.runs, &total_us);
+    if (!a.outputs.empty()) {
+      mkdir(a.outputs.c_str(), 0755);
+      std::vector<float> outs, exit_of;
+      for (const auto& r : recs) {
+        outs.insert(outs.end(), r.outputs.begin(), r.outputs.end());
+        for (int e : r.exit_of) exit_of.push_back(static_cast<float>(e));
+      }
+      const int64_t rows = static_cast<int64_t>(exit_of.size());
+      WriteNpy(a.outputs + "/outputs.npy", {rows, static_cast<int64_t>(runner.classes())}, outs.data());
+      WriteNpy(a.outputs + "/exit_of.npy", {rows}, exit_of.data());
+      tail = ", \"outputs\": {\"dir\": " + JsonQuote(a.outputs) +
+             ", \"files\": {\"outputs\": \"outputs.npy\", \"exit_of\": \"exit_of.npy\"}}";
+    }
+    const std::string extra = ", \"input\": " + JsonQuote(a.input.empty() ? "seeded" : a.input) +
+                              ", \"allow_fallback\": " + (a.allow_fallback ? "true" : "false") + ", \"litert\": " +
+                              litert;
+    const std::string j = ExitRunJson(plan, a.plan, a.warmup, a.runs, a.pin, total_us, recs, runner, extra, tail);
+    WriteJson(a, j);
+  }
+  api.DestroyEnvironment(env);
+  return 0;
+}
+
 int Main(int argc, char** argv, Captured* cap) {
   Args a = ParseArgs(argc, argv);
   if (!a.verbose) {
@@ -203,11 +255,16 @@ int Main(int argc, char** argv, Captured* cap) {
   std::vector<float> x;
   if (!a.input.empty()) {
     NpyArray arr = ReadNpy(a.input);
-    if (arr.shape != plan.input.shape) {
+    // a conditional plan takes any number of its batches ([n*B, ...]): the runs cycle through them
+    bool batches = plan.has_exits && arr.shape.size() == plan.input.shape.size() && !arr.shape.empty() &&
+                   arr.shape[0] > 0 && arr.shape[0] % plan.input.shape[0] == 0 &&
+                   std::equal(arr.shape.begin() + 1, arr.shape.end(), plan.input.shape.begin() + 1);
+    if (arr.shape != plan.input.shape && !batches) {
       std::string got = "[", want = "[";
       for (size_t i = 0; i < arr.shape.size(); ++i) got += (i ? ", " : "") + std::to_string(arr.shape[i]);
       for (size_t i = 0; i < plan.input.shape.size(); ++i) want += (i ? ", " : "") + std::to_string(plan.input.shape[i]);
-      throw UserError("--input " + a.input + ": shape " + got + "], the plan takes " + want + "]");
+      throw UserError("--input " + a.input + ": shape " + got + "], the plan takes " + want + "]" +
+                      (plan.has_exits ? " (or any multiple of its batch)" : ""));
     }
     x = std::move(arr.data);
   } else {
@@ -229,6 +286,7 @@ int Main(int argc, char** argv, Captured* cap) {
   rep.allow_fallback = a.allow_fallback;
   rep.litert = litert;
   rep.outputs_dir = a.outputs;
+  if (plan.has_exits) return RunExits(a, api, env, plan, ro, x, litert);
   {
     std::unique_ptr<Runner> runner;
     if (a.bare) runner = std::make_unique<BareRunner>(api, env, plan, ro);

@@ -1,5 +1,6 @@
 #include "plan.h"
 
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -54,6 +55,64 @@ class Reader {
   std::string file_;
 };
 
+// A stage's {"b": segment} map, checked: batch sizes 1..batch, segments of the plan.
+std::vector<std::pair<int, std::string>> BatchMap(const Reader& r, const Json& m, const std::string& where, int batch,
+                                                  const std::set<std::string>& names) {
+  if (!m.is(Json::Type::kObject)) r.Fail(where, std::string("is ") + m.type_name() + ", expected an object");
+  std::vector<std::pair<int, std::string>> out;
+  for (const auto& kv : m.as_object()) {
+    char* end = nullptr;
+    long b = std::strtol(kv.first.c_str(), &end, 10);
+    if (kv.first.empty() || *end != '\0' || b < 1 || b > batch) {
+      r.Fail(where, "has batch size '" + kv.first + "': 1.." + std::to_string(batch));
+    }
+    if (!kv.second.is(Json::Type::kString) || !names.count(kv.second.as_string())) {
+      r.Fail(where + "." + kv.first, "is not a segment of the plan");
+    }
+    out.emplace_back(static_cast<int>(b), kv.second.as_string());
+  }
+  return out;
+}
+
+// The "exits" section of a version-2 plan (android_runtime/plan.py ExitPlan).
+void ReadExits(const Reader& r, const Json& ex, Plan* p) {
+  if (p->version < 2) r.Fail("exits", "in a version-1 plan: exits need version 2");
+  if (!ex.is(Json::Type::kObject)) r.Fail("exits", "is not an object");
+  const Json* b = ex.find("batch");
+  if (b == nullptr) r.Fail("exits.batch", "is missing: malformed plan");
+  int64_t batch = r.Int(*b, "exits.batch");
+  if (batch < 1 || batch > 4096) r.Fail("exits.batch", "= " + std::to_string(batch) + ": 1-4096 allowed");
+  if (p->input.shape.empty() || p->input.shape[0] != batch) {
+    r.Fail("exits.batch", "= " + std::to_string(batch) + ": the plan input's first dimension differs");
+  }
+  std::set<std::string> names, lanes;
+  for (const auto& s : p->segments) names.insert(s.name);
+  for (const auto& l : p->lanes) lanes.insert(l.name);
+  const Json& stages = r.Get(ex, "stages", "exits", Json::Type::kArray, "a list of stages");
+  if (stages.as_array().empty()) r.Fail("exits.stages", "is empty");
+  p->exits.batch = static_cast<int>(batch);
+  for (size_t i = 0; i < stages.as_array().size(); ++i) {
+    const Json& s = stages.as_array()[i];
+    std::string w = "exits.stages[" + std::to_string(i) + "]";
+    if (!s.is(Json::Type::kObject)) r.Fail(w, "is not an object");
+    ExitStageSpec st;
+    st.lane = r.Str(s, "lane", w);
+    if (!lanes.count(st.lane)) r.Fail(w + ".lane", "= '" + st.lane + "': not among the plan's lanes");
+    st.body = BatchMap(r, r.Get(s, "body", w, Json::Type::kObject, "an object"), w + ".body", p->exits.batch, names);
+    const Json* head = s.find("head");
+    if (head != nullptr && !head->is(Json::Type::kNull)) st.head = BatchMap(r, *head, w + ".head", p->exits.batch, names);
+    const Json* th = s.find("threshold");
+    st.has_threshold = th != nullptr && th->is(Json::Type::kNumber);
+    st.threshold = st.has_threshold ? th->as_number() : 0;
+    bool last = i + 1 == stages.as_array().size();
+    if (last == (st.has_threshold && !st.head.empty())) {
+      r.Fail(w, "every stage but the last needs a head and a threshold");
+    }
+    p->exits.stages.push_back(st);
+  }
+  p->has_exits = true;
+}
+
 }  // namespace
 
 const LaneSpec& Plan::lane(const std::string& n) const {
@@ -77,12 +136,13 @@ Plan LoadPlan(const std::string& path) {
   Reader r(path);
   if (!d.is(Json::Type::kObject)) r.Fail("(top level)", "is not an object");
   const Json* ver = d.find("version");
-  if (ver == nullptr || !ver->is(Json::Type::kNumber) || ver->as_number() != kPlanVersion) {
+  if (ver == nullptr || !ver->is(Json::Type::kNumber) || (ver->as_number() != 1 && ver->as_number() != kPlanVersion)) {
     r.Fail("version", "= " + std::string(ver ? (ver->is(Json::Type::kNumber) ? JsonNumber(ver->as_number(), 0)
                                                                                : ver->type_name()) : "missing") +
-                          ": this runner reads plan version " + std::to_string(kPlanVersion));
+                          ": this runner reads plan version 1 or " + std::to_string(kPlanVersion));
   }
   Plan p;
+  p.version = static_cast<int>(ver->as_number());
   p.path = path;
   size_t slash = path.rfind('/');
   p.dir = slash == std::string::npos ? "." : path.substr(0, slash);
@@ -167,6 +227,8 @@ Plan LoadPlan(const std::string& path) {
     }
   }
   if (!find(p.output.name)) r.Fail("output", "'" + p.output.name + "' is produced by no segment");
+  const Json* ex = d.find("exits");
+  if (ex != nullptr && !ex->is(Json::Type::kNull)) ReadExits(r, *ex, &p);
   return p;
 }
 

@@ -1,14 +1,17 @@
-// The partition plan (converter/plan.py, version 1) as the native runner reads it: the same
-// structural checks as load_plan/check_plan, with errors naming the file, the key and the value.
+// The partition plan (converter/plan.py, version 1; version 2 adds early exits) as the native runner
+// reads it: the same structural checks as load_plan/check_plan, with errors naming the file, the key
+// and the value.
 #ifndef NNSPLICE_NATIVE_PLAN_H_
 #define NNSPLICE_NATIVE_PLAN_H_
 
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace nnsplice {
 
-constexpr int kPlanVersion = 1;
+constexpr int kPlanVersion = 2;  // newest version read (1: every segment runs; 2: may have exits)
 
 struct TensorSpec {
   std::string name;           // graph-wide tensor name, e.g. "s2.out"
@@ -32,6 +35,21 @@ struct SegmentSpec {
   std::vector<TensorSpec> outputs;  // in the plan's order (matched to signature outputs by name or position)
 };
 
+// One stage of a conditional (early-exit) plan: its body at every batch size, then (but the last)
+// an exit head at every batch size and the confidence at or above which a sample leaves.
+struct ExitStageSpec {
+  std::string lane;
+  std::vector<std::pair<int, std::string>> body;  // batch size -> segment name
+  std::vector<std::pair<int, std::string>> head;  // batch size -> exit-head segment (empty for the last stage)
+  double threshold = 0;                           // max softmax to leave (stages with a head)
+  bool has_threshold = false;
+};
+
+struct ExitsSpec {
+  int batch = 0;  // samples per input batch
+  std::vector<ExitStageSpec> stages;
+};
+
 struct Plan {
   std::string path;  // the plan file as given
   std::string dir;   // its folder
@@ -41,6 +59,9 @@ struct Plan {
   TensorSpec output;
   std::vector<LaneSpec> lanes;           // in file order
   std::vector<SegmentSpec> segments;     // topological order
+  int version = 1;
+  bool has_exits = false;  // version 2 with "exits": run stage by stage (exits_runner.h)
+  ExitsSpec exits;
   const LaneSpec& lane(const std::string& name) const;
 };
 

@@ -135,12 +135,14 @@ def resolve_path(f: str, value: str) -> Path:
     return p if p.is_absolute() else Path(f).parent / p
 
 
-def load_model_config(path: str | os.PathLike, available_cores: list[int] | None = None) -> ModelConfig:
+def load_model_config(path: str | os.PathLike, available_cores: list[int] | None = None,
+                      extra: tuple[str, ...] = ()) -> ModelConfig:
     """Loads and validates a config of users' models.
 
     Args:
         path: the YAML file.
         available_cores: cores of this machine (host target); None skips that check.
+        extra: further sections the caller reads and checks itself (e.g. EXITS), allowed here.
     Raises:
         ConfigError: naming file, key, value and what is allowed.
     """
@@ -150,7 +152,7 @@ def load_model_config(path: str | os.PathLike, available_cores: list[int] | None
     if not isinstance(raw, dict):
         raise ConfigError(f, "(file)", raw, "a mapping with MODEL (or MODELS), INPUT, DEPLOY")
     group = "MODELS" in raw
-    allowed = GROUP_SECTIONS if group else SECTIONS
+    allowed = (GROUP_SECTIONS if group else SECTIONS) + tuple(extra)
     for key, val in raw.items():
         if key not in allowed:
             raise ConfigError(f, key, "{...}" if isinstance(val, dict) else val,

@@ -81,6 +81,7 @@ def source_for(path: Path) -> Source:
 
 from .anynet import AnyNetSource  # noqa: E402  (the registrations below need the registry above)
 from .exits import ExitsSource  # noqa: E402
+from .exits_python import FactoryExitsSource  # noqa: E402
 from .fusion import FusionSource  # noqa: E402
 from .module import ModuleSource  # noqa: E402
 from .user import UserModelSource  # noqa: E402
@@ -92,6 +93,7 @@ register("tflite", UserModelSource("tflite"))
 register("onnx", UserModelSource("onnx"))
 register("models", UserModelSource("models"))
 register("exits", ExitsSource())
+register("exits-python", FactoryExitsSource())  # after "exits": tried before it
 register("module", ModuleSource())
 
 __all__ = ["SOURCES", "Source", "list_sources", "register", "source_for"]

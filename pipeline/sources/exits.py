@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from android_runtime.devices import Device
-from configs.errors import ConfigError
+from configs.errors import ConfigError, UserError
 from configs.loader import config_to_dict
 from configs.safe_yaml import read_yaml
 from configs.schema import PipelineConfig
@@ -48,7 +48,10 @@ class ExitsSource:
         return {**d, "branches": f"exits@{','.join(map(str, deploy.exits_of(cfg).POSITIONS))}"}
 
     def check_device(self, cfg: PipelineConfig, device: Device) -> None:
-        return None  # the Python plan runner runs conditional plans on the host and over adb
+        if device.latency_method == "composed":
+            raise UserError(f"{cfg.path}: EXITS configs run stage by stage through a plan runner (confident samples "
+                            "leave); --android_runtime (benchmark_model, composed per segment) cannot time them. Use "
+                            "the host, a device with Python (--device_python) or --native_runner")
 
     def build(self, cfg: PipelineConfig, opt: RunOptions, log: Callable[[str], None]) -> Built:
         return deploy.build(cfg, log)
