@@ -230,6 +230,9 @@ def graph_from_models(models: Mapping[str, Any], input_shapes: Mapping[str, Shap
     parent: dict[str, str] = {}
     heads: dict[str, str] = {}
     for task, model in models.items():
+        if not hasattr(model, "blocks"):
+            raise GraphError(f"task network {task!r} ({type(model).__name__}) is not cut into blocks; cut it with "
+                             f"fusion.cut_network(model, torch.zeros(1, *{in_shape})) and fuse that")
         x, prev = torch.zeros(1, *in_shape), INPUT
         names = list(model.blocks)
         for i, (name, block) in enumerate(model.blocks.items()):

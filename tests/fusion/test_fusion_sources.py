@@ -442,3 +442,11 @@ def test_search_and_gemel_on_python_factory_networks_deployed_through_run_pipeli
                                   finetune=FinetuneConfig(epochs=1, predictive=False)), log=lambda s: None)
     assert rep["tied"] and rep["memory_saved_fraction"] > 0.3
     assert all(m[0] in ("digits", "parity") for g in rep["tied"] for m in g["members"])
+
+
+def test_graph_from_models_asks_for_a_cut_network():
+    from fusion.graph import GraphError, graph_from_models
+
+    with pytest.raises(GraphError, match=r"task network 't' \(ResNet\) is not cut into blocks; cut it with "
+                                         r"fusion.cut_network"):
+        graph_from_models({"t": _family("resnet")}, {"t": SHAPE})
