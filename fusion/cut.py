@@ -111,7 +111,7 @@ def _owner(model: Any, node: Any) -> str:
     stack = node.meta.get("nn_module_stack") or {}
     paths = [v[0] if isinstance(v, tuple) else k for k, v in stack.items()]
     for p in paths:
-        if not _is_container(model.get_submodule(p)):
+        if not _is_module(model, p) or not _is_container(model.get_submodule(p)):
             return p
     return paths[-1] if paths else ""
 

@@ -85,6 +85,15 @@ def is_task_file(name: str) -> bool:
     return name.endswith(SUFFIXES)
 
 
+def looks_like_task_file(path: str | os.PathLike) -> bool:
+    """Whether a YAML file is a task file (top-level TASKS, no FUSION/MODEL section); unreadable: False."""
+    try:
+        raw = read_yaml(path)
+    except ConfigError:
+        return False
+    return isinstance(raw, dict) and "TASKS" in raw and not {"FUSION", "MODEL", "MODELS"} & set(raw)
+
+
 def read_task_file(path: str | os.PathLike) -> TaskFile:
     """Loads and validates a task file.
 

@@ -450,3 +450,36 @@ def test_graph_from_models_asks_for_a_cut_network():
     with pytest.raises(GraphError, match=r"task network 't' \(ResNet\) is not cut into blocks; cut it with "
                                          r"fusion.cut_network"):
         graph_from_models({"t": _family("resnet")}, {"t": SHAPE})
+
+
+EXAMPLES = ROOT / "configs" / "fusion_models"
+
+
+@pytest.mark.parametrize("path", sorted((EXAMPLES / "deploy").glob("*.yaml")), ids=lambda p: p.stem)
+def test_repo_task_file_configs_load_and_build(path):
+    from fusion.config import load_fusion_config
+    from fusion.deploy import build_deployment
+
+    cfg = load_fusion_config(path, [0, 1])
+    assert cfg.FUSION.BENCHMARK == str((EXAMPLES / "digits_parity.yaml").resolve())
+    dep = build_deployment(cfg, weights=False)  # shapes only: no zoo, no search weights needed
+    assert [t for ts in dep.outputs.values() for t in ts] == cfg.tasks == ["digits", "parity"]
+    assert dep.params > 0 and dep.flops > 0
+
+
+def test_repo_task_files_read():
+    from fusion.tasks import get_benchmark
+
+    assert get_benchmark(str(EXAMPLES / "fashion_digits.yaml")).archs == {"fashion": "vgg", "digits": "resnet"}
+    bench = get_benchmark(str(EXAMPLES / "digits_parity.yaml"))
+    assert (bench.archs, bench.input_size) == ({"digits": "resnet", "parity": "vgg"}, 16)
+    assert bench.task("parity").dataset == f"npz:{(EXAMPLES / 'data' / 'parity.npz').resolve()}"
+
+
+def test_run_pipeline_on_a_task_file_says_to_name_it_in_a_fusion_config(tmp_path):
+    r = subprocess.run([sys.executable, "run_pipeline.py", "--configs", str(EXAMPLES / "digits_parity.yaml"),
+                        "--dry-run", "--output_csv", str(tmp_path / "r.csv"), "--workdir", str(tmp_path / "w")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "digits_parity.yaml: TASKS = '[...]': a fusion task file is not run by itself: name it in " \
+           "FUSION.BENCHMARK of a fusion config" in r.stderr
