@@ -483,3 +483,58 @@ def test_run_pipeline_on_a_task_file_says_to_name_it_in_a_fusion_config(tmp_path
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "digits_parity.yaml: TASKS = '[...]': a fusion task file is not run by itself: name it in " \
            "FUSION.BENCHMARK of a fusion config" in r.stderr
+
+
+def test_colour_folder_tasks_feed_the_search_data_per_task(tmp_path):
+    """A folder of RGB images as a task's dataset: per-channel MEAN/STD, 3-channel networks, and the
+    pooled fine-tuning data of two tasks whose images differ in size (each resized its own way)."""
+    import torch
+    from PIL import Image
+
+    from fusion.finetune import DataSettings, load_fusion_data
+    from fusion.sources import task_network
+    from fusion.tasks import get_benchmark
+
+    for c, colour in (("red", (200, 20, 20)), ("blue", (20, 20, 200))):
+        (tmp_path / "shapes" / c).mkdir(parents=True)
+        for i in range(10):
+            Image.new("RGB", (12, 12), tuple(v + i for v in colour)).save(tmp_path / "shapes" / c / f"{i}.png")
+    _npz(tmp_path / "grey.npz", n=40, classes=2, side=8)
+    f = tmp_path / "rgb.yaml"
+    f.write_text(f"""TASKS:
+  - NAME: colour
+    MODEL: {{SOURCE: python, FACTORY: '{NETS}:mobilenet_v2', ARGS: {{num_classes: 2, in_channels: 3}}}}
+    INPUT: {{SHAPE: [1, 3, 16, 16], MEAN: [0.5, 0.4, 0.3], STD: [0.2, 0.2, 0.2]}}
+    DATASET: folder:shapes
+    CLASSES: 2
+    RESIZE: interpolate
+  - NAME: grey
+    MODEL: {{SOURCE: python, FACTORY: '{NETS}:resnet', ARGS: {{num_classes: 2, in_channels: 3}}}}
+    INPUT: {{SHAPE: [1, 3, 16, 16], MEAN: [0.5], STD: [0.25]}}
+    DATASET: npz:grey.npz
+    CLASSES: 2
+""")
+    bench = get_benchmark(str(f))
+    data = load_fusion_data(bench, DataSettings(train_per_task=8, val_per_task=4, test_per_task=4, batch_size=4))
+    x, labels = next(iter(data.test["colour"]))
+    assert tuple(x.shape) == (4, 3, 16, 16) and set(labels) == {"colour"} and set(labels["colour"].tolist()) == {0, 1}
+    # uniform images, (pixel - MEAN) / STD per channel: red (200+i, 20+i, 20+i) is class 1, blue class 0
+    red, blue = x[labels["colour"] == 1][:, :, 8, 8], x[labels["colour"] == 0][:, :, 8, 8]
+    assert (red[:, 0] > 1.4).all() and (red[:, 2] < -0.9).all() and (red[:, 1] < -0.8).all()
+    assert (blue[:, 0] < -1.5).all() and (blue[:, 2] > 2.4).all()
+    xs, ys = next(iter(data.train))
+    assert tuple(xs.shape[1:]) == (3, 16, 16) and set(ys) == {"colour", "grey"}
+    assert len(data.train.dataset) == 16  # 8 images of each task, pooled
+    with torch.no_grad():
+        assert tuple(task_network(bench, "colour")(xs).shape) == (len(xs), 2)
+
+
+def test_search_cli_on_a_bad_task_file_exits_2_with_one_line(tmp_path, capsys):
+    from fusion.search import main
+
+    _npz(tmp_path / "data.npz")
+    f = tmp_path / "bad.yaml"
+    f.write_text(GOOD.replace("CLASSES: 3\n  - NAME: b", "CLASSES: 3\n    RESIZE: stretch\n  - NAME: b", 1))
+    assert main(["--benchmark", str(f), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {f}: TASKS[0].RESIZE = 'stretch': one of pad, interpolate"]
