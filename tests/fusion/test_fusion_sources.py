@@ -538,3 +538,30 @@ def test_search_cli_on_a_bad_task_file_exits_2_with_one_line(tmp_path, capsys):
     assert main(["--benchmark", str(f), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"error: {f}: TASKS[0].RESIZE = 'stretch': one of pad, interpolate"]
+
+
+def test_a_task_with_weights_is_used_as_it_is(tmp_path):
+    """WEIGHTS: the user's trained network enters the zoo unchanged (no training, nothing cached);
+    weights of another network are a ConfigError naming the key."""
+    import torch
+
+    import fusion
+
+    torch.manual_seed(7)
+    trained = _nets().resnet(num_classes=3)
+    torch.save(trained.state_dict(), tmp_path / "a.pt")
+    torch.save(_nets().vgg(num_classes=3).state_dict(), tmp_path / "wrong.pt")
+    f = _task_file(tmp_path, {"a": (f"{NETS}:resnet", 3), "b": (f"{NETS}:vgg", 3)})
+    b_model = f"{NETS}:vgg', ARGS: {{num_classes: 3}}"
+    f.write_text(f.read_text().replace("ARGS: {num_classes: 3}}", "ARGS: {num_classes: 3}, WEIGHTS: a.pt}", 1))
+    with pytest.raises(UserError, match=r"no trained vgg network for task 'b'.*--benchmark .*tasks.yaml"):
+        fusion.load_zoo(str(f), cache_dir=tmp_path / "cache", train_missing=False)  # b has no WEIGHTS
+    f.write_text(f.read_text().replace(b_model, b_model + ", WEIGHTS: wrong.pt"))
+    zoo = fusion.load_zoo(str(f), cache_dir=tmp_path / "cache", train_missing=False)
+    assert zoo["a"].meta["weights"] == "a.pt" and not (tmp_path / "cache").exists()
+    x = torch.randn(3, 1, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(zoo["a"].model(x), trained.eval()(x), atol=1e-6)
+    f.write_text(f.read_text().replace("WEIGHTS: wrong.pt", "WEIGHTS: a.pt"))  # resnet weights into a VGG
+    with pytest.raises(ConfigError, match=r"TASKS\[1\].MODEL.WEIGHTS = .*a.pt': weights of the FACTORY's model"):
+        fusion.load_zoo(str(f), cache_dir=tmp_path / "cache", train_missing=False)
