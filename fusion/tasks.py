@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from configs.errors import UserError
+from configs.errors import ConfigError, UserError
 from configs.registry import Registry
 from training import load_dataset
 
@@ -129,6 +129,9 @@ def get_benchmark(name: str) -> Benchmark:
 def _file_benchmark(given: str, path: str, stamp: tuple | None) -> Benchmark:
     """A task file as a benchmark (cached while the file is unchanged)."""
     tf = read_task_file(given)
+    if tf.name in BENCHMARKS:  # searches and deployments name their benchmark by it
+        raise ConfigError(given, "(file name)", Path(given).name, f"a task file named other than the built-in "
+                                                                  f"benchmarks ({', '.join(list_benchmarks())})")
     tasks = {s.name: Task(s.name, s.dataset, s.classes, functools.partial(_checked_labels, s)) for s in tf.tasks}
     c, size, _ = tf.input_shape
     return Benchmark(tf.name, {s.name: s.family for s in tf.tasks}, size, c, tf.description or f"task file {path}",

@@ -337,6 +337,9 @@ def test_bad_task_file_sections_and_labels(tmp_path):
         get_benchmark(str(f))
     with pytest.raises(UserError, match=r"--benchmark 'nope': unknown benchmark; allowed are .*, or a task file"):
         get_benchmark("nope")
+    (tmp_path / "fashion3.yaml").write_text(GOOD)
+    with pytest.raises(ConfigError, match=r"\(file name\) = 'fashion3.yaml': a task file named other than the built-in"):
+        get_benchmark(str(tmp_path / "fashion3.yaml"))
     f.write_text(GOOD.replace("CLASSES: 3", "CLASSES: 2"))  # the data has labels 0..2
     bench = get_benchmark(str(f))
     with pytest.raises(UserError, match=r"TASKS\[0\].DATASET = .*labels run from 0 to 2, TASKS\[0\].CLASSES = 2"):
