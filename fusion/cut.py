@@ -24,9 +24,8 @@ from configs.errors import GraphError
 
 from .archs import TaskNet
 
-SUPPORTED = ("feed-forward classifiers torch.fx can trace (one image tensor in, one [batch, classes] logits tensor "
-             "out) whose layers run as a chain of blocks with one tensor between them: VGG-, ResNet- and "
-             "MobileNetV2-style networks, nn.Sequential, fusion.archs TaskNets; every layer called from one block")
+SUPPORTED = ("classifiers torch.fx traces (one image in, [batch, classes] logits out) that run as a chain of blocks "
+             "with one tensor between them (ResNet-, VGG-, MobileNetV2-style, nn.Sequential), each layer in one block")
 
 
 class CutError(GraphError):
@@ -82,7 +81,7 @@ def _trace(model: Any) -> Any:
     try:
         return tracer.trace(model)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [""])[0][:160]
+        first = (str(e).strip().splitlines() or [""])[0][:100]
         raise CutError(describe_module(model, tracer.failed_in or ""),
                        f"torch.fx cannot trace it ({type(e).__name__}: {first})") from None
 

@@ -44,8 +44,8 @@ def spec_network(spec: TaskSpec, seed: int = 0) -> TaskNet:
         net = cut_network(model, example, spec.family)
     except CutError as e:
         raise ConfigError(spec.file, f"{spec.key}.MODEL.FACTORY", spec.entry.MODEL.FACTORY,
-                          f"a network fusion can cut into blocks: module {e.module} cannot be placed ({e.reason}); "
-                          f"supported are {SUPPORTED}") from None
+                          f"module {e.module} cannot be placed in a block ({e.reason}); fusion supports {SUPPORTED}"
+                          ) from None
     with torch.no_grad():
         out = net(example)
     if tuple(out.shape) != (1, spec.classes):
