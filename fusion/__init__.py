@@ -6,6 +6,9 @@ Public surface (torch is imported only by the functions that need it):
 - graph_from_models, FusionGraph, apply_mutation, candidate_mutations, build_fused: graphs and modules.
 - SearchConfig, run_search: the GMorph-style search (CLI: python -m fusion.search).
 - GemelConfig, gemel_merge: Gemel-style layer tying (CLI: python -m fusion.gemel).
+- cut_network: any fx-traceable chain network (ResNet-, VGG-, MobileNetV2-style) as blocks (fusion.cut).
+- A task file (fusion.task_files: task networks as python factories with their datasets) is a
+  benchmark wherever a benchmark name is taken: get_benchmark("FILE.yaml").
 """
 from __future__ import annotations
 
@@ -46,6 +49,9 @@ def __getattr__(name: str):
     if name == "ZooSettings":
         from .zoo import ZooSettings
         return ZooSettings
+    if name == "cut_network":
+        from .cut import cut_network
+        return cut_network
     if name in ("GemelConfig", "gemel_merge"):
         from . import gemel
         return getattr(gemel, name)
@@ -53,5 +59,6 @@ def __getattr__(name: str):
 
 
 __all__ = ["INPUT", "FusionGraph", "GraphError", "Mutation", "Node", "ZooSettings", "apply_mutation", "build_fused",
+           "cut_network",
            "candidate_mutations", "cannot_reach", "extrapolate", "get_benchmark", "graph_from_models", "list_archs",
            "list_benchmarks", "list_devices", "list_tasks", "load_zoo", "random_mutation", "run_search"]

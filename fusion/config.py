@@ -6,7 +6,7 @@ has in NN-Stretch configs (TARGET, DTYPE, WARMUP, RUNS, LANES). Every problem is
 naming the file, the key, the value and what is allowed; all checks are in `load_fusion_config`.
 
     FUSION:
-      BENCHMARK: fashion3            # fusion.list_benchmarks()
+      BENCHMARK: fashion3            # fusion.list_benchmarks(), or a task file FILE.yaml (fusion.task_files)
       TASKS: [fashion10, fashion_rotation]   # subset and output order; [] = all of the benchmark's
       MODE: fused                    # fused | separate
       GRAPH: searches/fashion3       # a `python -m fusion.search --out` folder or its best.json
@@ -29,6 +29,7 @@ from configs.safe_yaml import read_yaml
 from configs.schema import LaneCfg
 from configs.vocab import DTYPES, TARGETS
 
+from .task_files import is_task_file
 from .tasks import get_benchmark, list_benchmarks
 
 MODES = ("separate", "fused")
@@ -37,7 +38,7 @@ SECTIONS = ("FUSION", "ZOO", "DEPLOY")
 
 @dataclass(frozen=True)
 class FusionCfg:
-    BENCHMARK: str = ""  # zoo benchmark, see fusion.list_benchmarks()
+    BENCHMARK: str = ""  # zoo benchmark (fusion.list_benchmarks()) or a task file FILE.yaml, relative to this file
     TASKS: list[str] = field(default_factory=list)  # tasks deployed, in output order; [] = all of BENCHMARK's
     MODE: str = "fused"  # fused: one multi-task network from GRAPH; separate: the task networks one after another
     GRAPH: str = ""  # search output folder (or its best.json), relative to the config file; required when fused
@@ -113,13 +114,21 @@ def load_fusion_config(path: str | os.PathLike, available_cores: list[int] | Non
                               f"unknown section of a fusion config; allowed: {', '.join(SECTIONS)}")
     fu: FusionCfg = read_section(f, "FUSION", FusionCfg, raw["FUSION"])
     dep: FusionDeployCfg = read_section(f, "DEPLOY", FusionDeployCfg, raw.get("DEPLOY") or {})
-    if fu.BENCHMARK not in list_benchmarks():
-        raise ConfigError(f, "FUSION.BENCHMARK", fu.BENCHMARK, f"one of {', '.join(list_benchmarks())}")
-    bench_tasks = list(get_benchmark(fu.BENCHMARK).archs)
+    if is_task_file(fu.BENCHMARK) and fu.BENCHMARK not in list_benchmarks():
+        task_file = Path(fu.BENCHMARK) if os.path.isabs(fu.BENCHMARK) else Path(f).parent / fu.BENCHMARK
+        if not task_file.is_file():
+            raise ConfigError(f, "FUSION.BENCHMARK", fu.BENCHMARK, f"a task file (relative to this config); no such "
+                                                                   f"file {task_file}")
+        fu = dataclasses.replace(fu, BENCHMARK=str(task_file.resolve()))  # its own errors name its keys
+    elif fu.BENCHMARK not in list_benchmarks():
+        raise ConfigError(f, "FUSION.BENCHMARK", fu.BENCHMARK, f"one of {', '.join(list_benchmarks())}, or a task "
+                                                               "file FILE.yaml")
+    bench = get_benchmark(fu.BENCHMARK)
+    bench_tasks = list(bench.archs)
     tasks = list(fu.TASKS) or bench_tasks
     for t in tasks:
         if t not in bench_tasks:
-            raise ConfigError(f, "FUSION.TASKS", t, f"a task of benchmark {fu.BENCHMARK}: {', '.join(bench_tasks)}")
+            raise ConfigError(f, "FUSION.TASKS", t, f"a task of benchmark {bench.name}: {', '.join(bench_tasks)}")
     if len(set(tasks)) != len(tasks):
         raise ConfigError(f, "FUSION.TASKS", fu.TASKS, "each task once")
     if fu.MODE not in MODES:
@@ -130,7 +139,7 @@ def load_fusion_config(path: str | os.PathLike, available_cores: list[int] | Non
         raise ConfigError(f, "FUSION.EVAL_SAMPLES", fu.EVAL_SAMPLES, "1 or more test images per task")
     search_dir, zoo = "", None
     if fu.GRAPH:
-        search_dir, zoo = _check_graph(f, fu.GRAPH, fu.BENCHMARK)
+        search_dir, zoo = _check_graph(f, fu.GRAPH, bench.name)
         if "ZOO" in raw:
             raise ConfigError(f, "ZOO", "{...}", "not with FUSION.GRAPH: the task networks are the search's "
                                                  "(its config.json); drop the ZOO section")

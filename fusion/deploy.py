@@ -29,12 +29,12 @@ from configs.errors import UserError
 from converter.build import Built, BuiltSegment, Converted, convert
 from training import to_tensor_images
 
-from .archs import build_arch
 from .config import FusionConfig
 from .graph import FusionGraph, graph_from_models
 from .modules import build_fused
-from .tasks import get_benchmark, get_task, task_arrays
-from .zoo import ZooSettings, load_zoo, loader_config
+from .sources import task_loader_config, task_network
+from .tasks import get_benchmark, task_arrays
+from .zoo import ZooSettings, load_zoo
 
 CODE_VERSION = "fusion-deploy-1"  # bump when conversion changes the artifacts
 N_CALIBRATION = 16  # int8 calibration images per task (training split)
@@ -110,7 +110,7 @@ def build_deployment(cfg: FusionConfig, weights: bool = True, log=print) -> Depl
                        log=log)
         models = {t: z.model.eval() for t, z in zoo.items()}
     else:
-        models = {t: build_arch(a, get_task(t).num_classes, bench.channels).eval() for t, a in bench.archs.items()}
+        models = {t: task_network(bench, t) for t in bench.archs}
     graph = None
     if cfg.FUSION.MODE == "fused":
         summary = json.loads((Path(cfg.search_dir) / "best.json").read_text())["best"]
@@ -148,8 +148,9 @@ def _calibration(dep: Deployment):
     """int8 calibration: N_CALIBRATION training images of every task, NHWC."""
 
 
-    lc = loader_config(get_benchmark(dep.cfg.FUSION.BENCHMARK))
-    xs = [to_tensor_images(task_arrays(t, "train", N_CALIBRATION, 1)[0], lc) for t in dep.cfg.tasks]
+    bench = get_benchmark(dep.cfg.FUSION.BENCHMARK)
+    xs = [to_tensor_images(task_arrays(bench.task(t), "train", N_CALIBRATION, 1)[0], task_loader_config(bench, t))
+          for t in dep.cfg.tasks]
     return lambda: [x[None].permute(0, 2, 3, 1).contiguous() for xt in xs for x in xt]
 
 
@@ -193,15 +194,15 @@ def evaluate_deployment(dep: Deployment, conv: Converted) -> Evaluation:
 
 
 
-    lc = loader_config(get_benchmark(dep.cfg.FUSION.BENCHMARK))
+    bench = get_benchmark(dep.cfg.FUSION.BENCHMARK)
     n = dep.cfg.FUSION.EVAL_SAMPLES
     plan_dir = conv.plan_path.parent
     seg_of = {t.name: s for s in conv.plan.segments for t in s.outputs}
     execs = {s.name: SegmentExecutor(s, plan_dir, 1, "xnnpack") for s in conv.plan.segments}
     acc, orig, counts, worst, agree = {}, {}, {}, 0.0, 0
     for task in dep.cfg.tasks:
-        x_np, y = task_arrays(task, "test", n, 0)  # seed 0: the fusion search's test subset
-        x = to_tensor_images(x_np, lc)
+        x_np, y = task_arrays(bench.task(task), "test", n, 0)  # seed 0: the fusion search's test subset
+        x = to_tensor_images(x_np, task_loader_config(bench, task))
         seg = seg_of[task]
         with torch.no_grad():
             ref = dep.nets[seg.name](x)
@@ -233,8 +234,8 @@ def timing_input(dep: Deployment):
     """The input timed runs feed: the first test image of the first task, NHWC float32 [1, H, W, C]."""
 
 
-    x = to_tensor_images(task_arrays(dep.cfg.tasks[0], "test", 1, 0)[0],
-                         loader_config(get_benchmark(dep.cfg.FUSION.BENCHMARK)))
+    bench, task = get_benchmark(dep.cfg.FUSION.BENCHMARK), dep.cfg.tasks[0]
+    x = to_tensor_images(task_arrays(bench.task(task), "test", 1, 0)[0], task_loader_config(bench, task))
     return x.permute(0, 2, 3, 1).contiguous().numpy()
 
 

@@ -15,12 +15,12 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from configs.errors import UserError
-from training import evaluate, make_loader
+from training import evaluate, make_loader, to_tensor_images
 from training.distill import distill
 
 from .curve import cannot_reach, extrapolate
+from .sources import task_loader_config
 from .tasks import Benchmark, task_arrays
-from .zoo import loader_config
 
 
 @dataclass(frozen=True)
@@ -74,26 +74,34 @@ class Recovery:
 
 
 def load_fusion_data(bench: Benchmark, settings: DataSettings | None = None) -> FusionData:
-    """Builds the benchmark's loaders from the installed datasets (UserError when missing)."""
+    """Builds the benchmark's loaders from the installed datasets (UserError when missing or too small).
 
+    Each task's images become inputs as its own loader config says (fusion.sources.task_loader_config:
+    a task file's RESIZE, MEAN and STD), then the tasks' training inputs are pooled.
+    """
+    import torch
 
     s = settings or DataSettings()
-    cfg = loader_config(bench, s.batch_size, s.seed)
     tasks = list(bench.archs)
     xs, labels = [], {t: [] for t in tasks}
     val, test = {}, {}
     for task in tasks:
-        x, y = task_arrays(task, "train", s.train_per_task, s.seed)
+        t_obj, cfg = bench.task(task), task_loader_config(bench, task, s.batch_size, s.seed)
+        x, y = task_arrays(t_obj, "train", s.train_per_task, s.seed)
         if len(x) < s.train_per_task:
             raise UserError(f"task {task!r}: {len(x)} training images, train_per_task = {s.train_per_task}")
-        xs.append(x)
+        xs.append(to_tensor_images(x, cfg))
         for t in tasks:
             labels[t].append(y if t == task else np.full(len(y), -1, dtype=np.int64))
-        xv, yv = task_arrays(task, "train", s.val_per_task, s.seed, offset=s.train_per_task)
+        xv, yv = task_arrays(t_obj, "train", s.val_per_task, s.seed, offset=s.train_per_task)
+        if len(xv) == 0:
+            raise UserError(f"task {task!r}: no training images left for validation after train_per_task = "
+                            f"{s.train_per_task}; lower it (--train-per-task)")
         val[task] = make_loader(xv, {task: yv}, cfg)
-        xt, yt = task_arrays(task, "test", s.test_per_task, s.seed)
+        xt, yt = task_arrays(t_obj, "test", s.test_per_task, s.seed)
         test[task] = make_loader(xt, {task: yt}, cfg)
-    train = make_loader(np.concatenate(xs), {t: np.concatenate(v) for t, v in labels.items()}, cfg, shuffle=True)
+    cfg = task_loader_config(bench, tasks[0], s.batch_size, s.seed)  # batching and shuffling only
+    train = make_loader(torch.cat(xs), {t: np.concatenate(v) for t, v in labels.items()}, cfg, shuffle=True)
     return FusionData(train, val, test, s)
 
 

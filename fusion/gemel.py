@@ -167,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
     p = argparse.ArgumentParser(prog="python -m fusion.gemel", description="Gemel-style layer tying across task networks.")
-    p.add_argument("--benchmark", required=True, help=f"one of: {', '.join(list_benchmarks())}")
+    p.add_argument("--benchmark", required=True,
+                   help=f"one of: {', '.join(list_benchmarks())}, or a task file FILE.yaml (fusion.task_files)")
     p.add_argument("--acc-drop", type=float, default=0.01, help="largest absolute accuracy drop per task, in [0, 1]")
     p.add_argument("--out", default=None, help="folder for gemel.json")
     p.add_argument("--tasks", default=None, help="comma-separated subset of the benchmark's tasks (default: all)")

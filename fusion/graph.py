@@ -30,6 +30,7 @@ class Node:
     params: int  # trainable parameters of the block
     is_head: bool = False  # the block that returns the task's logits
     prev: str = ""  # the node's parent in its original network ("input" for the first block)
+    any_size: bool = True  # a head that runs on any H, W of its input (it pools): only channels need bridging
 
 
 def adapter_allowed(src: Shape, dst: Shape, max_scale: int = 2) -> bool:
@@ -119,7 +120,7 @@ class FusionGraph:
         out = {}
         for n, p in self.parent.items():
             src, dst = self.nodes[p].out_shape, self.nodes[n].in_shape
-            if self.nodes[n].is_head and len(src) == 3 and len(dst) == 3:
+            if self.nodes[n].is_head and self.nodes[n].any_size and len(src) == 3 and len(dst) == 3:
                 dst = (dst[0], *src[1:])  # heads pool globally: only channels need bridging
             if src != dst:
                 out[n] = (src, dst)
@@ -192,12 +193,26 @@ class FusionGraph:
         return cls(nodes, dict(d["parent"]), dict(d["heads"]), max_scale).validate()
 
 
+def _takes_any_size(head: Any, x: Any, y: Any) -> bool:
+    """Whether a head gives the same output shape on a feature map twice as large (it pools globally)."""
+    import torch
+
+    if x.ndim != 4:
+        return False
+    try:
+        with torch.no_grad():
+            return tuple(head(torch.zeros(1, x.shape[1], 2 * x.shape[2], 2 * x.shape[3])).shape) == tuple(y.shape)
+    except RuntimeError:
+        return False
+
+
 def graph_from_models(models: Mapping[str, Any], input_shapes: Mapping[str, Shape],
                       max_scale: int = 2) -> FusionGraph:
     """The unfused graph: one chain per task network, all hanging off the shared input.
 
     Args:
-        models: task -> fusion.archs.TaskNet (an ordered dict `blocks`, the last one the head).
+        models: task -> fusion.archs.TaskNet (an ordered dict `blocks`, the last one the head; a
+            network of another architecture is cut into one by fusion.cut.cut_network).
         input_shapes: task -> per-example input shape (C, H, W) the network was trained on.
 
     Raises:
@@ -215,6 +230,9 @@ def graph_from_models(models: Mapping[str, Any], input_shapes: Mapping[str, Shap
     parent: dict[str, str] = {}
     heads: dict[str, str] = {}
     for task, model in models.items():
+        if not hasattr(model, "blocks"):
+            raise GraphError(f"task network {task!r} ({type(model).__name__}) is not cut into blocks; cut it with "
+                             f"fusion.cut_network(model, torch.zeros(1, *{in_shape})) and fuse that")
         x, prev = torch.zeros(1, *in_shape), INPUT
         names = list(model.blocks)
         for i, (name, block) in enumerate(model.blocks.items()):
@@ -225,9 +243,10 @@ def graph_from_models(models: Mapping[str, Any], input_shapes: Mapping[str, Shap
             except RuntimeError as e:
                 raise UserError(f"task network {task!r}: block {name!r} fails on input {tuple(x.shape[1:])} "
                                 f"({str(e).splitlines()[0]}); its input shape cannot be {in_shape}") from e
-            nid = f"{task}.{name}"
+            nid, is_head = f"{task}.{name}", i == len(names) - 1
             nodes[nid] = Node(nid, task, name, tuple(x.shape[1:]), tuple(y.shape[1:]),
-                              sum(p.numel() for p in block.parameters()), is_head=i == len(names) - 1, prev=prev)
+                              sum(p.numel() for p in block.parameters()), is_head=is_head, prev=prev,
+                              any_size=not is_head or _takes_any_size(block, x, y))
             parent[nid], prev, x = prev, nid, y
         heads[task] = prev
     return FusionGraph(nodes, parent, heads, max_scale).validate()

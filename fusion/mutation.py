@@ -47,9 +47,9 @@ def candidate_mutations(graph: FusionGraph, relaxed: bool = True) -> list[Mutati
 
 
 def _exact(graph: FusionGraph, u: str, v: str) -> bool:
-    """v can run on u's output without an adapter (a head pools globally: only channels must match)."""
+    """v can run on u's output without an adapter (a head that pools globally: only channels must match)."""
     src, dst = graph.nodes[u].out_shape, graph.nodes[v].in_shape
-    if graph.nodes[v].is_head and len(src) == 3 and len(dst) == 3:
+    if graph.nodes[v].is_head and graph.nodes[v].any_size and len(src) == 3 and len(dst) == 3:
         return src[0] == dst[0]
     return src == dst
 

@@ -320,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
     p = argparse.ArgumentParser(prog="python -m fusion.search", description=__doc__.split("\n\n")[0])
-    p.add_argument("--benchmark", required=True, help=f"one of: {', '.join(list_benchmarks())}")
+    p.add_argument("--benchmark", required=True,
+                   help=f"one of: {', '.join(list_benchmarks())}, or a task file FILE.yaml (fusion.task_files)")
     p.add_argument("--device", default="host", help=f"latency target, one of: {', '.join(list_devices())}")
     p.add_argument("--serial", default="", help="adb serial of the device (with --device adb); IP:PORT is connected")
     p.add_argument("--adb_host", default="", help="adb server HOST[:PORT] (default 127.0.0.1:5037)")

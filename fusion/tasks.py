@@ -13,18 +13,24 @@ Tasks (see `list_tasks()`):
 
 Benchmarks (see `list_benchmarks()`): fashion3 (three tasks on one input distribution, three
 architecture families), fashion_mnist2 (tasks from two datasets), fashion3_vgg (three tasks, one
-family: for Gemel-style layer tying).
+family: for Gemel-style layer tying). A task file (fusion.task_files: task networks given as
+python factories, each with its dataset) is a benchmark too: `get_benchmark("FILE.yaml")`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable
 
+import functools
+from pathlib import Path
+
 import numpy as np
 
-from configs.errors import UserError
+from configs.errors import ConfigError, UserError
 from configs.registry import Registry
 from training import load_dataset
+
+from .task_files import TaskSpec, is_task_file, read_task_file
 
 COARSE4 = np.array([0, 1, 0, 0, 0, 2, 0, 2, 3, 2], dtype=np.int64)  # Fashion-MNIST class -> coarse group
 COARSE4_NAMES = ("upper_or_whole_body", "lower_body", "footwear", "bag")
@@ -45,6 +51,13 @@ class Benchmark:
     input_size: int = 32  # square input side; 28x28 images are zero-padded to it
     channels: int = 1  # input channels
     description: str = ""  # one line for --help and reports
+    own_tasks: dict[str, Task] = field(default_factory=dict)  # a task file's tasks (not in the task registry)
+    specs: dict[str, TaskSpec] = field(default_factory=dict)  # task -> its network as a model source (task files)
+    source: str = ""  # the task file it was read from ("" for a registered benchmark)
+
+    def task(self, name: str) -> Task:
+        """The benchmark's task called name (its own, or a registered one)."""
+        return self.own_tasks[name] if name in self.own_tasks else get_task(name)
 
 
 TASKS: Registry = Registry("fusion task")
@@ -100,10 +113,37 @@ def get_task(name: str) -> Task:
 
 
 def get_benchmark(name: str) -> Benchmark:
-    """The benchmark called name; UserError listing the known ones otherwise."""
+    """The benchmark called name, or read from a task file (FILE.yaml); UserError listing the known ones
+    otherwise (ConfigError naming the key for a bad task file)."""
+    if name not in BENCHMARKS and is_task_file(name):
+        p = Path(name).expanduser().resolve()
+        st = p.stat() if p.is_file() else None
+        return _file_benchmark(name, str(p), st and (st.st_mtime_ns, st.st_size))
     if name not in BENCHMARKS:
-        raise UserError(f"--benchmark {name!r}: unknown benchmark; allowed are {', '.join(list_benchmarks())}")
+        raise UserError(f"--benchmark {name!r}: unknown benchmark; allowed are {', '.join(list_benchmarks())}, "
+                        "or a task file FILE.yaml")
     return BENCHMARKS.get(name)
+
+
+@functools.lru_cache(maxsize=32)
+def _file_benchmark(given: str, path: str, stamp: tuple | None) -> Benchmark:
+    """A task file as a benchmark (cached while the file is unchanged)."""
+    tf = read_task_file(given)
+    if tf.name in BENCHMARKS:  # searches and deployments name their benchmark by it
+        raise ConfigError(given, "(file name)", Path(given).name, f"a task file named other than the built-in "
+                                                                  f"benchmarks ({', '.join(list_benchmarks())})")
+    tasks = {s.name: Task(s.name, s.dataset, s.classes, functools.partial(_checked_labels, s)) for s in tf.tasks}
+    c, size, _ = tf.input_shape
+    return Benchmark(tf.name, {s.name: s.family for s in tf.tasks}, size, c, tf.description or f"task file {path}",
+                     tasks, {s.name: s for s in tf.tasks}, tf.path)
+
+
+def _checked_labels(spec: TaskSpec, x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A task file's labels as they are, refused when they reach beyond CLASSES."""
+    if len(y) and (y.min() < 0 or y.max() >= spec.classes):
+        raise UserError(f"{spec.file}: {spec.key}.DATASET = {spec.dataset!r}: labels run from {y.min()} to {y.max()}, "
+                        f"{spec.key}.CLASSES = {spec.classes} needs labels 0..{spec.classes - 1}")
+    return x, y
 
 
 def task_arrays(task: str | Task, split: str, limit: int | None = None, seed: int = 0,

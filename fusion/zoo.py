@@ -2,7 +2,9 @@
 
 A cached model is `<cache>/<task>__<arch>__<key12>.pt` with a JSON sidecar (settings, accuracy,
 seconds); the key hashes (architecture, task, input, training settings, code version), so a
-change of any of them trains a new model instead of loading a stale one.
+change of any of them trains a new model instead of loading a stale one. A task file's network
+(fusion.task_files) with WEIGHTS is loaded as it is; without WEIGHTS it is trained like a zoo
+network, its key also hashing the factory file, ARGS and dataset (task_files.fingerprint).
 
 Regenerate: `python -m fusion.zoo --benchmark fashion3 --epochs 3 [--out DIR]`.
 """
@@ -21,8 +23,9 @@ from typing import Any
 from configs.errors import UserError
 from training import LoaderConfig, evaluate, make_loader, train_classifier
 
-from .archs import build_arch
-from .tasks import Benchmark, get_benchmark, get_task, list_benchmarks, task_arrays
+from .sources import task_loader_config, task_network
+from .task_files import fingerprint
+from .tasks import Benchmark, get_benchmark, list_benchmarks, task_arrays
 
 CODE_VERSION = "fusion-zoo-1"  # bump when training or architecture code changes what a key produces
 DEFAULT_CACHE = Path(os.environ.get("NNSPLICE_CACHE", Path.home() / ".cache" / "nnsplice")) / "fusion"
@@ -55,8 +58,11 @@ def _source_hash() -> str:
 
 def model_key(bench: Benchmark, task: str, settings: ZooSettings) -> str:
     """Content hash of everything that determines a trained task network."""
-    blob = json.dumps({"arch": bench.archs[task], "task": task, "size": bench.input_size, "channels": bench.channels,
-                       "settings": asdict(settings), "code": CODE_VERSION, "source": _source_hash()}, sort_keys=True)
+    parts = {"arch": bench.archs[task], "task": task, "size": bench.input_size, "channels": bench.channels,
+             "settings": asdict(settings), "code": CODE_VERSION, "source": _source_hash()}
+    if task in bench.specs:
+        parts["model"] = fingerprint(bench.specs[task])
+    blob = json.dumps(parts, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -75,11 +81,11 @@ def train_task_model(bench: Benchmark, task: str, settings: ZooSettings, cache_d
     import torch
 
 
-    t = get_task(task)
-    cfg = loader_config(bench, settings.batch_size, settings.seed)
+    t = bench.task(task)
+    cfg = task_loader_config(bench, task, settings.batch_size, settings.seed)
     x, y = task_arrays(t, "train", settings.train_limit, settings.seed)
     xt, yt = task_arrays(t, "test", None, settings.seed)
-    model = build_arch(bench.archs[task], t.num_classes, bench.channels, settings.seed)
+    model = task_network(bench, task, settings.seed)
     loaders = {"train": make_loader(x, y, cfg, shuffle=True)}
     res = train_classifier(model, loaders, settings.epochs, settings.lr, seed=settings.seed,
                            on_epoch=lambda e, m: log(f"  {task}/{bench.archs[task]} epoch {e}: loss {m['loss']:.3f}"))
@@ -117,28 +123,34 @@ def load_zoo(benchmark: str | Benchmark, settings: ZooSettings | None = None, ca
     cache = Path(cache_dir) if cache_dir else DEFAULT_CACHE
     zoo: dict[str, ZooModel] = {}
     for task, arch in bench.archs.items():
+        spec = bench.specs.get(task)
+        if spec is not None and spec.entry.MODEL.WEIGHTS:  # a trained network of the user's: as it is
+            zoo[task] = ZooModel(task, arch, task_network(bench, task), {"task": task, "arch": arch,
+                                                                          "weights": spec.entry.MODEL.WEIGHTS})
+            continue
         weights, sidecar = _paths(cache, bench, task, model_key(bench, task, settings))
         if not (weights.is_file() and sidecar.is_file()):
             if not train_missing:
                 raise UserError(f"{weights}: no trained {arch} network for task {task!r} with these settings; "
-                                f"train it with `python -m fusion.zoo --benchmark {bench.name} --epochs "
-                                f"{settings.epochs} --out {cache}`")
+                                f"train it with `python -m fusion.zoo --benchmark {bench.source or bench.name} "
+                                f"--epochs {settings.epochs} --out {cache}`")
             zoo[task] = train_task_model(bench, task, settings, cache, log)
             continue
-        model = build_arch(arch, get_task(task).num_classes, bench.channels)
+        model = task_network(bench, task)
         try:
             model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
             meta = json.loads(sidecar.read_text())
         except Exception as e:  # a truncated or foreign file
             raise UserError(f"{weights}: cannot load cached weights ({str(e).splitlines()[0][:120]}); delete it and rerun "
-                            f"`python -m fusion.zoo --benchmark {bench.name}`") from e
+                            f"`python -m fusion.zoo --benchmark {bench.source or bench.name}`") from e
         zoo[task] = ZooModel(task, arch, model.eval(), meta)
     return zoo
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m fusion.zoo", description="Train and cache a benchmark's task networks.")
-    p.add_argument("--benchmark", required=True, help=f"one of: {', '.join(list_benchmarks())}")
+    p.add_argument("--benchmark", required=True,
+                   help=f"one of: {', '.join(list_benchmarks())}, or a task file FILE.yaml (fusion.task_files)")
     p.add_argument("--epochs", type=int, default=ZooSettings.epochs, help="training epochs per network")
     p.add_argument("--train-limit", type=int, default=ZooSettings.train_limit,
                    help="training examples per task (0 = the whole split)")
@@ -157,10 +169,13 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         if a.force:
             for task in bench.archs:
-                train_task_model(bench, task, settings, cache)
+                if task not in bench.specs or not bench.specs[task].entry.MODEL.WEIGHTS:
+                    train_task_model(bench, task, settings, cache)
         zoo = load_zoo(bench, settings, cache, train_missing=True)
         for task, zm in zoo.items():
-            print(f"{task:18s} {zm.arch:10s} test accuracy {zm.meta['test_accuracy']:.4f}")
+            acc = zm.meta.get("test_accuracy")
+            print(f"{task:18s} {zm.arch:10s} " + (f"test accuracy {acc:.4f}" if acc is not None
+                                                  else f"given weights {zm.meta.get('weights')}"))
         print(f"zoo of {bench.name} ready in {cache} ({time.perf_counter() - t0:.0f} s)")
         return 0
     except UserError as e:

@@ -35,8 +35,8 @@ class LoaderConfig:
     size: int = 32  # square side of the network input; 28x28 images are zero-padded (or resized) to it
     channels: int = 1  # 1, or 3 by repeating the grey channel
     resize: str = "pad"  # "pad": centre-pad with zeros (crop if smaller); "interpolate": bilinear resize
-    mean: float = 0.2860  # normalisation mean of pixel values in [0, 1] (Fashion-MNIST train)
-    std: float = 0.3530  # normalisation std
+    mean: float | tuple[float, ...] = 0.2860  # normalisation mean of pixels in [0, 1] (Fashion-MNIST train), or per channel
+    std: float | tuple[float, ...] = 0.3530  # normalisation std, or per channel
     batch_size: int = 128  # examples per batch
     seed: int = 0  # seed of the shuffling order
     num_workers: int = 0  # DataLoader workers; 0 keeps everything in-process (2-core machines)

@@ -14,18 +14,25 @@ from .data import LoaderConfig
 
 
 def to_tensor_images(images: np.ndarray, cfg: LoaderConfig | None = None) -> torch.Tensor:
-    """uint8 [N, H, W] -> float [N, C, size, size], normalised, padded or resized to cfg.size.
+    """uint8 [N, H, W] (grey) or [N, H, W, C] -> float [N, channels, size, size], normalised, padded or
+    resized to cfg.size.
 
     Args:
-        images: uint8 grey images.
-        cfg: size, channels, resize mode and normalisation.
+        images: uint8 grey images, or channels-last colour images (C = cfg.channels).
+        cfg: size, channels (grey is repeated to 3), resize mode and normalisation (one mean/std, or
+            one per channel).
+    Raises:
+        UserError: a setting or the images' channels do not fit.
     """
     cfg = cfg or LoaderConfig()
     if cfg.channels not in (1, 3):
         raise UserError(f"channels = {cfg.channels}: allowed are 1 or 3")
     if cfg.resize not in ("pad", "interpolate"):
         raise UserError(f"resize = {cfg.resize!r}: allowed are pad, interpolate")
-    x = torch.from_numpy(np.array(images, dtype=np.float32)).div_(255.0).unsqueeze(1)
+    x = torch.from_numpy(np.array(images, dtype=np.float32)).div_(255.0)
+    x = x.permute(0, 3, 1, 2) if x.ndim == 4 else x.unsqueeze(1)
+    if x.shape[1] not in (1, cfg.channels):
+        raise UserError(f"images have {x.shape[1]} channels; the network input takes {cfg.channels}")
     h, w = x.shape[-2:]
     if (h, w) != (cfg.size, cfg.size):
         if cfg.resize == "interpolate":
@@ -33,8 +40,11 @@ def to_tensor_images(images: np.ndarray, cfg: LoaderConfig | None = None) -> tor
         else:
             top, left = (cfg.size - h) // 2, (cfg.size - w) // 2
             x = F.pad(x, (left, cfg.size - w - left, top, cfg.size - h - top))
-    x = (x - cfg.mean) / cfg.std
-    return x.repeat(1, cfg.channels, 1, 1) if cfg.channels == 3 else x
+    if x.shape[1] != cfg.channels:
+        x = x.repeat(1, cfg.channels, 1, 1)
+    mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) if isinstance(v, (tuple, list)) else v
+                 for v in (cfg.mean, cfg.std))
+    return ((x - mean) / std).contiguous()
 
 
 def make_loader(images: np.ndarray | torch.Tensor, labels: Any, cfg: LoaderConfig | None = None,

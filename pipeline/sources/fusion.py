@@ -5,11 +5,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from android_runtime.devices import Device
-from configs.errors import UserError
+from configs.errors import ConfigError, UserError
 from converter.build import Built, Converted
 from converter.verify import VerifyReport
 from fusion import deploy
 from fusion.config import FusionConfig, fusion_config_to_dict, is_fusion_config, load_fusion_config
+from fusion.task_files import looks_like_task_file
 
 from ..options import RunOptions
 
@@ -24,9 +25,13 @@ class FusionSource:
     name = "fusion"
 
     def detect(self, path: Path) -> bool:
-        return is_fusion_config(path)
+        return is_fusion_config(path) or looks_like_task_file(path)
 
     def load(self, path: Path, cores: list[int]) -> FusionConfig:
+        if not is_fusion_config(path):  # a task file: the tasks a fusion config deploys, not a config itself
+            raise ConfigError(str(path), "TASKS", "[...]", "a fusion task file is not run by itself: name it in "
+                                                           "FUSION.BENCHMARK of a fusion config (see "
+                                                           "configs/fusion_models/deploy/)")
         return load_fusion_config(path, cores)
 
     def to_dict(self, cfg: FusionConfig) -> dict:

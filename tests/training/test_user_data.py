@@ -63,3 +63,25 @@ def test_bad_npz_is_a_user_error(tmp_path):
     np.savez(tmp_path / "d.npz", x=np.zeros((2, 2, 2), np.float32), y=np.zeros(2, int))
     with pytest.raises(UserError, match="x uint8"):
         load_dataset(f"npz:{tmp_path / 'd.npz'}", "train")
+
+
+def test_colour_images_become_normalised_inputs_per_channel(tmp_path):
+    """A folder's RGB images ([N, H, W, 3]) reach a network as [N, 3, S, S], each channel normalised
+    by its own mean and std; grey images fill 3 channels; a colour image for a grey input is refused."""
+    import torch
+
+    from training import LoaderConfig, to_tensor_images
+
+    x, _ = load_dataset(f"folder:{_folder(tmp_path / 'rgb')}", "train")
+    assert x.shape[1:] == (10, 12, 3)
+    cfg = LoaderConfig(size=16, channels=3, resize="interpolate", mean=(0.1, 0.2, 0.3), std=(0.5, 0.25, 1.0))
+    t = to_tensor_images(x, cfg)
+    assert tuple(t.shape) == (len(x), 3, 16, 16)
+    # a uniform image stays uniform through the resize: each channel is (pixel/255 - mean) / std
+    want = (torch.tensor(x[0, 0, 0] / 255.0, dtype=torch.float32) - torch.tensor(cfg.mean)) / torch.tensor(cfg.std)
+    assert torch.allclose(t[0, :, 5, 5], want, atol=1e-5)
+    grey = np.full((2, 8, 8), 51, np.uint8)
+    g = to_tensor_images(grey, LoaderConfig(size=8, channels=3, mean=(0.2, 0.2, 0.1), std=(1.0, 1.0, 1.0)))
+    assert torch.allclose(g[:, :, 0, 0], torch.tensor([[0.0, 0.0, 0.1]] * 2), atol=1e-6)
+    with pytest.raises(UserError, match="images have 3 channels; the network input takes 1"):
+        to_tensor_images(x, LoaderConfig(size=16, channels=1))
