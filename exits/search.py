@@ -10,6 +10,7 @@ run_pipeline.py), ``DIR/exits.pt`` (backbone and head weights), ``DIR/matrices.c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import sys
@@ -20,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from android_runtime.devices import Device, get_device
+from android_runtime.farm.pool import PhonePool
 from android_runtime.plan import LaneSpec
 from configs.errors import NnspliceError, UserError
 from configs.loader import load_config
@@ -27,6 +29,7 @@ from configs.safe_yaml import read_yaml
 
 from .backbone import DEFAULT_EVERY, candidate_positions, check_positions, split_anynet
 from .build import original_built, timing_built
+from .farm import FarmTimer
 from .greedy import Placement, greedy_more, place
 from .heads import HeadTrainOptions, score, train_heads
 from .placement import Candidate, batching_pattern, choose
@@ -73,8 +76,12 @@ def _threshold(conf: np.ndarray, ec_l: np.ndarray, fc_l: np.ndarray, ec_a: np.nd
 
 
 def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
-               log: Callable[[str], None] = print) -> dict[str, Any]:
-    """The whole search; returns the summary (also written to ``out_dir/summary.json``)."""
+               log: Callable[[str], None] = print, farm: PhonePool | None = None) -> dict[str, Any]:
+    """The whole search; returns the summary (also written to ``out_dir/summary.json``).
+
+    With ``farm`` the timings run on the farm's phones (the Inference Time Matrix at once, exits/farm.py);
+    ``device`` then only resolves the config's lanes.
+    """
     import torch
 
     check_tolerance(opt.tolerance)
@@ -99,9 +106,17 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
     torch.save({"backbone": model.state_dict(), "heads": {k: h.state_dict() for k, h in heads.items()}},
                out_dir / "exits.pt")
     ident = {"proxy": proxy.name, "weights": "exits.pt", "dir": str(out_dir.resolve())}
-    orig = time_original(original_built(f"{proxy.name}-orig{opt.batch}", bb, opt.batch, lanes, stage_lanes[0],
-                                        cfg.DEPLOY.DTYPE, opt.proxy.im_size, ident), device, opt.workdir,
-                         opt.warmup, opt.runs, log)
+    orig_built = original_built(f"{proxy.name}-orig{opt.batch}", bb, opt.batch, lanes, stage_lanes[0],
+                                cfg.DEPLOY.DTYPE, opt.proxy.im_size, ident)
+
+    def matrix_built(k: int):
+        return timing_built(f"{proxy.name}-exit{k}-b{opt.batch}", bb, heads[k], k, opt.batch, lanes, stage_lanes,
+                            cfg.DEPLOY.DTYPE, opt.proxy.im_size, ident)
+
+    timer = device if farm is None else FarmTimer(farm, opt.workdir, log)
+    if farm is not None:  # the original and every split's matrix plan at once, one task per plan
+        timer.prefetch([orig_built, *(matrix_built(k) for k in positions)], opt.warmup, opt.runs)
+    orig = time_original(orig_built, timer, opt.workdir, opt.warmup, opt.runs, log)
     cands, rows, matrix_rows = [], [], []
     for k in positions:
         th, th_l, th_a = _threshold(val.conf(k), val.exit_correct(k, splits.y_val), val.final_correct(splits.y_val),
@@ -110,9 +125,7 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
         patterns = {bs: batching_pattern(moveon, bs) for bs in sorted(set(opt.batch_sizes) | {opt.batch})}
         log(f"  exit after block {k}: threshold {th} (labels {th_l}, agreement {th_a}), "
             f"{1 - moveon.mean():.1%} of validation samples leave")
-        t1, t2, t_body = time_matrix(timing_built(f"{proxy.name}-exit{k}-b{opt.batch}", bb, heads[k], k, opt.batch,
-                                                  lanes, stage_lanes, cfg.DEPLOY.DTYPE, opt.proxy.im_size, ident),
-                                     opt.batch, device, opt.workdir, opt.warmup, opt.runs, log)
+        t1, t2, t_body = time_matrix(matrix_built(k), opt.batch, timer, opt.workdir, opt.warmup, opt.runs, log)
         c = Candidate(k, th, float(1 - moveon.mean()), patterns[opt.batch], t1, t2)
         cands.append(c)
         tests = {}
@@ -138,7 +151,7 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
     if opt.max_exits > 1 and not fallback and not pipelined:
         placed, tried = greedy_more(placed, positions, opt.max_exits, lambda ps: place(
             ps, bb, heads, val, splits.y_val, opt, lanes, stage_lanes[0], cfg.DEPLOY.DTYPE, opt.proxy.im_size, ident,
-            device, log), log)
+            timer, log), log)
     exit_lanes = stage_lanes if len(placed.positions) == 1 else [stage_lanes[0]] * (len(placed.positions) + 1)
     with open(out_dir / "matrices.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -151,6 +164,8 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
                "candidates": rows, "chosen": best.position, "pays_off": not fallback, "pipelined": pipelined,
                "exits": placed.positions, "thresholds": placed.thresholds, "greedy_tried": tried,
                "expected_saving": 1 - (best.pipelined_us if pipelined else placed.expected_us) / orig["segment_us"]}
+    if farm is not None:
+        summary["farm"] = {"phones": [p.serial for p in farm.phones], "tasks": farm.tasks, "jobs_per_phone": farm.used}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     log(f"  chosen: exits after blocks {placed.positions} (thresholds {placed.thresholds}), expected "
         f"{placed.expected_us / opt.batch:.0f} us/sample vs original {orig['segment_us'] / opt.batch:.0f} us/sample"
@@ -198,6 +213,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--serial", default="", help="adb serial (implies --device adb)")
     ap.add_argument("--adb_host", default="", help="adb server HOST[:PORT]")
     ap.add_argument("--device_python", default="python3", help="Python on a Linux device for the plan runner")
+    ap.add_argument("--ray", default="", metavar="ADDRESS", help="time on the phones of a Ray farm, the Inference "
+                    "Time Matrix at once (android_runtime/FARM.md); needs --serial (the phone whose lanes are used)")
+    ap.add_argument("--ray_phones", default="", help="--ray: which phones (any, a serial, soc:NAME, model:NAME)")
     return ap.parse_args(argv)
 
 
@@ -221,8 +239,15 @@ def main(argv: list[str] | None = None) -> int:
                             warmup=a.warmup, runs=a.runs,
                             workdir=Path(a.workdir), proxy=ProxyOptions(epochs=a.epochs, train_images=a.train_images),
                             heads=HeadTrainOptions(epochs=a.head_epochs))
-        with device.session(log=print):
-            s = run_search(Path(a.config), Path(a.out), opt, device, log=lambda m: print(m, flush=True))
+        if a.ray and not adb:
+            raise UserError("--ray: the exit search times on phones; pass --serial SERIAL (--device adb) for the "
+                            "phone whose lanes the plans use (the farm's phones should be the same model)")
+        if a.ray_phones and not a.ray:
+            raise UserError("--ray_phones: only with --ray ADDRESS")
+        farm = PhonePool(a.ray, a.ray_phones, log=print) if a.ray else None
+        # on the farm each task takes its phone's lock: the search must not hold the --serial phone's
+        with device.session(log=print) if farm is None else contextlib.nullcontext():
+            s = run_search(Path(a.config), Path(a.out), opt, device, log=lambda m: print(m, flush=True), farm=farm)
     except NnspliceError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -76,3 +76,50 @@ def test_fusion_search_on_the_farm_writes_the_log_the_search_without_ray_writes(
            [{k: v for k, v in r.items() if k not in VARIES} for r in rows["plain"]]
     best = {n: json.loads((tmp_path / n / "best.json").read_text())["best"] for n in rows}
     assert best["ray"]["hash"] == best["plain"]["hash"] and best["ray"]["accuracy"] == best["plain"]["accuracy"]
+
+
+def _exits(farm, cfg: Path, out: Path, work: Path, *extra: str) -> subprocess.CompletedProcess:
+    s = farm["serials"]
+    argv = [VENV_PY, "-m", "exits.search", "--config", str(cfg), "--out", str(out), "--batch", "2", "--every", "1",
+            "--epochs", "1", "--head-epochs", "1", "--train-images", "3000", "--runs", "5", "--warmup", "1",
+            "--workdir", str(work), "--serial", s["A"], "--adb_host", farm["adb_host"], "--device_python", VENV_PY,
+            *extra]
+    return subprocess.run(argv, env=_env(farm), capture_output=True, text=True, timeout=900, cwd=str(ROOT))
+
+
+def _matrices(path: Path) -> list[tuple]:
+    import csv
+
+    with path.open(newline="") as f:
+        return [(r["matrix"], r["position"], r["batch"], r["b"]) + ((r["value"],) if r["matrix"] == "bpm" else ())
+                for r in csv.DictReader(f)]
+
+
+@pytest.mark.fashion_mnist
+def test_exit_search_times_its_inference_time_matrix_on_the_farm(farm, tmp_path):
+    """Three splits and the original timed as four tasks over phones A and C; the search without Ray
+    (same backbone, same heads) writes a matrix of the same shape, the same batching patterns and
+    thresholds, and summaries with the same keys."""
+    import yaml
+
+    from tests.exits.test_exits_e2e import TINY_EXITS
+
+    base = {k: v for k, v in TINY_EXITS.items() if k != "EXITS"}
+    cfg = tmp_path / "TINY.yaml"
+    cfg.write_text(yaml.safe_dump(base, sort_keys=False))
+    work = tmp_path / "work"  # one backbone, trained by the first run
+    ray = _exits(farm, cfg, tmp_path / "ray", work, "--ray", farm["cluster"].address, "--ray_phones", "soc:socA")
+    assert ray.returncode == 0, ray.stderr[-3000:]
+    assert "timing 4 plans at once on 2 phone(s)" in ray.stdout
+    plain = _exits(farm, cfg, tmp_path / "plain", work)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    s = {n: json.loads((tmp_path / n / "summary.json").read_text()) for n in ("ray", "plain")}
+    assert sorted(s["ray"]["farm"]["jobs_per_phone"]) == sorted([farm["serials"]["A"], farm["serials"]["C"]])
+    assert s["ray"]["farm"]["tasks"] >= 4 and "farm" not in s["plain"]
+    assert set(s["ray"]) - {"farm"} == set(s["plain"])
+    assert _matrices(tmp_path / "ray" / "matrices.csv") == _matrices(tmp_path / "plain" / "matrices.csv")
+    keep = ("position", "threshold", "threshold_labels", "threshold_agreement", "val_exit_ratio")
+    assert [{k: c[k] for k in keep} for c in s["ray"]["candidates"]] == \
+           [{k: c[k] for k in keep} for c in s["plain"]["candidates"]]
+    assert all(c["t1_us"] > 0 and len(c["t2_us"]) == 3 for c in s["ray"]["candidates"])
+    assert s["ray"]["chosen"] in [c["position"] for c in s["ray"]["candidates"]]
