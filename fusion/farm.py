@@ -83,10 +83,10 @@ class FarmMixin:
         import ray
         import torch
 
-        super().__init__(cfg, log)  # type: ignore[call-arg]
-        if self.cfg.device != "adb":
+        if cfg.device != "adb":
             raise UserError("--ray: the fusion search times candidates on phones; pass --device adb --serial SERIAL "
                             "for the phone whose cores the plans use (the farm's phones should be the same model)")
+        super().__init__(cfg, log)  # type: ignore[call-arg]
         self.farm, self.ray = farm, ray
         self.pool = PhonePool(farm.address, farm.phones, farm.lock_timeout_s, "--ray", log)
         self.batch = farm.batch or len(self.pool.phones)

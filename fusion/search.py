@@ -15,6 +15,8 @@ Every iteration is one JSON line in <out>/search.jsonl (with fine-tuning epochs 
 candidate and in total); a rerun with the same --out resumes.
 
 CLI: python -m fusion.search --benchmark fashion3 --device host --acc-drop 0.01 --budget 20m --out DIR
+On a phone farm (--ray ADDRESS: timing on phones, fine-tuning on the cluster's CPUs): fusion/farm.py
+and fusion/README.md.
 """
 from __future__ import annotations
 

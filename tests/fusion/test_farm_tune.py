@@ -79,3 +79,16 @@ def test_tasks_carrying_the_loader_state_fine_tune_as_one_process_does():
     changed, fixed = tuned_modules(graphs[1])
     other = tune(shared, TuneJob(graphs[1], changed, fixed, ft, 0.5, 0, 1, start))
     assert not all(torch.equal(from_bytes(other.weights)[k], v) for k, v in local[1][1].items())
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--ray_batch", "2"], "--ray_phones / --ray_batch: only with --ray ADDRESS"),
+    (["--ray", "127.0.0.1:1", "--ray_batch", "-1"], "--ray_batch = -1: proposals per round, >= 1"),
+    (["--ray", "127.0.0.1:1"], "--ray: the fusion search times candidates on phones; pass --device adb --serial"),
+])
+def test_search_cli_refuses_bad_ray_flags_in_one_line(tmp_path, capsys, argv, message):
+    from fusion.search import main
+
+    assert main(["--benchmark", "fashion3", "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
