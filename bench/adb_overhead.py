@@ -27,15 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _phone_root(root: Path) -> Path:
-    """Sysfs for this machine's CPUs, so the device's topology matches where the runner really pins."""
-    for cpu in range(os.cpu_count() or 1):
-        d = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "cpuinfo_max_freq").write_text("2000000\n")
-    return root
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", default=str(ROOT / "configs/host/MB-CC.yaml"), help="one config file")
@@ -48,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from android_runtime.adb import PrivateAdbServer, free_port
     from android_runtime.devices import AdbPlanDevice, HostDevice
-    from android_runtime.loopback import LoopbackDevice
+    from android_runtime.loopback import LoopbackDevice, phone_root
     from configs.loader import load_config
     from branching.segments import convert_config
 
@@ -63,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     conv = convert_config(cfg, a.workdir)
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="nnsplice-bench-") as tmp, PrivateAdbServer() as server:
-        loop = LoopbackDevice(_phone_root(Path(tmp) / "phone"), port=free_port())
+        loop = LoopbackDevice(phone_root(Path(tmp) / "phone"), port=free_port())
         serial = f"127.0.0.1:{loop.start()}"
         try:
             dev = AdbPlanDevice(serial, adb_host=f"127.0.0.1:{server.port}", device_python=sys.executable,

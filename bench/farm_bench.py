@@ -54,14 +54,6 @@ DEPLOY: {{WARMUP: 5, RUNS: {runs}}}
 SAME = ("status", "params", "flops", "lanes", "dtype", "runs", "latency_method")
 
 
-def _phone_root(root: Path) -> Path:
-    for cpu in range(os.cpu_count() or 1):
-        d = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "cpuinfo_max_freq").write_text("2000000\n")
-    return root
-
-
 def _rows(path: Path) -> dict[str, dict]:
     with path.open(newline="") as f:
         return {r["name"]: r for r in csv.DictReader(f)}
@@ -79,7 +71,7 @@ def _run(argv: list[str], env: dict) -> tuple[float, str]:
 def main(argv: list[str] | None = None) -> int:
     from android_runtime.adb import AdbTarget, PrivateAdbServer, connect, free_port
     from android_runtime.farm.cluster import LocalCluster
-    from android_runtime.loopback import LoopbackDevice
+    from android_runtime.loopback import LoopbackDevice, phone_root
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--configs", type=int, default=8, help="tiny configs in the folder (default 8)")
@@ -101,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     load0 = os.getloadavg()[0]
     try:
         for name in "ABCD":
-            loop = LoopbackDevice(_phone_root(tmp / "phones" / name), port=free_port(),
+            loop = LoopbackDevice(phone_root(tmp / "phones" / name), port=free_port(),
                                   props={"ro.serialno": f"LOOP{name}"})
             serials.append(f"127.0.0.1:{loop.start()}")
             loops.append(loop)

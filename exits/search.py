@@ -10,6 +10,7 @@ run_pipeline.py), ``DIR/exits.pt`` (backbone and head weights), ``DIR/matrices.c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import sys
@@ -20,6 +21,7 @@ from typing import Any, Callable
 import numpy as np
 
 from android_runtime.devices import Device, get_device
+from android_runtime.farm.pool import PhonePool
 from android_runtime.plan import LaneSpec
 from configs.errors import NnspliceError, UserError
 from configs.loader import load_config
@@ -27,6 +29,7 @@ from configs.safe_yaml import read_yaml
 
 from .backbone import DEFAULT_EVERY, candidate_positions, check_positions, split_anynet
 from .build import original_built, timing_built
+from .farm import FarmTimer
 from .greedy import Placement, greedy_more, place
 from .heads import HeadTrainOptions, score, train_heads
 from .placement import Candidate, batching_pattern, choose
@@ -106,11 +109,14 @@ def stage_lanes_of(lanes: dict[str, LaneSpec], opt: SearchOptions) -> list[str]:
 
 
 def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
-               log: Callable[[str], None] = print, loader: NetworkLoader | None = None) -> dict[str, Any]:
+               log: Callable[[str], None] = print, loader: NetworkLoader | None = None,
+               farm: PhonePool | None = None) -> dict[str, Any]:
     """The whole search; returns the summary (also written to ``out_dir/summary.json``).
 
     Args:
         loader: how to load a config that is not an AnyNet one (None: ``base`` is an AnyNet config).
+        farm: the timings run on the farm's phones (the Inference Time Matrix at once, exits/farm.py);
+            ``device`` then only resolves the config's lanes.
     """
     import torch
 
@@ -134,9 +140,17 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
                out_dir / "exits.pt")
     ident = {**net.identity, "proxy": net.name, "weights": "exits.pt", "dir": str(out_dir.resolve())}
     dims = dict(channels=net.channels)
-    orig = time_original(original_built(f"{net.name}-orig{opt.batch}", bb, opt.batch, lanes, stage_lanes[0],
-                                        net.dtype, net.im_size, ident, **dims), device, opt.workdir,
-                         opt.warmup, opt.runs, log)
+    orig_built = original_built(f"{net.name}-orig{opt.batch}", bb, opt.batch, lanes, stage_lanes[0],
+                                net.dtype, net.im_size, ident, **dims)
+
+    def matrix_built(k: int):
+        return timing_built(f"{net.name}-exit{k}-b{opt.batch}", bb, heads[k], k, opt.batch, lanes, stage_lanes,
+                            net.dtype, net.im_size, ident, **dims)
+
+    timer = device if farm is None else FarmTimer(farm, opt.workdir, log)
+    if farm is not None:  # the original and every split's matrix plan at once, one task per plan
+        timer.prefetch([orig_built, *(matrix_built(k) for k in positions)], opt.warmup, opt.runs)
+    orig = time_original(orig_built, timer, opt.workdir, opt.warmup, opt.runs, log)
     cands, rows, matrix_rows = [], [], []
     for k in positions:
         th, th_l, th_a = _threshold(val.conf(k), val.exit_correct(k, splits.y_val), val.final_correct(splits.y_val),
@@ -145,9 +159,7 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
         patterns = {bs: batching_pattern(moveon, bs) for bs in sorted(set(opt.batch_sizes) | {opt.batch})}
         log(f"  exit after block {k}: threshold {th} (labels {th_l}, agreement {th_a}), "
             f"{1 - moveon.mean():.1%} of validation samples leave")
-        t1, t2, t_body = time_matrix(timing_built(f"{net.name}-exit{k}-b{opt.batch}", bb, heads[k], k, opt.batch,
-                                                  lanes, stage_lanes, net.dtype, net.im_size, ident, **dims),
-                                     opt.batch, device, opt.workdir, opt.warmup, opt.runs, log)
+        t1, t2, t_body = time_matrix(matrix_built(k), opt.batch, timer, opt.workdir, opt.warmup, opt.runs, log)
         c = Candidate(k, th, float(1 - moveon.mean()), patterns[opt.batch], t1, t2)
         cands.append(c)
         tests = {}
@@ -173,7 +185,7 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
     if opt.max_exits > 1 and not fallback and not pipelined:
         placed, tried = greedy_more(placed, positions, opt.max_exits, lambda ps: place(
             ps, bb, heads, val, splits.y_val, opt, lanes, stage_lanes[0], net.dtype, net.im_size, ident,
-            device, log, **dims), log)
+            timer, log, **dims), log)
     exit_lanes = stage_lanes if len(placed.positions) == 1 else [stage_lanes[0]] * (len(placed.positions) + 1)
     with open(out_dir / "matrices.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -186,6 +198,8 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
                "candidates": rows, "chosen": best.position, "pays_off": not fallback, "pipelined": pipelined,
                "exits": placed.positions, "thresholds": placed.thresholds, "greedy_tried": tried,
                "expected_saving": 1 - (best.pipelined_us if pipelined else placed.expected_us) / orig["segment_us"]}
+    if farm is not None:
+        summary["farm"] = {"phones": [p.serial for p in farm.phones], "tasks": farm.tasks, "jobs_per_phone": farm.used}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     log(f"  chosen: exits after blocks {placed.positions} (thresholds {placed.thresholds}), expected "
         f"{placed.expected_us / opt.batch:.0f} us/sample vs original {orig['segment_us'] / opt.batch:.0f} us/sample"
@@ -246,6 +260,9 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m exits.searc
     ap.add_argument("--serial", default="", help="adb serial (implies --device adb)")
     ap.add_argument("--adb_host", default="", help="adb server HOST[:PORT]")
     ap.add_argument("--device_python", default="python3", help="Python on a Linux device for the plan runner")
+    ap.add_argument("--ray", default="", metavar="ADDRESS", help="time on the phones of a Ray farm, the Inference "
+                    "Time Matrix at once (android_runtime/FARM.md); needs --serial (the phone whose lanes are used)")
+    ap.add_argument("--ray_phones", default="", help="--ray: which phones (any, a serial, soc:NAME, model:NAME)")
     return ap.parse_args(argv)
 
 
@@ -275,8 +292,16 @@ def main(argv: list[str] | None = None, loader: NetworkLoader | None = None,
             raise UserError(f"{a.config}: MODEL.SOURCE {model_source(Path(a.config))}: the exits of a python factory "
                             f"(or fusion zoo) network are searched by `python -m pipeline.exits_search` (same "
                             "options), which loads users' models")
-        with device.session(log=print):
-            s = run_search(Path(a.config), Path(a.out), opt, device, log=lambda m: print(m, flush=True), loader=loader)
+        if a.ray and not adb:
+            raise UserError("--ray: the exit search times on phones; pass --serial SERIAL (--device adb) for the "
+                            "phone whose lanes the plans use (the farm's phones should be the same model)")
+        if a.ray_phones and not a.ray:
+            raise UserError("--ray_phones: only with --ray ADDRESS")
+        farm = PhonePool(a.ray, a.ray_phones, log=print) if a.ray else None
+        # on the farm each task takes its phone's lock: the search must not hold the --serial phone's
+        with device.session(log=print) if farm is None else contextlib.nullcontext():
+            s = run_search(Path(a.config), Path(a.out), opt, device, log=lambda m: print(m, flush=True),
+                           loader=loader, farm=farm)
     except NnspliceError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code

@@ -4,7 +4,8 @@ Public surface (torch is imported only by the functions that need it):
 - list_benchmarks, list_tasks, list_archs, list_devices: the registries.
 - load_zoo / ZooSettings: the benchmark's separately trained task networks (cached by content hash).
 - graph_from_models, FusionGraph, apply_mutation, candidate_mutations, build_fused: graphs and modules.
-- SearchConfig, run_search: the GMorph-style search (CLI: python -m fusion.search).
+- SearchConfig, run_search: the GMorph-style search (CLI: python -m fusion.search; on a Ray farm
+  with fusion.farm.FarmOptions, see fusion/README.md).
 - GemelConfig, gemel_merge: Gemel-style layer tying (CLI: python -m fusion.gemel).
 - cut_network: any fx-traceable chain network (ResNet-, VGG-, MobileNetV2-style) as blocks (fusion.cut).
 - A task file (fusion.task_files: task networks as python factories with their datasets) is a
@@ -37,9 +38,9 @@ def load_zoo(benchmark: Any, settings: Any = None, cache_dir: Any = None, train_
     return f(benchmark, settings, cache_dir, train_missing, log)
 
 
-def run_search(cfg: Any, log: Any = print) -> dict[str, Any]:
+def run_search(cfg: Any, log: Any = print, farm: Any = None) -> dict[str, Any]:
     from .search import run_search as f
-    return f(cfg, log)
+    return f(cfg, log, farm)
 
 
 def __getattr__(name: str):

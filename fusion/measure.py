@@ -81,10 +81,18 @@ def single_plan(path: Path, input_shape: tuple[int, ...], out_shapes: list[list[
 def time_on(device: Device, path: Path, input_shape: tuple[int, ...], out_shapes: list[list[int]],
             cfg: "LatencyConfig") -> dict[str, Any]:
     """LatencyStats fields of the .tflite timed by ``device`` (end to end through the plan runner)."""
+    plan = single_plan(path, input_shape, out_shapes, cfg, device.available_cores())
+    return stats_from_timing(device.time_plans([plan], path.parent, cfg.warmup, cfg.runs))
+
+
+def stats_from_timing(raw: str | dict) -> dict[str, Any]:
+    """LatencyStats fields of the first plan of a ``Device.time_plans`` answer (JSON text or dict).
+
+    Raises:
+        ParseError: the answer has no ``plans[0].latency_us`` (quoting what it had).
+    """
     import json
 
-    plan = single_plan(path, input_shape, out_shapes, cfg, device.available_cores())
-    raw = device.time_plans([plan], path.parent, cfg.warmup, cfg.runs)
     raw = json.loads(raw) if isinstance(raw, str) else raw
     try:
         lat = raw["plans"][0]["latency_us"]

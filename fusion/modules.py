@@ -121,3 +121,22 @@ def separate_net(models: Mapping[str, nn.Module]) -> nn.Module:
             return {t: self.nets[_key(t)](x) for t in self.tasks}
 
     return Separate()
+
+
+def module_names(g: FusionGraph, nodes: list[str], adapters: bool = False) -> list[str]:
+    """Names of the nodes' submodules in fusion.modules.FusedNet ("blocks.<task>__<block>"), and with
+    adapters=True also the adapters on their input edges ("adapters.<task>__<block>")."""
+    out = [f"blocks.{n.replace('.', '__')}" for n in nodes]
+    if adapters:
+        ad = g.adapters()
+        out += [f"adapters.{n.replace('.', '__')}" for n in nodes if n in ad]
+    return out
+
+
+def tuned_modules(g: FusionGraph) -> tuple[list[str], list[str]]:
+    """(changed, fixed) module names of a candidate's fine-tuning: the parts whose input changed (and their
+    adapters), warmed up first; the blocks one task uses unchanged, never trained."""
+    changed = g.changed_nodes()
+    users = g.users()
+    fixed = [n for n in g.order() if n not in changed and len(users[n]) == 1]
+    return module_names(g, changed, adapters=True), module_names(g, fixed)

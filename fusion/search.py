@@ -15,6 +15,8 @@ Every iteration is one JSON line in <out>/search.jsonl (with fine-tuning epochs 
 candidate and in total); a rerun with the same --out resumes.
 
 CLI: python -m fusion.search --benchmark fashion3 --device host --acc-drop 0.01 --budget 20m --out DIR
+On a phone farm (--ray ADDRESS: timing on phones, fine-tuning on the cluster's CPUs): fusion/farm.py
+and fusion/README.md.
 """
 from __future__ import annotations
 
@@ -31,27 +33,18 @@ from android_runtime.devices import get_device
 from configs.errors import NnspliceError, exit_code
 from profiling.progress import Progress
 
+from .farm import FarmMixin, FarmOptions, add_ray_args, farm_options
 from .finetune import DataSettings, FinetuneConfig, load_fusion_data, recover, task_accuracy
 from .graph import FusionGraph, graph_from_models
 from .measure import export_multitask, list_devices, measure
-from .modules import build_fused, inherit, separate_net
+from .modules import build_fused, inherit, module_names, separate_net, tuned_modules  # noqa: F401  (module_names: API)
 from .mutation import random_mutation, sharing_seeds
 from .search_config import SearchConfig, parse_budget  # noqa: F401  (re-exported: fusion.search's API)
-from .searchlog import finetune_accounting, note, read_state, rule_filtered
+from .searchlog import note, read_state, rule_filtered, summarize
 from .tasks import get_benchmark, list_benchmarks
 from .zoo import ZooSettings, load_zoo
 
 LOG_NAME = "search.jsonl"
-
-
-def module_names(g: FusionGraph, nodes: list[str], adapters: bool = False) -> list[str]:
-    """Names of the nodes' submodules in fusion.modules.FusedNet ("blocks.<task>__<block>"), and with
-    adapters=True also the adapters on their input edges ("adapters.<task>__<block>")."""
-    out = [f"blocks.{n.replace('.', '__')}" for n in nodes]
-    if adapters:
-        ad = g.adapters()
-        out += [f"adapters.{n.replace('.', '__')}" for n in nodes if n in ad]
-    return out
 
 
 class Search:
@@ -84,20 +77,36 @@ class Search:
         """The graph's measured latency: from the latency store when this graph was timed there with the
         same settings (marked reused), else converted and timed now (and added to the store)."""
 
-        key = json.dumps([self.bench.name, g.canonical_hash(), self.cfg.device, asdict(self.cfg.latency)])
-        store = Path(self.cfg.latency_store) if self.cfg.latency_store else None
+        stored = self._stored_latency(g)
+        if stored is not None:
+            return stored
+        lat = self._measure(net, list(self.bench.archs), self._tflite_path(g.canonical_hash()))
+        self._store_latency(g, lat)
+        return lat
+
+    def _measure(self, net: Any, tasks: list[str], path: Path) -> dict[str, Any]:
+        """Converts a network to ``path`` and times it on the search's device (fusion.measure.measure)."""
+        return measure(net, tasks, self.input_shape, path, self.device, self.cfg.latency)
+
+    def _store_key(self, g: FusionGraph) -> str:
+        return json.dumps([self.bench.name, g.canonical_hash(), self.cfg.device, asdict(self.cfg.latency)])
+
+    def _stored_latency(self, g: FusionGraph) -> dict[str, Any] | None:
+        """The graph's latency from the latency store (marked reused), None when it is not there."""
+        key, store = self._store_key(g), Path(self.cfg.latency_store) if self.cfg.latency_store else None
         if store is not None and store.is_file():
             for line in store.read_text().splitlines():
                 rec = json.loads(line) if line.strip() else {}
                 if rec.get("key") == key and Path(rec["latency"]["path"]).is_file():
                     return {**rec["latency"], "reused": True}
-        lat = measure(net, list(self.bench.archs), self.input_shape, self._tflite_path(g.canonical_hash()),
-                      self.device, self.cfg.latency)
-        if store is not None:
+        return None
+
+    def _store_latency(self, g: FusionGraph, lat: dict[str, Any]) -> None:
+        if self.cfg.latency_store:
+            store = Path(self.cfg.latency_store)
             store.parent.mkdir(parents=True, exist_ok=True)
             with store.open("a") as f:
-                f.write(json.dumps({"key": key, "latency": lat}) + "\n")
-        return lat
+                f.write(json.dumps({"key": self._store_key(g), "latency": lat}) + "\n")
 
     def _export(self, net: Any, g: FusionGraph) -> Path:
         """Converts the (fine-tuned) network to <out>/tflite/..._<hash>_... (the file its latency was
@@ -138,8 +147,7 @@ class Search:
         if self.cfg.measure_separate:
 
             for t, m in self.models.items():
-                r = measure(separate_net({t: m}), [t], self.input_shape, self._tflite_path(f"{t}_{self.zoo[t].arch}"),
-                            self.device, self.cfg.latency)
+                r = self._measure(separate_net({t: m}), [t], self._tflite_path(f"{t}_{self.zoo[t].arch}"))
                 separate[t], separate_paths[t] = r[self.cfg.latency_stat], r["path"]
         row = self._row(self.root, "valid", "original", t0, accuracy=self.orig_test,
                         drop={t: 0.0 for t in self.orig_test}, latency_us=lat[self.cfg.latency_stat], latency=lat,
@@ -178,10 +186,6 @@ class Search:
 
     def step(self, rng: np.random.Generator) -> bool:
         """Evaluates one candidate; False when no unseen candidate is left."""
-        import torch
-
-
-        st, cfg = self.state, self.cfg
         proposal = self._propose(rng)
         if proposal is None:
             return False
@@ -189,12 +193,20 @@ class Search:
         # drawn for every proposed mutation, filtered or not: runs with and without filters then make
         # the same annealing decisions wherever the filters did not change an outcome
         draw = None if is_seed else float(rng.random())
+        self._evaluate(desc, g, start, is_seed, draw)
+        return True
+
+    def _evaluate(self, desc: str, g: FusionGraph, start: FusionGraph, is_seed: bool, draw: float | None) -> None:
+        """Filters, times, decides on and (when worth it) fine-tunes one proposal; writes its log row."""
+        import torch
+
+        st, cfg = self.state, self.cfg
         parent_weights = self._weights_path(start)
         t0 = time.perf_counter()
         sig = g.sharing_signature()
         if cfg.rule_filter and rule_filtered(sig, st.failed):
             self._write(self._row(g, "filtered-rule", desc, t0, parent=start.canonical_hash(), epochs=0), g)
-            return True
+            return
         torch.manual_seed(cfg.seed)
         net = build_fused(g, self.models)
         inherited = 0
@@ -212,15 +224,13 @@ class Search:
         common = dict(latency_us=latency_us, latency=lat, parent=start.canonical_hash(), seed_graph=is_seed)
         if cfg.skip_slow and not worth:
             self._write(self._row(g, "skipped-latency", desc, t0, epochs=0, best_valid_us=best_valid, **common), g)
-            return True
-        changed = g.changed_nodes()
-        users = g.users()
-        fixed = [n for n in g.order() if n not in changed and len(users[n]) == 1]
-        rec = self._recover(net, module_names(g, changed, adapters=True), module_names(g, fixed))
+            return
+        changed, fixed = tuned_modules(g)
+        rec = self._recover(net, changed, fixed)
         rescued = 0
         if (rec.status == "invalid" and cfg.rescue_epochs and latency_us < best_valid
                 and max(rec.drop.values()) <= cfg.rescue_margin * cfg.acc_drop):
-            more = self._recover(net, None, module_names(g, fixed),
+            more = self._recover(net, None, fixed,
                                  replace(cfg.finetune, epochs=cfg.rescue_epochs, warmup_epochs=0, predictive=False,
                                          lr=cfg.finetune.lr / 2))
             rescued = more.epochs
@@ -237,7 +247,6 @@ class Search:
                         rescue_epochs=rescued, finetune_s=round(rec.seconds, 1), curve=rec.curve,
                         predicted=rec.predicted, inherited=inherited, **common)
         self._write(row, g)
-        return True
 
     def _recover(self, net: Any, changed: list[str] | None, fixed: list[str], ft: Any = None) -> Any:
 
@@ -283,34 +292,19 @@ class Search:
         return self._base_s + (time.perf_counter() - self._t_start)
 
     def summary(self, stop: str) -> dict[str, Any]:
-        rows = self.state.rows
-        original = next(r for r in rows if r.get("original"))
-        best_lat, best = self.state.elite[0]
-        best_row = next(r for r in rows if r["hash"] == best.canonical_hash() and r["status"] == "valid")
-        counts: dict[str, int] = {}
-        for r in rows:
-            counts[r["status"]] = counts.get(r["status"], 0) + 1
-        separate = original.get("separate_us", {})
-        out = {"benchmark": self.bench.name, "stopped": stop, "iterations": len(rows) - 1, "status_counts": counts,
-               "search_s": round(self._spent(), 1), "acc_drop": self.cfg.acc_drop, "filters": self.cfg.filters(),
-               "finetune": finetune_accounting(rows),
-               "original": {"latency_us": original["latency_us"], "accuracy": original["accuracy"],
-                            "separate_us": separate,
-                            "params": original["sharing"]["params"], "tflite": original["latency"]["path"]},
-               "best": {"hash": best_row["hash"], "latency_us": best_lat, "accuracy": best_row["accuracy"],
-                        "drop": best_row["drop"], "sharing": best_row["sharing"], "tflite": best_row["latency"]["path"],
-                        "graph": best_row["graph"], "mutation": best_row["mutation"],
-                        "found_at": {"iteration": best_row["iteration"], "search_s": best_row["search_s"],
-                                     "epochs_total": best_row.get("epochs_total", 0)}},
-               "speedup": original["latency_us"] / best_lat,
-               "ratio_vs_separate": best_lat / sum(separate.values()) if separate else None}
+        """The search's summary (also written to <out>/best.json)."""
+        out = summarize(self.state, self.bench.name, stop, self._spent(), self.cfg.acc_drop, self.cfg.filters())
         (self.out / "best.json").write_text(json.dumps(out, indent=2) + "\n")
         return out
 
 
-def run_search(cfg: SearchConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Runs or resumes a search; see SearchConfig."""
-    return Search(cfg, log).run()
+class FarmSearch(FarmMixin, Search):
+    """The search with its candidates timed on a phone farm and fine-tuned on its CPUs (fusion/farm.py)."""
+
+
+def run_search(cfg: SearchConfig, log: Callable[[str], None] = print, farm: FarmOptions | None = None) -> dict[str, Any]:
+    """Runs or resumes a search; see SearchConfig (and FarmOptions for a search on a Ray farm)."""
+    return (Search(cfg, log) if farm is None else FarmSearch(cfg, farm, log)).run()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -350,8 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency-stat", default="median_us", help="statistic minimised: min_us, median_us, mean_us, p90_us")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads for fine-tuning")
+    add_ray_args(p)
     a = p.parse_args(argv)
     try:
+        farm = farm_options(a)
         import torch
         torch.set_num_threads(a.threads)
         cfg = SearchConfig(
@@ -365,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
             data=replace(DataSettings(), train_per_task=a.train_per_task),
             finetune=replace(FinetuneConfig(), epochs=a.epochs, predictive=not a.no_predictive,
                              warmup_epochs=a.warmup_epochs))
-        s = run_search(cfg)
+        s = run_search(cfg) if farm is None else run_search(cfg, farm=farm)
     except NnspliceError as e:
         print(f"error: {e}", file=sys.stderr)
         return exit_code(e)

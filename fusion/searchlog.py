@@ -80,3 +80,29 @@ def finetune_accounting(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "skipped_by_latency": sum(r["status"] == "skipped-latency" for r in rows),
             "rescued": sum(1 for r in tuned if r.get("rescue_epochs")),
             "valid": sum(r["status"] == "valid" and not r.get("original") for r in rows)}
+
+
+def summarize(st: SearchState, benchmark: str, stop: str, search_s: float, acc_drop: float,
+              filters: dict[str, bool]) -> dict[str, Any]:
+    """A search's summary (best.json): the original, the best valid graph, counts and fine-tuning spent."""
+    rows = st.rows
+    original = next(r for r in rows if r.get("original"))
+    best_lat, best = st.elite[0]
+    best_row = next(r for r in rows if r["hash"] == best.canonical_hash() and r["status"] == "valid")
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    separate = original.get("separate_us", {})
+    return {"benchmark": benchmark, "stopped": stop, "iterations": len(rows) - 1, "status_counts": counts,
+            "search_s": round(search_s, 1), "acc_drop": acc_drop, "filters": filters,
+            "finetune": finetune_accounting(rows),
+            "original": {"latency_us": original["latency_us"], "accuracy": original["accuracy"],
+                         "separate_us": separate,
+                         "params": original["sharing"]["params"], "tflite": original["latency"]["path"]},
+            "best": {"hash": best_row["hash"], "latency_us": best_lat, "accuracy": best_row["accuracy"],
+                     "drop": best_row["drop"], "sharing": best_row["sharing"], "tflite": best_row["latency"]["path"],
+                     "graph": best_row["graph"], "mutation": best_row["mutation"],
+                     "found_at": {"iteration": best_row["iteration"], "search_s": best_row["search_s"],
+                                  "epochs_total": best_row.get("epochs_total", 0)}},
+            "speedup": original["latency_us"] / best_lat,
+            "ratio_vs_separate": best_lat / sum(separate.values()) if separate else None}

@@ -225,7 +225,7 @@ def phone(server, tmp_path):
     from android_runtime.adb import free_port
     from android_runtime.loopback import LoopbackDevice
 
-    root = phone_root(tmp_path / "phone")
+    root = phone_root(tmp_path / "phone", power=True)
     loop = LoopbackDevice(root, port=free_port(), rooted=True)
     serial = f"127.0.0.1:{loop.start()}"
     yield serial, root, loop

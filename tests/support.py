@@ -8,6 +8,8 @@ import threading
 import time
 from pathlib import Path
 
+from android_runtime.loopback.sysfs import IDLE_UA, VOLT_UV, phone_root  # noqa: F401  (re-exported)
+
 ONE_STAGE = """\
 MODEL: {{TYPE: mbanynet, NUM_CLASSES: 10}}
 ANYNET:
@@ -41,24 +43,7 @@ def one_stage_config(folder: Path, block: str = "res_basic_block", dtype: str = 
     return p
 
 
-VOLT_UV, IDLE_UA, RUN_UA = 3_850_000, 300_000, 900_000  # the fake battery: 3.85 V, 0.3 A idle, 0.9 A running
-
-
-def phone_root(root: Path, power: bool = True) -> Path:
-    """Sysfs for this machine's CPUs (the runner really pins there) and, optionally, a fake battery."""
-    for cpu in range(os.cpu_count() or 1):
-        d = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "cpuinfo_max_freq").write_text("2000000\n")
-    if power:
-        bat = root / "sys/class/power_supply/battery"
-        bat.mkdir(parents=True, exist_ok=True)
-        (bat / "current_now").write_text(f"-{IDLE_UA}\n")
-        (bat / "voltage_now").write_text(f"{VOLT_UV}\n")
-        usb = root / "sys/class/power_supply/usb"
-        usb.mkdir(parents=True, exist_ok=True)
-        (usb / "online").write_text("1\n")
-    return root
+RUN_UA = 900_000  # the fake battery (android_runtime.loopback.sysfs) while running: 0.9 A
 
 
 class FakeLoad:

@@ -20,7 +20,7 @@ import pytest
 
 from android_runtime.adb import AdbTarget, adb_call, connect, free_port
 from android_runtime.farm.cluster import LocalCluster
-from android_runtime.loopback import LoopbackDevice
+from android_runtime.loopback import LoopbackDevice, phone_root
 from configs.errors import DeviceError
 from tests.conftest import ROOT, TINY_BRANCHED
 
@@ -31,14 +31,6 @@ SOCS = {"A": "socA", "B": "socB", "C": "socA"}
 # marks are shared by all phones and live outside their folders (the loopback device's own
 # confinement is tested in tests/android_runtime/test_loopback_security.py).
 UNCONFINED = {"confine": False, "allow_root": True}
-
-
-def _phone_root(root: Path) -> Path:
-    for cpu in range(os.cpu_count() or 1):
-        d = root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
-        d.mkdir(parents=True, exist_ok=True)
-        (d / "cpuinfo_max_freq").write_text("2000000\n")
-    return root
 
 
 def _wrapper(folder: Path, marks: Path) -> Path:
@@ -67,7 +59,7 @@ def farm(server, tmp_path_factory):
     phones, serials = {}, {}
     for name, soc in SOCS.items():
         port = free_port()
-        loop = LoopbackDevice(_phone_root(base / "phones" / name), port=port,
+        loop = LoopbackDevice(phone_root(base / "phones" / name), port=port,
                               props={"ro.soc.model": soc, "ro.serialno": f"LOOP{name}"}, **UNCONFINED)
         loop.start()
         phones[name], serials[name] = loop, f"127.0.0.1:{port}"
