@@ -45,34 +45,59 @@ def _stats_fields(st: LatencyStats) -> dict[str, Any]:
             "mean_us": r1(st.mean_us), "std_us": r1(st.std_us), "runs": st.runs}
 
 
+@dataclasses.dataclass(frozen=True)
+class SideBySide:
+    """Two plans timed alternately, run by run, in one run: the plan and its baseline."""
+
+    plan: LatencyStats
+    baseline: LatencyStats
+    plan_run: dict  # the plan's run JSON (lanes, segments, latency_us)
+    ratio: float  # plan / baseline, minima
+
+    def line(self, what: str, baseline: str) -> str:
+        return (f"  side by side: {what} {self.plan.min_us:.1f} us vs {baseline} {self.baseline.min_us:.1f} us "
+                f"(minima of {self.plan.runs}, ratio {self.ratio}; medians {self.plan.median_us:.1f} vs "
+                f"{self.baseline.median_us:.1f} us, ratio {self.plan.median_us / self.baseline.median_us:.3f})")
+
+
+def side_by_side(device: Any, plan_path: Path, plan: Plan, baseline: Plan, baseline_file: str, warmup: int,
+                 runs: int) -> SideBySide:
+    """Times ``plan`` (its plan.json at ``plan_path``) against ``baseline`` (saved beside it as ``baseline_file``;
+    its segment files in the same folder) alternately on ``device``: what a MODELS config's
+    one-after-another baseline and a fused fusion config's separate networks both use."""
+    baseline.save(plan_path.parent / baseline_file)
+    raw = device.time_plans([plan, baseline], plan_path.parent, warmup, runs)
+    raw = json.loads(raw) if isinstance(raw, str) else raw
+    a_run, b_run = raw["plans"]
+    a, b = latency_stats(a_run["latency_us"]), latency_stats(b_run["latency_us"])
+    return SideBySide(a, b, a_run, round(a.min_us / b.min_us, 3))
+
+
+def baseline_row(row: ResultRow, key: str, suffix: str, plan: str, lanes: str, st: LatencyStats,
+                 **fields: Any) -> ResultRow:
+    """A row of one plan of a side-by-side measurement (``cfg#suffix``)."""
+    return ResultRow(cfg=f"{key}#{suffix}", name=f"{row.name}#{suffix}", lanes=lanes, plan=plan, device=row.device,
+                     latency_method="measured", energy_method="none", dtype=row.dtype, im_size=row.im_size,
+                     source=row.source, group=key, status="ok", **fields, **_stats_fields(st))
+
+
 def group_rows(key: str, row: ResultRow, device: Any, warmup: int, runs: int,
                log: Callable[[str], None] = print) -> tuple[ResultRow, list[ResultRow]]:
     """The group row with ``vs_sequential`` and the rows this module adds (see the module docstring)."""
     plan_path = Path(row.plan)
     plan = load_plan(plan_path)
     seq = sequential_plan(plan)
-    seq.save(plan_path.parent / SEQUENTIAL_FILE)
-    raw = device.time_plans([plan, seq], plan_path.parent, warmup, runs)
-    raw = json.loads(raw) if isinstance(raw, str) else raw
-    conc_run, seq_run = raw["plans"]
+    sbs = side_by_side(device, plan_path, plan, seq, SEQUENTIAL_FILE, warmup, runs)
     models = plan.source.get("models", {})
-    base = {"device": row.device, "latency_method": "measured", "energy_method": "none", "dtype": row.dtype,
-            "im_size": row.im_size, "source": row.source, "group": key, "status": "ok"}
     extra = []
     for name, m in models.items():
         seg = next(s for s in plan.segments if s.name == m["segment"])
-        st = latency_stats(model_latency_us(conc_run["segments"], [seg.name]))
-        extra.append(ResultRow(cfg=f"{key}#{name}", name=f"{row.name}#{name}", lanes=f"{seg.lane}[{name}]",
-                               weights=m.get("weights", ""), plan=str(plan_path), **base, **_stats_fields(st)))
-    conc, sequ = latency_stats(conc_run["latency_us"]), latency_stats(seq_run["latency_us"])
+        st = latency_stats(model_latency_us(sbs.plan_run["segments"], [seg.name]))
+        extra.append(baseline_row(row, key, name, str(plan_path), f"{seg.lane}[{name}]", st,
+                                  weights=m.get("weights", "")))
     lane = seq.segments[0].lane
-    extra.append(ResultRow(cfg=f"{key}#concurrent", name=f"{row.name}#concurrent", lanes=row.lanes, plan=str(plan_path),
-                           **base, **_stats_fields(conc)))
-    extra.append(ResultRow(cfg=f"{key}#sequential", name=f"{row.name}#sequential",
-                           lanes=f"{lane}[{','.join(models)}]", shared_lanes=True,
-                           plan=str(plan_path.parent / SEQUENTIAL_FILE), **base, **_stats_fields(sequ)))
-    ratio = round(conc.min_us / sequ.min_us, 3)
-    log(f"  side by side: concurrent {conc.min_us:.1f} us vs one after another {sequ.min_us:.1f} us (minima of "
-        f"{conc.runs}, ratio {ratio}; medians {conc.median_us:.1f} vs {sequ.median_us:.1f} us, ratio "
-        f"{conc.median_us / sequ.median_us:.3f})")
-    return dataclasses.replace(row, group=key, vs_sequential=ratio), extra
+    extra.append(baseline_row(row, key, "concurrent", str(plan_path), row.lanes, sbs.plan))
+    extra.append(baseline_row(row, key, "sequential", str(plan_path.parent / SEQUENTIAL_FILE),
+                              f"{lane}[{','.join(models)}]", sbs.baseline, shared_lanes=True))
+    log(sbs.line("concurrent", "one after another"))
+    return dataclasses.replace(row, group=key, vs_sequential=sbs.ratio), extra

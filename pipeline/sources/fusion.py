@@ -1,10 +1,13 @@
 """The fusion source: a fusion config (top-level FUSION section) -> fused or separate task networks."""
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 from android_runtime.devices import Device
+from android_runtime.plan import load_plan
 from configs.errors import ConfigError, UserError
 from converter.build import Built, Converted
 from converter.verify import VerifyReport
@@ -12,7 +15,11 @@ from fusion import deploy
 from fusion.config import FusionConfig, fusion_config_to_dict, is_fusion_config, load_fusion_config
 from fusion.task_files import looks_like_task_file
 
+from ..models.group import baseline_row, side_by_side
 from ..options import RunOptions
+from ..record import ResultRow
+
+SEPARATE_FILE = "plan_separate.json"  # beside a fused plan: its task networks one after another (the baseline)
 
 
 def _pairs(d: dict, fmt: str = "{}") -> str:
@@ -79,3 +86,31 @@ class FusionSource:
 
     def run_fields(self, cfg: FusionConfig, conv: Converted, raw: dict) -> dict:
         return {"task_latency_us": _pairs(deploy.segment_latency_us(raw, conv.plan))}
+
+    def extra_rows(self, cfg: FusionConfig, key: str, row: ResultRow, device: Device,
+                   log: Callable[[str], None]) -> tuple[ResultRow, list[ResultRow]]:
+        """A fused config: the same task networks deployed separately (one .tflite each, one after another on
+        the same lane) timed side by side with the fused network in the same run, as a MODELS config's
+        one-after-another baseline (pipeline.models.group.side_by_side). Rows ``cfg#fused`` and
+        ``cfg#separate``; ``vs_sequential`` on the config's row is fused / separate (minima)."""
+        if cfg.FUSION.MODE != "fused":
+            return row, []
+        plan_path = Path(row.plan)
+        fused = load_plan(plan_path)
+        sep_cfg = dataclasses.replace(cfg, FUSION=dataclasses.replace(cfg.FUSION, MODE="separate"))
+        log("  baseline: the separate task networks, converted beside the fused plan")
+        sep = deploy.convert_deployment(deploy.build_deployment(sep_cfg, log=log), plan_path.parent / "separate",
+                                        log=log)
+        segs = []
+        for s in sep.plan.segments:  # the baseline's files in the fused plan's folder: one folder to time (push)
+            name = f"separate_{s.file}"
+            shutil.copyfile(sep.plan_dir / s.file, plan_path.parent / name)
+            segs.append(dataclasses.replace(s, file=name))
+        base = dataclasses.replace(sep.plan, name=f"{fused.name}_separate", segments=segs)
+        sbs = side_by_side(device, plan_path, fused, base, SEPARATE_FILE, cfg.DEPLOY.WARMUP, cfg.DEPLOY.RUNS)
+        lane = fused.segments[0].lane
+        extra = [baseline_row(row, key, "fused", str(plan_path), row.lanes, sbs.plan),
+                 baseline_row(row, key, "separate", str(plan_path.parent / SEPARATE_FILE),
+                              f"{lane}[{','.join(s.name for s in segs)}]", sbs.baseline)]
+        log(sbs.line("fused", "separate"))
+        return dataclasses.replace(row, group=key, vs_sequential=sbs.ratio), extra

@@ -21,8 +21,10 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
 
 
 def _rows(path: Path) -> dict[str, dict]:
+    """Rows by config stem; a config's further rows (``cfg#fused``, ``cfg#separate``) as ``stem#what``."""
     with path.open() as f:
-        return {Path(r["cfg"]).stem: r for r in csv.DictReader(f)}
+        return {Path(r["cfg"].split("#")[0]).stem + ("#" + r["cfg"].split("#")[1] if "#" in r["cfg"] else ""): r
+                for r in csv.DictReader(f)}
 
 
 def _pairs(text: str) -> dict[str, str]:
@@ -179,6 +181,13 @@ def test_pipeline_deploys_fused_and_separate_with_task_accuracy(search, fusion_z
     assert all(abs(float(d)) <= 0.01 for d in _pairs(sep["task_acc_drop"]).values())  # fp32: same networks
     assert sep["lanes"] == "cpu0[digits,fashion10]" and rows["fm2-fused"]["lanes"] == "cpu0[fused]"
     assert int(rows["fm2-fused-digits"]["params"]) < int(rows["fm2-fused"]["params"])  # pruned to one task
+    # A fused config is timed side by side with its task networks run separately, in the same run.
+    fused, f_fused, f_sep = rows["fm2-fused"], rows["fm2-fused#fused"], rows["fm2-fused#separate"]
+    assert "fm2-separate#separate" not in rows and "fm2-separate#fused" not in rows  # separate configs: no baseline
+    assert float(fused["vs_sequential"]) == pytest.approx(float(f_fused["latency"]) / float(f_sep["latency"]),
+                                                          abs=1e-3)
+    assert f_sep["lanes"] == "cpu0[" + ",".join(TASKS) + "]" and f_sep["group"] == fused["cfg"]
+    assert len(load_plan(f_sep["plan"]).segments) == len(TASKS) and float(f_sep["latency"]) > 0
 
     # The fused plan through the plan runner: every task's output, equal to the fine-tuned PyTorch network.
     cfg = load_fusion_config(cfgs / "fm2-fused.yaml", [0, 1])
