@@ -12,7 +12,12 @@ from configs.errors import ConfigError, UserError
 from converter.build import Built, Converted
 from converter.verify import VerifyReport
 from fusion import deploy
-from fusion.config import FusionConfig, fusion_config_to_dict, is_fusion_config, load_fusion_config
+from fusion.config import (
+    FusionConfig,
+    fusion_config_to_dict,
+    is_fusion_config,
+    load_fusion_config,
+)
 from fusion.task_files import looks_like_task_file
 
 from ..models.group import baseline_row, side_by_side
