@@ -107,6 +107,7 @@ def measure_onnx(workdir: Path, reps: int, warmup: int, runs: int) -> dict:
         import export_onnx
 
         onnx_file = export_onnx.export("efficientnet_lite0", workdir / "efficientnet_lite0.onnx")
+    workdir.mkdir(parents=True, exist_ok=True)
     cfg_path = workdir / "onnx_vs_pytorch.yaml"
     cfg_path.write_text(ONNX_PAIR.format(factory=models / "efficientnet_lite0.py:build", onnx=onnx_file,
                                          photos=models / "photos"))
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(a.workdir or tmp)
-        for name in a.pairs.split(","):
+        for name in [p for p in a.pairs.split(",") if p]:  # --pairs "": only --onnx
             rows.append(measure(name, workdir, a.reps, a.warmup, a.runs))
             print(rows[-1], flush=True)
         if a.onnx and not onnx_missing():
