@@ -95,7 +95,8 @@ def ran_on(raw: dict) -> str:
     """result.csv's ``accelerators``: ``lane=accelerator`` per lane, ``;``-joined, in plan order.
 
     A lane whose segments did not all run wholly on the accelerator asked for reads
-    ``lane=<what ran> (fallback from <asked>)``. Empty when the runner reported nothing (a
+    ``lane=<what ran> (fallback from <asked>)``, with the delegate coverage where the runner measured it
+    (benchmark_model's delegate lines: ``gpu0=gpu+cpu 38% of nodes (fallback from gpu)``). Empty when the runner reported nothing (a
     composed benchmark_model run: see its warnings).
     """
     lanes: dict[str, list[dict]] = {}
@@ -104,6 +105,9 @@ def ran_on(raw: dict) -> str:
     parts = []
     for lane, reps in lanes.items():
         ran = _join(r.get("accelerator", "?") for r in reps)
+        covs = [r["coverage"] for r in reps if isinstance(r.get("coverage"), (int, float))]
+        if covs and min(covs) < 0.999:  # delegate coverage (composed runs): the share of nodes on the accelerator
+            ran += f" {min(covs):.0%} of nodes"
         asked = _join(r.get("requested", "?") for r in reps)
         parts.append(f"{lane}={ran} (fallback from {asked})" if any(r.get("fallback") for r in reps)
                      else f"{lane}={ran}")

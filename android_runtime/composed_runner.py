@@ -214,6 +214,7 @@ def segment_accelerator(lane: str, delegate: str, facts: dict) -> dict:
         return rep
     cov = sum(v for k, v in (facts.get("coverage") or {}).items()
               if isinstance(v, float) and accelerator_of_delegate(k) == asked)
+    rep["coverage"] = round(cov, 3)  # share of the segment's nodes its accelerator took (delegate lines)
     if cov >= 0.999:
         return rep
     if cov > 0:

@@ -7,7 +7,9 @@ Conversion runs in a child process (``python -m converter.onnx_worker``): Tensor
 process that runs LiteRT interpreters, its memory is returned when the child exits, and a hung
 conversion is stopped after ``timeout`` seconds. The child works offline: onnx2tf's own output check
 reads a local sample array (it would download one otherwise), and int8 is calibrated on the array
-given here (the config's INPUT.IMAGES, or seeded random input, recorded as such).
+given here (the config's INPUT.IMAGES, or seeded random input, recorded as such). fp16 and int8 files are
+made from onnx2tf's float file with the PyTorch path's recipe (ai-edge-quantizer), calibrated on the same
+inputs.
 
 Before onnx2tf sees it, the graph is simplified with onnxsim (constant shapes folded): PyTorch's
 TorchScript exporter writes "same" padding as Shape/Pad chains that onnx2tf otherwise mis-lays out.
@@ -27,11 +29,12 @@ from typing import Any
 
 from configs.errors import UserError
 
+from .tflite import converter_version, quantize_file
+
 ONNX_PACKAGES = ("onnx", "onnxruntime", "onnx2tf", "onnxsim", "tensorflow", "tf_keras")
 ONNX_INSTALL = "./setup.sh --onnx (installs the onnx extra of pyproject.toml, then onnx2tf==1.29.24 --no-deps)"
 TIMEOUT_S = 1800  # one conversion, at most (EfficientNet-Lite0: about a minute here)
-CONVERT_VERSION = "1"  # bump when what the worker writes changes
-DTYPE_FILES = {"fp32": "float32", "fp16": "float16", "int8": "integer_quant"}  # onnx2tf's output file suffixes
+CONVERT_VERSION = "2"  # bump when what the worker writes changes
 
 
 def missing() -> str:
@@ -102,6 +105,9 @@ def to_tflite(path: str | os.PathLike, cache_dir: str | os.PathLike, shape: list
               force: bool = False) -> Path:
     """The .onnx file as a .tflite file (NHWC input for 4-D inputs), cached by content.
 
+    onnx2tf writes the float file; fp16 and int8 are made from it with the recipe and calibration
+    the PyTorch path uses (converter.tflite.quantize_file), so both sources quantise alike.
+
     Args:
         path: the .onnx file (one input).
         cache_dir: conversions are kept in ``cache_dir/<hash>/``; a file already there is reused.
@@ -112,6 +118,32 @@ def to_tflite(path: str | os.PathLike, cache_dir: str | os.PathLike, shape: list
     Raises:
         UserError: an operator onnx2tf cannot convert (named), or the conversion failed (its last error).
     """
+    fp32 = _float_tflite(path, cache_dir, shape, timeout, force)
+    if dtype == "fp32":
+        return fp32
+    key = hashlib.sha256(json.dumps([fp32.parent.name, dtype, calibration_id if dtype == "int8" else "",
+                                     converter_version()]).encode()).hexdigest()[:12]
+    out = fp32.parent / f"model_{dtype}_{key}.tflite"
+    if out.is_file() and not force:
+        return out
+    import numpy as np
+    import torch
+
+    cal = None
+    if dtype == "int8" and calibration is not None:
+        arr = np.asarray(calibration, dtype=np.float32)
+
+        def cal():
+            return [(torch.from_numpy(a[None].copy()),) for a in arr]
+    tmp = out.with_suffix(".part")
+    quantize_file(fp32, tmp, dtype, torch.zeros(shape), cal)
+    tmp.replace(out)
+    return out
+
+
+def _float_tflite(path: str | os.PathLike, cache_dir: str | os.PathLike, shape: list[int], timeout: float,
+                  force: bool) -> Path:
+    """onnx2tf's float32 .tflite of the file, in ``cache_dir/<hash>/model.tflite``."""
     import numpy as np
 
     info = read_onnx(path)
@@ -124,8 +156,7 @@ def to_tflite(path: str | os.PathLike, cache_dir: str | os.PathLike, shape: list
                         f"{len(info.inputs)} ({[n for n, _ in info.inputs]})")
     with open(path, "rb") as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
-    key = hashlib.sha256(json.dumps([digest, shape, dtype, calibration_id if dtype == "int8" else "",
-                                     onnx2tf_version(), CONVERT_VERSION]).encode()).hexdigest()[:20]
+    key = hashlib.sha256(json.dumps([digest, shape, onnx2tf_version(), CONVERT_VERSION]).encode()).hexdigest()[:20]
     out = Path(cache_dir) / key
     done = out / "model.tflite"
     if done.is_file() and not force:
@@ -136,12 +167,7 @@ def to_tflite(path: str | os.PathLike, cache_dir: str | os.PathLike, shape: list
     np.save(out / "calibration_image_sample_data_20x128x128x3_float32.npy",
             rng.random((20, 128, 128, 3), dtype=np.float32))
     args = [sys.executable, "-m", "converter.onnx_worker", "--onnx", str(Path(path).resolve()), "--out", str(out),
-            "--dtype", dtype, "--shape", ",".join(str(int(v)) for v in shape), "--input", info.inputs[0][0]]
-    if dtype == "int8":
-        cal = np.asarray(calibration if calibration is not None
-                         else rng.standard_normal([8, *shape[1:]]), dtype=np.float32)
-        np.save(out / "calibration.npy", cal.transpose(0, 2, 3, 1) if cal.ndim == 4 else cal)
-        args += ["--calibration", str(out / "calibration.npy")]
+            "--dtype", "fp32", "--shape", ",".join(str(int(v)) for v in shape), "--input", info.inputs[0][0]]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(
         [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     log = out / "onnx2tf.log"

@@ -11,17 +11,15 @@ import sys
 import traceback
 from pathlib import Path
 
-from converter.onnx import DTYPE_FILES
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m converter.onnx_worker")
     ap.add_argument("--onnx", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--dtype", default="fp32", choices=sorted(DTYPE_FILES))
+    ap.add_argument("--dtype", default="fp32", choices=["fp32"], help="float32 only (fp16/int8: the parent "
+                    "quantises the float file)")
     ap.add_argument("--shape", required=True, help="NCHW, comma-separated")
     ap.add_argument("--input", required=True, help="the graph's input name")
-    ap.add_argument("--calibration", default="", help="int8: .npy [N, H, W, C] of normalised inputs")
     a = ap.parse_args(argv)
     try:
         convert(a)
@@ -33,7 +31,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def convert(a: argparse.Namespace) -> None:
-    import numpy as np
     import onnx
     import onnx2tf
     from onnxsim import simplify
@@ -52,16 +49,9 @@ def convert(a: argparse.Namespace) -> None:
         print(f"onnxsim skipped: {type(e).__name__}: {e}", flush=True)
     simplified = out / "simplified.onnx"
     onnx.save(m, str(simplified))
-    kwargs = {}
-    if a.dtype == "int8":
-        cal = np.load(a.calibration)
-        ch = cal.shape[-1]
-        kwargs = dict(output_integer_quantized_tflite=True, custom_input_op_name_np_data_path=[
-            [a.input, a.calibration, np.zeros([1, 1, 1, ch], np.float32), np.ones([1, 1, 1, ch], np.float32)]],
-            quant_type="per-channel")
     onnx2tf.convert(input_onnx_file_path=str(simplified), output_folder_path=str(out / "tf"), non_verbose=True,
-                    not_use_onnxsim=True, copy_onnx_input_output_names_to_tflite=True, **kwargs)
-    produced = out / "tf" / f"simplified_{DTYPE_FILES[a.dtype]}.tflite"
+                    not_use_onnxsim=True, copy_onnx_input_output_names_to_tflite=True)
+    produced = out / "tf" / "simplified_float32.tflite"
     if not produced.is_file():
         wrote = sorted(p.name for p in (out / "tf").glob("*.tflite"))
         raise RuntimeError(f"onnx2tf wrote no {produced.name} (it wrote {wrote})")

@@ -100,6 +100,20 @@ def export_tflite(module, example_inputs: Sequence, path: str | os.PathLike, dty
     return path
 
 
+def quantize_file(src: str | os.PathLike, dst: str | os.PathLike, dtype: str, example, calibration=None) -> Path:
+    """A float .tflite file (one NHWC input, a ``serving_default`` signature) as fp16 or int8 with the same
+    recipe and calibration as :func:`export_tflite` (what the onnx source uses after onnx2tf).
+
+    Args:
+        example: an NCHW example input (a tensor) of the shape the file takes.
+        calibration: for int8, yields NCHW input tuples; default: 16 seeded standard-normal samples.
+    """
+    src, dst = Path(src), Path(dst)
+    with quiet_stderr(dst.parent / "conversion.log"):
+        _quantize(src, dst, dtype, (to_nhwc(example).contiguous(),), calibration, True)
+    return dst
+
+
 def _quantize(src: Path, dst: Path, dtype: str, conv_inputs, calibration, channels_last: bool) -> None:
     import numpy as np
     import torch

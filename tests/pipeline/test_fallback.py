@@ -69,4 +69,18 @@ def test_cpu_lanes_record_what_ran(tmp_path):
     native = {"native": {"segments": {"a": {"lane": "gpu", "requested": "gpu", "accelerator": "gpu+cpu",
                                             "fallback": True}}}}
     assert ran_on(native) == "gpu=gpu+cpu (fallback from gpu)"
-    assert ran_on({"latency_summary": {}}) == ""  # composed benchmark_model runs report no per-segment facts
+    assert ran_on({"latency_summary": {}}) == ""  # a run JSON without per-segment facts
+
+
+def test_composed_runs_record_delegate_coverage_per_lane():
+    """benchmark_model's delegate lines give the share of a segment's nodes its GPU delegate took: the column
+    says it for a .tflite (or any segment) on a non-CPU lane."""
+    from android_runtime.accelerators import ran_on
+    from android_runtime.composed_runner import segment_accelerator
+
+    partial = segment_accelerator("gpu0", "gpu", {"coverage": {"TfLiteGpuDelegateV2": 37 / 96}})
+    whole = segment_accelerator("gpu1", "gpu", {"coverage": {"TfLiteGpuDelegateV2": 1.0}})
+    cpu = segment_accelerator("cpu0", "xnnpack", {"coverage": {"TfLiteXNNPackDelegate": 1.0}})
+    assert (partial["accelerator"], partial["coverage"], partial["fallback"]) == ("gpu+cpu", 0.385, True)
+    assert ran_on({"accelerators": {"a": partial, "b": whole, "c": cpu}}) == (
+        "gpu0=gpu+cpu 38% of nodes (fallback from gpu);gpu1=gpu;cpu0=cpu")
