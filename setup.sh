@@ -30,7 +30,7 @@ if [ "$ONNX" = 1 ]; then
     >/dev/null 2>&1 || echo "warning: could not export configs/models/efficientnet_lite0.onnx" >&2
 fi
 "$VENV/bin/python" -c "import torch, ai_edge_litert" >/dev/null 2>&1 || { echo "setup: torch/ai-edge-litert do not import in $VENV" >&2; exit 1; }
-# Real datasets for the branch search and fusion (issues 4, 5): Debian ships full Fashion-MNIST.
+# Real datasets for the branch search and fusion: Debian ships full Fashion-MNIST.
 if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
     || echo "warning: could not install dataset-fashion-mnist; Fashion-MNIST steps will say so" >&2
