@@ -1,6 +1,6 @@
 """The branch search's candidate timings on one loopback phone vs two, each phone on host cores of its own.
 
-    .venv/bin/python bench/farm_branch_bench.py [--runs 30] [--per-round 2] [--max-rounds 2]
+    .venv/bin/python bench/farm_branch_bench.py [--runs 50] [--per-round 4] [--max-rounds 4] [--logs DIR]
 
 Real parts on this machine: a private adb server, two loopback phones, a Ray head and one farm node
 on 127.0.0.2 (``android_runtime.farm.LocalCluster``, token authentication on). The phones are the
@@ -65,16 +65,23 @@ DEPLOY:
 PHONES = {"A": "0,0", "B": "1,1"}  # phone -> host CPU of each of its two CPUs
 
 
-def _search(argv: list[str], env: dict, out: Path) -> dict:
-    """Runs one search process; returns its summary with the process wall time and chosen split."""
+def _search(argv: list[str], env: dict, out: Path, logs: Path | None = None) -> dict:
+    """Runs one search process; returns its summary with the process wall time and chosen split.
+    With ``logs``, its output goes to ``logs/<out name>.log``, each line stamped with the seconds since start."""
     import yaml
 
     t = time.monotonic()
-    done = subprocess.run(argv + ["--out", str(out)], env=env, capture_output=True, text=True, cwd=str(ROOT),
-                          timeout=3600)
+    proc = subprocess.Popen(argv + ["--out", str(out)], env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=str(ROOT))
+    assert proc.stdout is not None
+    lines = [f"{time.monotonic() - t:7.2f} {line}" for line in proc.stdout]
+    code = proc.wait()
     wall = time.monotonic() - t
-    if done.returncode != 0:
-        raise SystemExit(f"search {out.name} exited {done.returncode}:\n{done.stderr[-3000:]}")
+    if logs is not None:
+        logs.mkdir(parents=True, exist_ok=True)
+        (logs / f"{out.name}.log").write_text("".join(lines))
+    if code != 0:
+        raise SystemExit(f"search {out.name} exited {code}:\n{''.join(lines)[-3000:]}")
     summary = json.loads((out / "summary.json").read_text())
     (net,) = out.glob("*.yaml")
     return {"wall_s": wall, "measurements": summary["measurements"], "anynet": yaml.safe_load(net.read_text())["ANYNET"]}
@@ -88,10 +95,11 @@ def _fresh_store(warm: Path, dest: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=30, help="timed runs per candidate (default 30)")
-    ap.add_argument("--per-round", type=int, default=2, help="candidates per round (default 2: one per phone)")
-    ap.add_argument("--max-rounds", type=int, default=2, help="rounds per stage (default 2)")
+    ap.add_argument("--runs", type=int, default=50, help="timed runs per candidate (default 50)")
+    ap.add_argument("--per-round", type=int, default=4, help="candidates per round (default 4: two per phone)")
+    ap.add_argument("--max-rounds", type=int, default=4, help="rounds per stage (default 4)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "farm_branch.csv"))
+    ap.add_argument("--logs", default="", help="folder for each search's output, lines stamped (default: none)")
     args = ap.parse_args(argv)
     if not {0, 1} <= os.sched_getaffinity(0):
         raise SystemExit("this bench pins its phones to host CPUs 0 and 1; this process may not use both")
@@ -115,17 +123,22 @@ def main(argv: list[str] | None = None) -> int:
         cluster.start()
         env = {**os.environ, **cluster.env(), "PYTHONPATH": str(ROOT)}
         cluster.join("n1", list(serials.values()), adb_host, device_python=sys.executable, workdir=tmp / "node")
+        # loose constraints: enough splits pass that every round has a batch of --per-round candidates
         common = [sys.executable, "-m", "branching.search", "--base", str(base), "--budget", "30m",
-                  "--width-steps", "4", "--depth-deltas", "0", "--per-round", str(args.per_round),
+                  "--width-steps", "8", "--depth-deltas", "0", "--per-round", str(args.per_round),
                   "--max-rounds", str(args.max_rounds), "--runs", str(args.runs), "--warmup", "2", "--gamma=50",
-                  "--min-gain=-50", "--no-train", "--verify-rounds", "0", "--no-skip-merge", "--device", "adb",
+                  "--alpha", "0.1", "--beta", "0.3", "--max-flops", "3", "--tol", "0", "--min-gain=-50",
+                  "--no-train", "--verify-rounds", "0", "--no-skip-merge", "--device", "adb",
                   "--serial", serials["A"], "--adb_host", adb_host, "--device_python", sys.executable]
         ray = ["--ray", cluster.address, "--ray_phones", "soc:loopcpu"]
         _search(common + ["--store", str(tmp / "warm"), "--runs", "2"], env, tmp / "out-warm")
-        plain = _search(common + ["--store", str(_fresh_store(tmp / "warm", tmp / "s-plain"))], env, tmp / "out-plain")
-        farm = _search(common + ray + ["--store", str(_fresh_store(tmp / "warm", tmp / "s-ray"))], env, tmp / "out-ray")
+        logs = Path(args.logs) if args.logs else None
+        plain = _search(common + ["--store", str(_fresh_store(tmp / "warm", tmp / "s-plain"))], env, tmp / "out-plain",
+                        logs)
+        farm = _search(common + ray + ["--store", str(_fresh_store(tmp / "warm", tmp / "s-ray"))], env, tmp / "out-ray",
+                       logs)
         shutil.copytree(tmp / "s-ray", tmp / "s-same")
-        same = _search(common + ["--store", str(tmp / "s-same")], env, tmp / "out-same")
+        same = _search(common + ["--store", str(tmp / "s-same")], env, tmp / "out-same", logs)
         for label, r in (("1 phone (cpu 0), no Ray", plain), ("2 phones (cpu 0, cpu 1), --ray", farm),
                          ("1 phone, no Ray, on the --ray store", same)):
             m = r["measurements"]
