@@ -10,14 +10,18 @@ host CPU 0 only, phone B's on host CPU 1 only. Each has two phone CPUs (``--cpus
 cores"), and both time-share the phone's one host CPU, so the parallelism measured is between phones,
 not inside one.
 
-Order: a warm-up search (untimed) converts every candidate into a tflite cache that each timed
-search's fresh store starts from, so the timed searches measure, not convert. Then, each in its own
-process: the search without Ray on phone A (fresh store), the search with ``--ray`` over A and B
-(fresh store), and the search without Ray on a copy of the Ray search's store (the same store: it
-must time nothing and choose the same split). Reported: the searches' ``measure_seconds`` (the
-candidates' measurement: timing, plus conversion, which the cache makes a lookup) and the process
-wall time, the candidates timed, whether the chosen splits (``ANYNET`` of the written network) agree,
-the load and ``profiling.machine.parallel_check`` before. Writes bench/results/farm_branch.csv.
+Order: a warm-up search (untimed, 2 runs a candidate) converts the candidates it picks into a tflite
+cache that each timed search's fresh store starts from, so the timed searches mostly measure (one
+whose timings rank other candidates converts those, on the search's host, in both modes). Then,
+each in its own process: the search without Ray on phone A (fresh store), the search with ``--ray``
+over A and B (fresh store), and the search without Ray on a copy of the Ray search's store (the
+same store: it should time nothing and choose the same split). Conversion and the search's
+decisions stay in the search process (unconfined, on both host CPUs, as the Ray head and node).
+Reported: the searches' ``measure_seconds`` (the candidates' measurement: conversion not cached
+plus timing, Ray's worker start-up included) and the process wall time, the candidates timed,
+whether the chosen splits (``ANYNET`` of the written network) agree, the load and
+``profiling.machine.parallel_check`` before (ratio 1: both CPUs free). Writes
+bench/results/farm_branch.csv; ``--logs DIR`` keeps each search's output, lines stamped.
 """
 from __future__ import annotations
 
