@@ -74,9 +74,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     keys = device.keyring.describe() if device.keyring else "NONE (--no-auth: any local client)"
 
+    cpus = f", on host CPUs only ({device.sandbox.cpus.describe()})" if device.sandbox.cpus else ""
+
     def ready(port: int) -> None:
         print(f"loopback adb device on 127.0.0.1:{port}, root {device.sandbox.root}; EXECUTES COMMANDS ON THIS "
-              f"MACHINE {device.sandbox.policy.describe()}; trusted keys: {keys}; "
+              f"MACHINE {device.sandbox.policy.describe()}{cpus}; trusted keys: {keys}; "
               f"run: adb connect 127.0.0.1:{port}", flush=True)
 
     try:
