@@ -8,7 +8,7 @@ is no network (--no-confine turns that off; without bwrap installed the device r
 start).
 
     python -m android_runtime.loopback --port 6520 --root /tmp/phone [--rooted] \\
-        [--prop ro.product.model=Pixel_6] [--unauthorized] [--keys ~/.android/adbkey.pub]
+        [--prop ro.product.model=Pixel_6] [--unauthorized] [--keys ~/.android/adbkey.pub] [--cpus 1]
     adb connect 127.0.0.1:6520
 """
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 
 from android_runtime.loopback.auth import user_key_file
 from android_runtime.loopback.confine import ConfinementError
+from android_runtime.loopback.cpus import CpuConfinementError
 from android_runtime.loopback.server import DEFAULT_PORT, LoopbackDevice
 
 
@@ -53,6 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expose", action="append", default=None, metavar="PATH",
                         help="host path commands may read though --user cannot reach it (repeatable; "
                              "default: this Python's installation, for --device_python)")
+    parser.add_argument("--cpus", default=None, metavar="LIST",
+                        help="host CPUs standing for the phone's CPUs, e.g. 1 or 0,0: its commands run on them "
+                             "only, its sysfs lists that many CPUs from cpu0 (a test double for phones with "
+                             "cores of their own; default: this machine's CPUs, shared)")
     parser.add_argument("--prop", type=_parse_prop, action="append", default=[],
                         help="property KEY=VALUE answered by getprop (repeatable)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -63,15 +68,17 @@ def main(argv: list[str] | None = None) -> int:
                                 unauthorized=args.unauthorized, keys=args.keys or [user_key_file()],
                                 require_auth=not args.no_auth,
                                 user=args.user, allow_root=args.allow_root, confine=not args.no_confine,
-                                expose=tuple(args.expose) if args.expose else None)
-    except (ConfinementError, ValueError) as err:
+                                expose=tuple(args.expose) if args.expose else None, cpus=args.cpus)
+    except (ConfinementError, CpuConfinementError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     keys = device.keyring.describe() if device.keyring else "NONE (--no-auth: any local client)"
 
+    cpus = f", on host CPUs only ({device.sandbox.cpus.describe()})" if device.sandbox.cpus else ""
+
     def ready(port: int) -> None:
         print(f"loopback adb device on 127.0.0.1:{port}, root {device.sandbox.root}; EXECUTES COMMANDS ON THIS "
-              f"MACHINE {device.sandbox.policy.describe()}; trusted keys: {keys}; "
+              f"MACHINE {device.sandbox.policy.describe()}{cpus}; trusted keys: {keys}; "
               f"run: adb connect 127.0.0.1:{port}", flush=True)
 
     try:

@@ -165,9 +165,10 @@ def setpriv_args(run_as: RunAs) -> list[str]:
             "--bounding-set=-all", "--no-new-privs", "--"]
 
 
-def command_argv(policy: ExecPolicy, root: Path, command: str) -> list[str]:
-    """The argv that runs shell `command` for a device rooted at `root` under `policy`."""
-    argv = ["/bin/sh", "-c", command]
+def command_argv(policy: ExecPolicy, root: Path, command: str, prefix: tuple[str, ...] = ()) -> list[str]:
+    """The argv that runs shell `command` for a device rooted at `root` under `policy`; `prefix`
+    (the phone's CPUs: ``cpus.command_prefix``) runs inside the sandbox, as the user."""
+    argv = [*prefix, "/bin/sh", "-c", command]
     if policy.run_as is not None:
         argv = setpriv_args(policy.run_as) + argv
     if policy.bwrap:

@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from android_runtime.loopback.confine import ExecPolicy, RunAs, adopt, probe
+from android_runtime.loopback.cpus import PhoneCpus, build_shim, command_prefix
 from android_runtime.loopback.protocol import FileStat
+from android_runtime.loopback.sysfs import write_cpus
 
 SHELL_MAPPED_PREFIXES = ("/data/local/tmp", "/sdcard", "/sys")
 _SAFE_ROOT = re.compile(r"^/[A-Za-z0-9_.+/-]*$")
@@ -151,12 +153,15 @@ class Sandbox:
         props: the property table ``getprop`` answers from.
         rooted: whether ``su`` works.
         policy: how commands run (``confine.ExecPolicy``); its ``run_as`` user is made ROOT's owner.
+        cpus: the host CPUs standing for the phone's CPUs (``cpus.py``), or None (this machine's).
     """
 
     root: Path
     props: dict[str, str] = field(default_factory=dict)
     rooted: bool = False
     policy: ExecPolicy = field(default_factory=ExecPolicy)  # who runs commands, and confined how
+    cpus: PhoneCpus | None = None  # the phone's CPUs on host CPUs; None = every CPU of this machine
+    command_prefix: tuple[str, ...] = ()  # set by prepare(): taskset + affinity shim when cpus is set
 
     def __post_init__(self) -> None:
         self.root = Path(self.root).resolve()
@@ -190,6 +195,12 @@ class Sandbox:
             _write_private(self.shim_dir / name, text, 0o755)
         for folder in (meta, self.shim_dir):
             os.chmod(folder, 0o755)
+        if self.cpus is not None:
+            lib = meta / "lib"
+            lib.mkdir(exist_ok=True)
+            os.chmod(lib, 0o755)
+            self.command_prefix = tuple(command_prefix(self.cpus, build_shim(lib)))
+            write_cpus(self.root, self.cpus.count)
         self.adopt()
         probe(self.policy, self.root)
 

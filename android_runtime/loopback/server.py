@@ -32,6 +32,7 @@ from android_runtime.adb import private_server_key_files
 from android_runtime.loopback import auth
 from android_runtime.loopback import protocol as p
 from android_runtime.loopback.confine import resolve_policy
+from android_runtime.loopback.cpus import parse_cpus
 from android_runtime.loopback.sandbox import Sandbox
 from android_runtime.loopback.services import find_service
 
@@ -228,16 +229,22 @@ class LoopbackDevice:
             without bwrap installed the constructor raises ``confine.ConfinementError``.
         expose: host paths commands may read though the user cannot reach them (default: this
             Python's installation, so ``--device_python`` can name it).
+        cpus: host CPUs standing for the phone's CPUs (``"1"``, ``"0,0"``, ``(1,)``; ``cpus.py``): its
+            commands run on them only and its sysfs lists that many CPUs, numbered from 0. A test
+            double for separate hardware (a farm of phones with cores of their own), since no real
+            part can give two phones on one machine; None = this machine's CPUs, shared.
     """
 
     def __init__(self, root: Path | str, port: int = DEFAULT_PORT, props: dict[str, str] | None = None,
                  rooted: bool = False, unauthorized: bool = False, keys: list[Path | str] | None = None,
                  require_auth: bool = True, user: str | None = None, allow_root: bool = False,
-                 confine: bool = True, expose: tuple[Path, ...] | None = None):
+                 confine: bool = True, expose: tuple[Path, ...] | None = None,
+                 cpus: str | tuple[int, ...] | None = None):
         if port in EMULATOR_PORTS:
             raise ValueError(f"port {port} is in 5555-5585, which the adb server probes as emulators")
         policy = resolve_policy(user=user, allow_root=allow_root, confine=confine, expose=expose)
-        self.sandbox = Sandbox(Path(root), {**default_props(), **(props or {})}, rooted, policy)
+        self.sandbox = Sandbox(Path(root), {**default_props(), **(props or {})}, rooted, policy,
+                               cpus=parse_cpus(cpus) if cpus is not None else None)
         self.port = port
         self.unauthorized = unauthorized
         if not require_auth:

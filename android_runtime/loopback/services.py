@@ -53,7 +53,7 @@ class _Reader:
 async def _spawn(command: str, sandbox: Sandbox, merge_stderr: bool) -> asyncio.subprocess.Process:
     sandbox.adopt()  # files a host user dropped into ROOT meanwhile become the device user's
     return await asyncio.create_subprocess_exec(
-        *command_argv(sandbox.policy, sandbox.root, rewrite_command(command, sandbox.root)),
+        *command_argv(sandbox.policy, sandbox.root, rewrite_command(command, sandbox.root), sandbox.command_prefix),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
         cwd=sandbox.root, env=sandbox.env(), start_new_session=True,

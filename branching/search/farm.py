@@ -15,57 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from collections import deque
 from pathlib import Path
 from typing import Callable
 
-from android_runtime.devices import get_device
-from android_runtime.farm.phones import ENV_ADB_HOST, ENV_DEVICE_PYTHON, ENV_WORKDIR, Phone, describe_selector, matches
+from android_runtime.farm.phones import Phone, describe_selector, matches
 from android_runtime.farm.registry import connect, farm_phones
-from android_runtime.plan import load_plan
+from android_runtime.farm.timing import time_on_phone
 from configs.errors import DeviceError, UserError
 
 from .remote import SearchTarget
 
 ATTEMPTS = 3  # phones a candidate is tried on before the search stops with the reasons
-
-
-def time_on_phone(serial: str, plan_jsons: list[str], files: dict[str, bytes], warmup: int, runs: int,
-                  lock_timeout_s: float) -> tuple[str, str]:
-    """The Ray task: times plans alternately on ``serial`` (this node's phone) under its lock.
-
-    Returns:
-        ("ok", the alternation's JSON), ("missing", JSON list of files this node lacks) or
-        ("device", the error).
-    """
-    plan_dir = Path(os.environ.get(ENV_WORKDIR) or Path.home() / ".cache" / "nnsplice" / "farm" / "node") / "search"
-    plan_dir.mkdir(parents=True, exist_ok=True)
-    for name, data in files.items():
-        tmp = plan_dir / f".{name}.{os.getpid()}.tmp"
-        tmp.write_bytes(data)
-        tmp.replace(plan_dir / name)
-    plans = []
-    for text in plan_jsons:
-        with tempfile.NamedTemporaryFile("w", suffix=".json", dir=plan_dir, delete=False) as f:
-            f.write(text)
-        try:
-            plans.append(load_plan(f.name))
-        finally:
-            os.unlink(f.name)
-    missing = sorted({s.file for p in plans for s in p.segments if not (plan_dir / s.file).is_file()})
-    if missing:
-        return "missing", json.dumps(missing)
-    try:
-        dev = get_device("adb", serial=serial, adb_host=os.environ.get(ENV_ADB_HOST, "127.0.0.1:5037"),
-                         device_python=os.environ.get(ENV_DEVICE_PYTHON, "python3"), energy=False,
-                         lock_timeout_s=lock_timeout_s)
-        with dev.session():
-            raw = dev.time_plans(plans, plan_dir, warmup, runs)
-        return "ok", raw if isinstance(raw, str) else json.dumps(raw)
-    except DeviceError as e:
-        return "device", str(e)
 
 
 class RayStageRunner:
