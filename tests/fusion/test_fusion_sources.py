@@ -427,7 +427,11 @@ def test_search_and_gemel_on_python_factory_networks_deployed_through_run_pipeli
                         "--output_csv", str(out), "--no-report"], cwd=ROOT, capture_output=True, text=True,
                        timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
-    rows = {Path(row["cfg"]).stem: row for row in csv.DictReader(out.open())}
+    all_rows = list(csv.DictReader(out.open()))
+    rows = {Path(row["cfg"]).stem: row for row in all_rows if "#" not in row["cfg"]}
+    side = {row["cfg"].split("#")[1]: row for row in all_rows if "#" in row["cfg"]}
+    assert set(side) == {"fused", "separate"}  # the fused config's separate networks, timed side by side
+    assert float(rows["fused"]["vs_sequential"]) > 0 and side["separate"]["lanes"] == "cpu0[digits,parity]"
     for name in ("fused", "separate"):
         row = rows[name]
         assert row["status"] == "ok" and row["tasks"] == "digits;parity" and float(row["latency"]) > 0, row
