@@ -1,6 +1,6 @@
 """Modular decomposition and reuse on Fashion-MNIST: the must-hold figures of issue 12, side by side.
 
-    python bench/modular_bench.py [--parts abcd] [--mask-epochs 5] [--finetune-epochs 3] [--train-limit 4000] [--runs 30]
+    python bench/modular_bench.py [--parts abcd] [--mask-epochs 3] [--finetune-epochs 4] [--train-limit 10000] [--runs 30]
 
 (a) per-class GradSplitter modules of the zoo VGG (fashion3/fashion10): conv weights kept and
     one-vs-rest accuracy against the full model, per class and on average;
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr-finetune", type=float, default=DecomposeSettings.lr_finetune)
     p.add_argument("--alpha", type=float, default=DecomposeSettings.alpha)
     p.add_argument("--head-epochs", type=int, default=10)
-    p.add_argument("--train-limit", type=int, default=4000)
+    p.add_argument("--train-limit", type=int, default=DecomposeSettings.train_limit)
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--lr-mask", type=float, default=DecomposeSettings.lr_mask)
     p.add_argument("--mask-init", type=float, default=DecomposeSettings.mask_init)

@@ -92,7 +92,8 @@ def select(store: Store, classes: list[str], policy: str = "binary") -> list[Mod
 
 def _score(e: ModuleEntry) -> tuple[float, float]:
     """Module ranking: validation accuracy of its selected epoch, then fewer conv weights."""
-    val = max((h.get("val_accuracy", 0.0) for h in e.history if h.get("phase") == "masks"), default=e.accuracy)
+    val = max((h.get("val_accuracy", 0.0) for h in e.history
+              if h.get("phase") in ("masks", "finetune")), default=e.accuracy)
     return (round(val, 4), -e.retention)
 
 

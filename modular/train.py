@@ -10,6 +10,9 @@
 Both keep the sparsest epoch whose validation accuracy is within ``acc_tol`` of the original
 model's on the same task (SeaM's selection); failing that, the most accurate epoch. The last
 head-only epoch (nothing masked) is a candidate, so masks that cost accuracy are not kept.
+With ``finetune_epochs`` (the default), the masks of the sparsest epochs are fixed in turn and the
+kept weights and the head are retrained (GradSplitter and SeaM both recover accuracy after masking);
+the first whose validation accuracy is within ``acc_tol`` is kept, else the most accurate.
 Retention is the share of conv weights the masks keep (``modular.masks.retention``); with
 ``penalty="macs"`` the penalty counts conv multiply-accumulates instead (what latency follows).
 """
@@ -40,16 +43,17 @@ Progress = Callable[[dict], None]
 class DecomposeSettings:
     alpha: float = 0.2  # weight of the retention penalty (GradSplitter and SeaM: 0.1; 0.2 with mask_init 1.0)
     head_epochs: int = 5  # epochs training the head alone, on cached logits (GradSplitter: 5, SeaM: 1)
-    mask_epochs: int = 5  # epochs training head and masks
+    mask_epochs: int = 3  # epochs training head and masks
     lr_head: float = 1e-2  # Adam learning rate of the head
     lr_mask: float = 0.05  # Adam learning rate of the real-valued masks
     mask_init: float = 1.0  # initial mask value (> 0: every channel kept; larger: channels drop out more gradually)
-    train_limit: int = 4000  # training images (seeded subset); the validation images are held out apart
+    train_limit: int = 10000  # training images (seeded subset); the validation images are held out apart
     val_limit: int = 2000  # validation images for the selection
     penalty: str = "weights"  # what the retention penalty counts: conv "weights" (GradSplitter) or conv "macs"
-    acc_tol: float = 0.005  # selection: sparsest epoch with val accuracy >= original's - acc_tol
-    finetune_epochs: int = 3  # epochs fine-tuning the kept weights and the head with the masks fixed (0: none)
-    lr_finetune: float = 3e-4  # Adam learning rate of the fine-tuning
+    acc_tol: float = 0.01  # selection: sparsest candidate with val accuracy >= original's - acc_tol (1 point)
+    finetune_epochs: int = 4  # epochs fine-tuning the kept weights and the head with the masks fixed (0: none)
+    lr_finetune: float = 5e-4  # Adam learning rate of the fine-tuning
+    distill: float = 0.0  # fine-tuning: weight of the MSE between the module's backbone logits and the full model's
     finetune_tries: int = 2  # mask candidates fine-tuned at most (sparsest first) until one meets acc_tol
     batch_size: int = 128
     seed: int = 0
@@ -246,7 +250,8 @@ def finetune(model: nn.Module, sites: list[MaskSite], keep: dict[str, torch.Tens
              kind: str, s: DecomposeSettings, g: torch.Generator, log: Callable[[dict], None] = lambda r: None
              ) -> tuple[float, dict, dict]:
     """Recovers accuracy under fixed masks: trains a copy of the backbone's weights (BatchNorm statistics
-    fixed, so masked channels stay exactly zero) and the head for ``finetune_epochs``.
+    fixed, so masked channels stay exactly zero) and the head for ``finetune_epochs``, on the task's loss
+    plus ``distill`` times the MSE between the masked backbone's logits and the full model's.
 
     Returns (best val accuracy, backbone state, head state) of the best epoch (epoch 0: before tuning).
     """
@@ -259,6 +264,8 @@ def finetune(model: nn.Module, sites: list[MaskSite], keep: dict[str, torch.Tens
     net = ModuleNet(m, h)
     (xt, lab), (xv, vlab) = train, val
     opt = torch.optim.Adam(list(m.parameters()) + list(h.parameters()), lr=s.lr_finetune)
+    with torch.no_grad():  # the full model's logits (the copy m carries the mask hooks, model does not)
+        teacher = torch.cat([model(xt[i:i + 1000]) for i in range(0, len(xt), 1000)]) if s.distill else None
     try:
         best = (accuracy(net.eval(), xv, vlab, kind), copy.deepcopy(m.state_dict()), copy.deepcopy(h.state_dict()))
         for _ in range(s.finetune_epochs):
@@ -266,7 +273,10 @@ def finetune(model: nn.Module, sites: list[MaskSite], keep: dict[str, torch.Tens
             order, tot = _epoch_order(len(xt), s.train_limit, g), 0.0
             for i in range(0, len(order), s.batch_size):
                 b = order[i:i + s.batch_size]
-                loss = _loss(net(xt[b]), lab[b], kind)
+                z = m(xt[b])
+                loss = _loss(h(z), lab[b], kind)
+                if teacher is not None:
+                    loss = loss + s.distill * F.mse_loss(z, teacher[b])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
