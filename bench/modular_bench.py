@@ -1,6 +1,6 @@
 """Modular decomposition and reuse on Fashion-MNIST: the must-hold figures of issue 12, side by side.
 
-    python bench/modular_bench.py [--parts abcd] [--mask-epochs 4] [--train-limit 4000] [--runs 30]
+    python bench/modular_bench.py [--parts abcd] [--mask-epochs 3] [--finetune-epochs 4] [--train-limit 10000] [--runs 30]
 
 (a) per-class GradSplitter modules of the zoo VGG (fashion3/fashion10): conv weights kept and
     one-vs-rest accuracy against the full model, per class and on average;
@@ -148,12 +148,15 @@ def part_c(root: Path, s: DecomposeSettings, n_models: int, log) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--parts", default="abc")
-    p.add_argument("--mask-epochs", type=int, default=4)
+    p.add_argument("--mask-epochs", type=int, default=DecomposeSettings.mask_epochs)
+    p.add_argument("--finetune-epochs", type=int, default=DecomposeSettings.finetune_epochs)
+    p.add_argument("--lr-finetune", type=float, default=DecomposeSettings.lr_finetune)
+    p.add_argument("--alpha", type=float, default=DecomposeSettings.alpha)
     p.add_argument("--head-epochs", type=int, default=10)
-    p.add_argument("--train-limit", type=int, default=4000)
+    p.add_argument("--train-limit", type=int, default=DecomposeSettings.train_limit)
     p.add_argument("--runs", type=int, default=30)
-    p.add_argument("--lr-mask", type=float, default=0.05)
-    p.add_argument("--mask-init", type=float, default=0.25)
+    p.add_argument("--lr-mask", type=float, default=DecomposeSettings.lr_mask)
+    p.add_argument("--mask-init", type=float, default=DecomposeSettings.mask_init)
     p.add_argument("--test-limit", type=int, default=5000, help="test images scored per module (per-class figures)")
     p.add_argument("--c-models", type=int, default=3, help="(c) models trained on disjoint subsets")
     p.add_argument("--workdir", default=str(ROOT / "work" / "modular_bench"))
@@ -163,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     log = lambda m: print(m, flush=True)  # noqa: E731
     s = DecomposeSettings(mask_epochs=a.mask_epochs, head_epochs=a.head_epochs, train_limit=a.train_limit,
-                          lr_mask=a.lr_mask, mask_init=a.mask_init)
+                          lr_mask=a.lr_mask, mask_init=a.mask_init, alpha=a.alpha,
+                          finetune_epochs=a.finetune_epochs, lr_finetune=a.lr_finetune)
     res: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "settings": vars(a),
                  "machine": {"cores": len(os.sched_getaffinity(0)), "start": parallel_check()}}
     out = OUT / f"modular_{a.parts}.json"

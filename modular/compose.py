@@ -92,7 +92,8 @@ def select(store: Store, classes: list[str], policy: str = "binary") -> list[Mod
 
 def _score(e: ModuleEntry) -> tuple[float, float]:
     """Module ranking: validation accuracy of its selected epoch, then fewer conv weights."""
-    val = max((h.get("val_accuracy", 0.0) for h in e.history if h.get("phase") == "masks"), default=e.accuracy)
+    val = max((h.get("val_accuracy", 0.0) for h in e.history
+              if h.get("phase") in ("masks", "finetune")), default=e.accuracy)
     return (round(val, 4), -e.retention)
 
 
@@ -140,7 +141,7 @@ def original_accuracy(store: Store, comp: Composition, x: torch.Tensor, y: torch
         return None
     pl = store.payload(comp.entries[0])
     base = build_arch(pl["arch"], pl["num_classes"], pl["channels"])
-    base.load_state_dict(pl["base"])
+    base.load_state_dict(pl.get("source", pl["base"]))  # the source model's weights (base may be fine-tuned)
     logits = torch.cat([base.eval()(x[i:i + 1000]) for i in range(0, len(x), 1000)])
     return accuracy(logits[:, [c.index for c in comp.classes]].argmax(1), y)
 

@@ -11,6 +11,7 @@ converted and timed on --device (with the full model, for the ratio), and stored
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import sys
 import time
@@ -99,8 +100,12 @@ def decompose_to_store(sm: SourceModel, method: str, targets: list[list[ClassRef
         d = decompose_one(sm.model, cls, method, s, data,
                           progress=lambda row: progress({"module": i + 1, "of": len(targets), "classes": names, **row}))
         keep = d.keep
-        pruned = ModuleNet(prune(sm.model, keep), d.head).eval()
-        diff = check_pruned(sm.model, d, pruned, data["val"][0][:64])
+        base = sm.model
+        if d.weights is not None:  # fine-tuned kept weights
+            base = copy.deepcopy(sm.model)
+            base.load_state_dict(d.weights)
+        pruned = ModuleNet(prune(base, keep), d.head).eval()
+        diff = check_pruned(base, d, pruned, data["val"][0][:64])
         sel, lab = task_labels(yt, cls, d.kind)
         acc = accuracy(pruned, xt[sel], lab, d.kind)
         acc_orig = float((original_predictions(sm.model, xt[sel], cls, d.kind) == lab).float().mean())
@@ -119,7 +124,7 @@ def decompose_to_store(sm: SourceModel, method: str, targets: list[list[ClassRef
             latency_full_us={full_lat["device"]: full_lat["min_us"]} if full_lat else {},
             layer_retention=d.layer_retention, history=d.history)
         payload = {"arch": sm.arch, "num_classes": len(CLASS_NAMES[sm.dataset]), "channels": INPUT_SHAPE[0],
-                   "base": sm.model.state_dict(), "keep": keep, "head": d.head.state_dict(), "method": method,
+                   "base": base.state_dict(), "source": sm.model.state_dict(), "keep": keep, "head": d.head.state_dict(), "method": method,
                    "kind": d.kind, "outputs": names, "settings": settings_dict(s)}
         entry = store.add(entry, payload)
         log(f"  {mid}: accuracy {acc:.4f} (full model {acc_orig:.4f}), conv weights kept {facts.conv_retention:.3f}, "
@@ -153,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mask-epochs", type=int, default=DecomposeSettings.mask_epochs)
     p.add_argument("--head-epochs", type=int, default=DecomposeSettings.head_epochs)
     p.add_argument("--train-limit", type=int, default=DecomposeSettings.train_limit)
+    p.add_argument("--finetune-epochs", type=int, default=DecomposeSettings.finetune_epochs,
+                   help="epochs fine-tuning the kept weights after masking (0: none)")
+    p.add_argument("--alpha", type=float, default=DecomposeSettings.alpha, help="weight of the retention penalty")
     p.add_argument("--penalty", default="weights", help="retention penalty counts conv weights or macs")
     p.add_argument("--test-limit", type=int, default=0, help="test images scored (0 = the whole split)")
     p.add_argument("--workdir", default="work", help="converted artifacts")
@@ -169,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         if sm.dataset != a.dataset:
             raise UserError(f"--dataset {a.dataset!r}: model {a.model} classifies {sm.dataset}")
         s = replace(DecomposeSettings(), mask_epochs=a.mask_epochs, head_epochs=a.head_epochs,
-                    train_limit=a.train_limit, penalty=a.penalty)
+                    train_limit=a.train_limit, penalty=a.penalty,
+                    finetune_epochs=a.finetune_epochs, alpha=a.alpha)
         t0 = time.perf_counter()
         entries = decompose_to_store(sm, a.method, targets, Store(a.out), s, None if a.device == "none" else a.device,
                                      a.workdir, a.test_limit or None)

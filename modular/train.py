@@ -10,11 +10,15 @@
 Both keep the sparsest epoch whose validation accuracy is within ``acc_tol`` of the original
 model's on the same task (SeaM's selection); failing that, the most accurate epoch. The last
 head-only epoch (nothing masked) is a candidate, so masks that cost accuracy are not kept.
+With ``finetune_epochs`` (the default), the masks of the sparsest epochs are fixed in turn and the
+kept weights and the head are retrained (GradSplitter and SeaM both recover accuracy after masking);
+the first whose validation accuracy is within ``acc_tol`` is kept, else the most accurate.
 Retention is the share of conv weights the masks keep (``modular.masks.retention``); with
 ``penalty="macs"`` the penalty counts conv multiply-accumulates instead (what latency follows).
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
@@ -37,16 +41,20 @@ Progress = Callable[[dict], None]
 
 @dataclass(frozen=True)
 class DecomposeSettings:
-    alpha: float = 0.1  # weight of the retention penalty (GradSplitter and SeaM: 0.1)
+    alpha: float = 0.2  # weight of the retention penalty (GradSplitter and SeaM: 0.1; 0.2 with mask_init 1.0)
     head_epochs: int = 5  # epochs training the head alone, on cached logits (GradSplitter: 5, SeaM: 1)
-    mask_epochs: int = 4  # epochs training head and masks
+    mask_epochs: int = 3  # epochs training head and masks
     lr_head: float = 1e-2  # Adam learning rate of the head
     lr_mask: float = 0.05  # Adam learning rate of the real-valued masks
-    mask_init: float = 0.25  # initial mask value (> 0: every channel kept)
-    train_limit: int = 6000  # training images (seeded subset); the validation images are held out apart
+    mask_init: float = 1.0  # initial mask value (> 0: every channel kept; larger: channels drop out more gradually)
+    train_limit: int = 10000  # training images (seeded subset); the validation images are held out apart
     val_limit: int = 2000  # validation images for the selection
     penalty: str = "weights"  # what the retention penalty counts: conv "weights" (GradSplitter) or conv "macs"
-    acc_tol: float = 0.005  # selection: sparsest epoch with val accuracy >= original's - acc_tol
+    acc_tol: float = 0.01  # selection: sparsest candidate with val accuracy >= original's - acc_tol (1 point)
+    finetune_epochs: int = 4  # epochs fine-tuning the kept weights and the head with the masks fixed (0: none)
+    lr_finetune: float = 5e-4  # Adam learning rate of the fine-tuning
+    distill: float = 0.0  # fine-tuning: weight of the MSE between the module's backbone logits and the full model's
+    finetune_tries: int = 2  # mask candidates fine-tuned at most (sparsest first) until one meets acc_tol
     batch_size: int = 128
     seed: int = 0
 
@@ -66,6 +74,7 @@ class Decomposed:
     layer_retention: dict[str, float]
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    weights: dict[str, torch.Tensor] | None = None  # fine-tuned backbone state (None: the model's own weights)
 
 
 def dataset_tensors(dataset: str, split: str, limit: int | None, seed: int, offset: int = 0,
@@ -163,9 +172,7 @@ def decompose_one(model: nn.Module, classes: list[ClassRef], method: str, s: Dec
             train_masks = epoch > s.head_epochs
             masks.requires_grad_(train_masks)
             head.train()
-            # an epoch is train_limit examples whatever the task's share (a group's images are repeated)
-            reps = -(-s.train_limit // len(xt))
-            order = torch.cat([torch.randperm(len(xt), generator=g) for _ in range(reps)])[:max(len(xt), s.train_limit)]
+            order = _epoch_order(len(xt), s.train_limit, g)
             tot = 0.0
             if not train_masks and not cached:
                 with torch.no_grad():
@@ -199,13 +206,96 @@ def decompose_one(model: nn.Module, classes: list[ClassRef], method: str, s: Dec
             h.remove()
     if s.mask_epochs < 1:
         raise UserError(f"mask_epochs = {s.mask_epochs}: at least 1 epoch training the masks is needed")
-    ok = [sn for sn in snaps if sn[1] >= orig_val - s.acc_tol]
-    ret, acc, keep, head_state = min(ok, key=lambda sn: sn[0]) if ok else max(snaps, key=lambda sn: sn[1])
+    weights = None
+    if s.finetune_epochs > 0:
+        ret, acc, keep, head_state, weights = _select_finetuned(
+            model, sites, snaps, head, (xt, lab), (xv, vlab), kind, orig_val, s, g, hist, progress, t0)
+    else:
+        ok = [sn for sn in snaps if sn[1] >= orig_val - s.acc_tol]
+        ret, acc, keep, head_state = min(ok, key=lambda sn: sn[0]) if ok else max(snaps, key=lambda sn: sn[1])
     head.load_state_dict(head_state)
     return Decomposed(method=method, kind=kind, classes=list(classes), keep=keep, head=head.eval(),
                       val_accuracy=acc, val_accuracy_orig=orig_val, retention=ret,
                       layer_retention=layer_retention({k: v.float() for k, v in keep.items()}), history=hist,
-                      seconds=round(time.perf_counter() - t0, 1))
+                      seconds=round(time.perf_counter() - t0, 1), weights=weights)
+
+
+def _select_finetuned(model, sites, snaps, head, train, val, kind, orig_val, s, g, hist, progress, t0):
+    """Fine-tunes the kept weights under the sparsest masks first, then denser ones (``finetune_tries``
+    in all), until one meets ``acc_tol``; else the most accurate of those tried and the unmasked state.
+
+    Returns (retention, val accuracy, keep, head state, backbone state or None for the model's own).
+    """
+    masked = sorted((sn for sn in snaps if sn[0] < 1.0), key=lambda sn: sn[0])
+    dense = [(*sn, None) for sn in snaps if sn[0] >= 1.0]
+    tried = []
+    for ret, _acc, keep, head_state in masked[:s.finetune_tries]:
+        acc, wstate, hstate = finetune(model, sites, keep, head, head_state, train, val, kind, s, g,
+                                       lambda row, r=ret: _log_ft(row, r, orig_val, hist, progress, t0))
+        tried.append((ret, acc, keep, hstate, wstate))
+        if acc >= orig_val - s.acc_tol:
+            return tried[-1]
+    return max(tried + dense, key=lambda c: (c[1], -c[0]))
+
+
+def _log_ft(row: dict, ret: float, orig_val: float, hist: list, progress: Progress, t0: float) -> None:
+    row = {"epoch": len(hist) + 1, "phase": "finetune", **row, "val_accuracy_orig": round(orig_val, 4),
+           "retention": round(ret, 4), "seconds": round(time.perf_counter() - t0, 1)}
+    hist.append(row)
+    progress(row)
+
+
+def finetune(model: nn.Module, sites: list[MaskSite], keep: dict[str, torch.Tensor], head: nn.Module,
+             head_state: dict, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+             kind: str, s: DecomposeSettings, g: torch.Generator, log: Callable[[dict], None] = lambda r: None
+             ) -> tuple[float, dict, dict]:
+    """Recovers accuracy under fixed masks: trains a copy of the backbone's weights (BatchNorm statistics
+    fixed, so masked channels stay exactly zero) and the head for ``finetune_epochs``, on the task's loss
+    plus ``distill`` times the MSE between the masked backbone's logits and the full model's.
+
+    Returns (best val accuracy, backbone state, head state) of the best epoch (epoch 0: before tuning).
+    """
+    m, h = copy.deepcopy(model).eval(), copy.deepcopy(head)
+    h.load_state_dict(head_state)
+    for p in m.parameters():
+        p.requires_grad_(True)
+    fixed = {k: v.float() for k, v in keep.items()}
+    handles = attach(m, sites, lambda: fixed)
+    net = ModuleNet(m, h)
+    (xt, lab), (xv, vlab) = train, val
+    opt = torch.optim.Adam(list(m.parameters()) + list(h.parameters()), lr=s.lr_finetune)
+    with torch.no_grad():  # the full model's logits (the copy m carries the mask hooks, model does not)
+        teacher = torch.cat([model(xt[i:i + 1000]) for i in range(0, len(xt), 1000)]) if s.distill else None
+    try:
+        best = (accuracy(net.eval(), xv, vlab, kind), copy.deepcopy(m.state_dict()), copy.deepcopy(h.state_dict()))
+        for _ in range(s.finetune_epochs):
+            h.train()
+            order, tot = _epoch_order(len(xt), s.train_limit, g), 0.0
+            for i in range(0, len(order), s.batch_size):
+                b = order[i:i + s.batch_size]
+                z = m(xt[b])
+                loss = _loss(h(z), lab[b], kind)
+                if teacher is not None:
+                    loss = loss + s.distill * F.mse_loss(z, teacher[b])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                tot += float(loss.detach()) * len(b)
+            h.eval()
+            acc = accuracy(net, xv, vlab, kind)
+            log({"loss": round(tot / len(order), 4), "val_accuracy": round(acc, 4)})
+            if acc > best[0]:
+                best = (acc, copy.deepcopy(m.state_dict()), copy.deepcopy(h.state_dict()))
+    finally:
+        for hd in handles:
+            hd.remove()
+    return best
+
+
+def _epoch_order(n: int, limit: int, g: torch.Generator) -> torch.Tensor:
+    """An epoch is ``limit`` examples whatever the task's share (a small task's examples repeat)."""
+    reps = -(-limit // n)
+    return torch.cat([torch.randperm(n, generator=g) for _ in range(reps)])[:max(n, limit)]
 
 
 def settings_dict(s: DecomposeSettings) -> dict:

@@ -72,7 +72,8 @@ def create_app(store_dir: str | Path, workdir: str | Path = "work", timing_devic
     @app.route("/decompose", methods=["GET", "POST"])
     def decompose():
         form = {"model": "zoo:fashion3/fashion10", "dataset": "fashion_mnist", "method": "gradsplitter",
-                "target": "sneaker", "mask_epochs": "4", "train_limit": "6000"}
+                "target": "sneaker", "mask_epochs": str(DecomposeSettings.mask_epochs),
+                "train_limit": str(DecomposeSettings.train_limit)}
         error = ""
         if request.method == "POST":
             form.update({k: request.form.get(k, v).strip() for k, v in form.items()})
