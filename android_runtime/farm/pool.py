@@ -138,6 +138,7 @@ class PhonePool:
         lock_timeout_s: a task waits this long for a phone another run holds.
         flag: the command-line flag named in errors.
         log: progress and warnings.
+        doing: the start-up line's verb ("timing on 2 phone(s): ...").
 
     Raises:
         UserError: no live phone of the farm matches the selector.
@@ -145,7 +146,7 @@ class PhonePool:
     """
 
     def __init__(self, address: str, selector: str = "", lock_timeout_s: float = 60.0, flag: str = "--ray",
-                 log: Callable[[str], None] = lambda m: None):
+                 log: Callable[[str], None] = lambda m: None, doing: str = "timing"):
         import ray
 
         connect(address, flag)
@@ -159,7 +160,7 @@ class PhonePool:
         self.remote = ray.remote(on_phone)
         self.tasks = 0
         self.used: dict[str, int] = {}  # serial -> jobs it ran
-        log(f"timing on {len(self.phones)} phone(s): " + "; ".join(p.label() for p in self.phones))
+        log(f"{doing} on {len(self.phones)} phone(s): " + "; ".join(p.label() for p in self.phones))
 
     def _submit(self, phone: Phone, job: PlanJob):
         if job.mode not in MODES or (job.mode == "run" and len(job.plans) != 1):

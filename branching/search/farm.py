@@ -5,8 +5,8 @@ waits for the whole batch. Only the timing of the batch's candidates is spread: 
 plans (the candidate and its unbranched reference, timed alternately as without Ray) become a Ray
 task on one phone of the farm that matches ``--ray_phones``, holding that phone's lock while it
 runs. Conversion stays here (this process's CPUs, the search's content-keyed tflite cache); the
-segment files travel by content-hash name and only to nodes that do not have them yet (a node
-keeps them in ``<its work folder>/search``). Since a round's batch is chosen before it is
+segment files travel by content and only to nodes that do not have them yet (a node keeps them in
+``<its work folder>/blobs``, as for every farm job). Since a round's batch is chosen before it is
 measured, a search with ``--ray`` measures the same candidates as one without; only the noise of
 the timings differs (a different phone of the same SoC), and with the same store it chooses the
 same split.
@@ -14,23 +14,18 @@ same split.
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections import deque
 from pathlib import Path
 from typing import Callable
 
-from android_runtime.farm.phones import Phone, describe_selector, matches
-from android_runtime.farm.registry import connect, farm_phones
-from android_runtime.farm.timing import time_on_phone
-from configs.errors import DeviceError, UserError
+from android_runtime.farm.pool import PhonePool, PlanJob
+from configs.errors import UserError
 
 from .remote import SearchTarget
 
-ATTEMPTS = 3  # phones a candidate is tried on before the search stops with the reasons
-
 
 class RayStageRunner:
-    """A StageRunner whose ``time_plans_many`` times plan sets on the farm's phones at once.
+    """A StageRunner whose ``time_plans_many`` times plan sets on the farm's phones at once
+    (``android_runtime.farm.pool.PhonePool``: one task per set, retried on another phone, files by content).
 
     Args:
         address: the Ray head.
@@ -42,18 +37,8 @@ class RayStageRunner:
 
     def __init__(self, address: str, selector: str, name: str, runtime: str, lock_timeout_s: float = 60.0,
                  log: Callable[[str], None] = lambda m: None):
-        import ray
-
-        connect(address, "--ray")
-        self.ray, self.name, self.runtime, self.lock_timeout_s, self.log = ray, name, runtime, lock_timeout_s, log
-        self.phones = [p for p in farm_phones() if p.alive and matches(p, selector)]
-        if not self.phones:
-            raise UserError(f"--ray_phones = {selector!r}: no phone of the farm at {address} is {describe_selector(selector)}"
-                            f" (phones: {', '.join(p.label() for p in farm_phones()) or 'none'})")
-        self.sent: dict[str, set[str]] = {}  # node -> segment files it has (content-hash names)
-        self.remote = ray.remote(time_on_phone)
-        self.tasks = 0
-        log(f"measuring on {len(self.phones)} phone(s): " + "; ".join(p.label() for p in self.phones))
+        self.name, self.runtime = name, runtime
+        self.pool = PhonePool(address, selector, lock_timeout_s, log=log, doing="measuring")
 
     def runtime_version(self) -> str:
         return self.runtime
@@ -61,52 +46,13 @@ class RayStageRunner:
     def time_plans(self, plans: list, plan_dir: Path, warmup: int, runs: int) -> str:
         return self.time_plans_many([plans], plan_dir, warmup, runs)[0]
 
-    def _submit(self, phone: Phone, plans: list, plan_dir: Path, warmup: int, runs: int):
-        have = self.sent.setdefault(phone.node, set())
-        need = {s.file for p in plans for s in p.segments}
-        files = {f: (Path(plan_dir) / f).read_bytes() for f in sorted(need - have)}
-        ref = self.remote.options(resources={phone.resource: 1}, num_cpus=0, max_retries=0).remote(
-            phone.serial, [p.to_json() for p in plans], files, warmup, runs, self.lock_timeout_s)
-        self.tasks += 1
-        return ref, set(files)
-
     def time_plans_many(self, jobs: list[list], plan_dir: Path, warmup: int, runs: int) -> list[str]:
         """Each job (a list of plans timed alternately) on one free phone; returns their JSON in order.
 
         Raises:
             DeviceError: a job failed on ``ATTEMPTS`` phones, or no phone is left.
         """
-        results: list[str | None] = [None] * len(jobs)
-        queue, free, running = deque(range(len(jobs))), list(self.phones), {}
-        reasons: dict[int, list[str]] = {}
-        while queue or running:
-            while queue and free:
-                i, phone = queue.popleft(), free.pop(0)
-                ref, sent = self._submit(phone, jobs[i], plan_dir, warmup, runs)
-                running[ref] = (i, phone, sent)
-            done, _ = self.ray.wait(list(running), num_returns=1)
-            for ref in done:
-                i, phone, sent = running.pop(ref)
-                try:
-                    kind, text = self.ray.get(ref)
-                except self.ray.exceptions.RayError as e:  # the phone's node died
-                    kind, text = "device", f"node {phone.node} lost: {type(e).__name__}"
-                if kind == "ok":
-                    results[i] = text
-                    self.sent[phone.node] |= sent
-                    free.append(phone)
-                elif kind == "missing":  # the node lost its copies (restarted): send them again
-                    self.sent[phone.node] -= set(json.loads(text))
-                    queue.appendleft(i)
-                    free.append(phone)
-                else:
-                    reasons.setdefault(i, []).append(f"{phone.serial}: {text}")
-                    self.phones = [p for p in self.phones if p.serial != phone.serial]
-                    self.log(f"  warning: phone {phone.serial} failed ({text.splitlines()[0]}); not used again")
-                    if len(reasons[i]) >= ATTEMPTS or not self.phones:
-                        raise DeviceError("candidate timing failed on every phone tried: " + "; ".join(reasons[i]))
-                    queue.appendleft(i)
-        return [r for r in results if r is not None]
+        return self.pool.map([PlanJob("time", tuple(plans), Path(plan_dir), warmup, runs) for plans in jobs])
 
 
 def with_farm(target: SearchTarget, address: str, selector: str, lock_timeout_s: float,
