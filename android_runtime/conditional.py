@@ -73,15 +73,23 @@ class ConditionalRunner:
         segs = {s.name: s for s in plan.segments}
         self.execs: dict[str, SegmentExecutor] = {}
         for st in plan.exits.stages:
-            spec = plan.lanes[st.lane]
-            for name in [*st.body.values(), *st.head.values()]:
+            spec, hspec = plan.lanes[st.lane], plan.lanes[st.head_lane or st.lane]
+            for name in [*st.body.values(), *st.chunks]:
                 self.execs[name] = SegmentExecutor(segs[name], Path(plan_dir), spec.threads, spec.delegate)
+            for name in st.head.values():
+                self.execs[name] = SegmentExecutor(segs[name], Path(plan_dir), hspec.threads, hspec.delegate)
         self._lane = ""
+        self._heads: dict[str, HeadWorker] = {}
+        if plan.exits.overlap:
+            cores = {ln: plan.lanes[ln].cores for st in plan.exits.stages if (ln := st.head_lane)}
+            self._heads = {ln: HeadWorker(ln, c if self.pin else None) for ln, c in cores.items()}
 
     def __enter__(self) -> "ConditionalRunner":
         return self
 
     def __exit__(self, *exc) -> None:
+        for w in self._heads.values():
+            w.stop()
         if self._affinity is not None:
             os.sched_setaffinity(0, self._affinity)
             self._lane = ""
@@ -90,7 +98,7 @@ class ConditionalRunner:
     def pipelined(self) -> bool:
         """Two stages on two lanes: batch k+1's stage 1 overlaps batch k's stage 2."""
         st = self.plan.exits.stages
-        return len(st) == 2 and st[0].lane != st[1].lane
+        return len(st) == 2 and st[0].lane != st[1].lane and not self.plan.exits.overlap
 
     def _pin(self, lane: str) -> None:
         if self.pin and lane != self._lane:
@@ -120,7 +128,10 @@ class ConditionalRunner:
         return compact(feats, index, leave)
 
     def run(self, x: np.ndarray) -> ExitRun:
-        """One batch of ``plan.exits.batch`` samples (NHWC float32), stage after stage in this thread."""
+        """One batch of ``plan.exits.batch`` samples (NHWC float32), stage after stage in this thread
+        (an overlap plan: its heads in their lanes' threads)."""
+        if self.plan.exits.overlap:
+            return self._run_overlap(x)
         outputs, exit_of, index = self._start(x)
         feats, record = x, []
         t0 = time.perf_counter_ns()
@@ -131,6 +142,43 @@ class ConditionalRunner:
             ts, b = time.perf_counter_ns(), len(index)
             feats, index = self._stage(i, feats, index, outputs, exit_of)
             record.append((b, (ts - t0) / 1e3, (time.perf_counter_ns() - t0) / 1e3))
+        return ExitRun(outputs, exit_of, (time.perf_counter_ns() - t0) / 1e3, record)
+
+    def _run_overlap(self, x: np.ndarray) -> ExitRun:
+        """Stage i's head on its head lane while stage i+1's body starts here at the full batch: after
+        the body's first chunk (the block the head copies, about the head's time) this thread takes the
+        head's verdict; once every sample has left, the rest is skipped. No compaction: a sample
+        that left earlier rides along in later stages, its output is the exit's."""
+        stages, n = self.plan.exits.stages, self.batch
+        outputs, exit_of, _ = self._start(x)
+        left = np.zeros(n, bool)
+        t0 = time.perf_counter_ns()
+        self._pin(stages[0].lane)
+        feats = np.array(self.execs[stages[0].body[str(n)]]([x])[0], copy=True)
+        record = [(n, 0.0, (time.perf_counter_ns() - t0) / 1e3)]
+        for i in range(len(stages) - 1):
+            st, nxt = stages[i], stages[i + 1]
+            ts = time.perf_counter_ns()
+            job = self._heads[st.head_lane].submit(self.execs[st.head[str(n)]], feats, st.threshold)
+            self._pin(nxt.lane)
+            f = feats
+            for j, name in enumerate(nxt.chunks):
+                if j == 1:  # the head is (about) done: every sample gone -> nothing more to run
+                    logits, leave = job.result()
+                    if (left | leave).all():
+                        break
+                f = np.array(self.execs[name]([f])[0], copy=True)
+            logits, leave = job.result()
+            leave &= ~left
+            outputs[leave], exit_of[leave] = logits[leave], i
+            left |= leave
+            record.append((int((~left).sum()) if not left.all() else 0, (ts - t0) / 1e3,
+                           (time.perf_counter_ns() - t0) / 1e3))
+            if left.all():
+                break
+            feats = f
+        else:
+            outputs[~left] = feats[~left]
         return ExitRun(outputs, exit_of, (time.perf_counter_ns() - t0) / 1e3, record)
 
     def run_stream(self, xs: list[np.ndarray] | np.ndarray) -> tuple[list[ExitRun], float]:
@@ -175,6 +223,53 @@ class ConditionalRunner:
         if errors:
             raise errors[0]
         return [r for r in results if r is not None], (time.perf_counter_ns() - t0) / 1e3
+
+
+class HeadWorker:
+    """A thread pinned to a lane's cores that runs exit heads handed to it (one at a time) and says
+    which samples leave: an overlap plan's head lane."""
+
+    def __init__(self, lane: str, cores: list[int] | None):
+        self._job: tuple | None = None
+        self._go, self._done = threading.Event(), threading.Event()
+        self._out: tuple[np.ndarray, np.ndarray] | BaseException | None = None
+        self._cores, self._alive = cores, True
+        self._thread = threading.Thread(target=self._loop, name=f"head-{lane}", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        if self._cores is not None:
+            os.sched_setaffinity(0, self._cores)
+        while True:
+            self._go.wait()
+            self._go.clear()
+            if not self._alive:
+                return
+            ex, feats, threshold = self._job
+            try:
+                logits = np.array(ex([feats])[0], copy=True)
+                self._out = (logits, softmax_confidence(logits) >= threshold)
+            except BaseException as e:  # re-raised in the caller's thread
+                self._out = e
+            self._done.set()
+
+    def submit(self, ex: SegmentExecutor, feats: np.ndarray, threshold: float) -> "HeadWorker":
+        self._done.clear()
+        self._job = (ex, feats, threshold)
+        self._go.set()
+        return self
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the head's logits, which samples reach the threshold); waits for the head."""
+        self._done.wait()
+        if isinstance(self._out, BaseException):
+            raise self._out
+        return self._out[0], self._out[1].copy()
+
+    def stop(self) -> None:
+        self._alive = False
+        self._go.set()
+        self._thread.join(timeout=5)
 
 
 def batches_of(x: np.ndarray | None, plan: Plan, seed: int = 0) -> np.ndarray:

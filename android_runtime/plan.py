@@ -63,6 +63,8 @@ class ExitStage:
     body: dict[str, str]  # batch size (a JSON key, so a string) -> segment name
     head: dict[str, str] = field(default_factory=dict)  # batch size -> exit-head segment ({} for the last stage)
     threshold: float | None = None  # max-softmax confidence at or above which a sample leaves here
+    head_lane: str = ""  # overlap plans: the lane that runs this stage's head ("" = ``lane``)
+    chunks: list[str] = field(default_factory=list)  # overlap plans: the body at the full batch, in pieces
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ class ExitPlan:
 
     batch: int  # samples per input batch
     stages: list[ExitStage]
+    # overlap: stage i's head runs on its head lane while stage i+1's body (its ``chunks``, at the full
+    # batch, no compaction) starts on the stage lane; once every sample has left, the rest is skipped
+    overlap: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,12 @@ class Plan:
         d = asdict(self)
         if d["exits"] is None:
             del d["exits"]  # a plan without exits reads exactly as version 1
+        elif not d["exits"]["overlap"]:  # a plan without overlap reads as before overlap existed
+            del d["exits"]["overlap"]
+            for st in d["exits"]["stages"]:
+                for k in ("head_lane", "chunks"):
+                    if not st[k]:
+                        del st[k]
         return json.dumps(d, indent=1)
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -133,7 +144,8 @@ def load_plan(path: str | os.PathLike) -> Plan:
 def _exit_plan(d: dict | None) -> ExitPlan | None:
     if d is None:
         return None
-    return ExitPlan(batch=int(d["batch"]), stages=[ExitStage(**s) for s in d["stages"]])
+    return ExitPlan(batch=int(d["batch"]), stages=[ExitStage(**s) for s in d["stages"]],
+                    overlap=bool(d.get("overlap", False)))
 
 
 def check_plan(plan: Plan, where: Any = "plan") -> None:
@@ -156,3 +168,21 @@ def check_plan(plan: Plan, where: Any = "plan") -> None:
                     raise PlanError(f"{where}: exits.stages[{i}] segment {seg!r} is not among the plan's segments")
             if (i < len(plan.exits.stages) - 1) != (st.threshold is not None and bool(st.head)):
                 raise PlanError(f"{where}: exits.stages[{i}]: every stage but the last needs a head and a threshold")
+            for seg in st.chunks:
+                if seg not in names:
+                    raise PlanError(f"{where}: exits.stages[{i}] chunk {seg!r} is not among the plan's segments")
+            if st.head_lane and st.head_lane not in plan.lanes:
+                raise PlanError(f"{where}: exits.stages[{i}] head_lane = {st.head_lane!r}: not among lanes "
+                                f"{list(plan.lanes)}")
+        if plan.exits.overlap:
+            _check_overlap(plan.exits, where)
+
+
+def _check_overlap(ex: ExitPlan, where: Any) -> None:
+    """An overlap plan: every head on a lane of its own (not the next stage's), every later stage in chunks."""
+    for i, st in enumerate(ex.stages):
+        if i < len(ex.stages) - 1 and (not st.head_lane or st.head_lane == ex.stages[i + 1].lane):
+            raise PlanError(f"{where}: exits.stages[{i}] head_lane = {st.head_lane!r}: an overlap plan runs each head "
+                            f"on a lane other than the next stage's ({ex.stages[i + 1].lane!r})")
+        if i > 0 and not st.chunks:
+            raise PlanError(f"{where}: exits.stages[{i}]: an overlap plan needs the stage's body in chunks")

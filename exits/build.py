@@ -8,6 +8,7 @@ sequential checks hold. Tensor names: ``input`` -> stage 0 -> ``f0`` -> stage 1 
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from android_runtime.plan import ExitPlan, ExitStage, LaneSpec
@@ -37,8 +38,24 @@ def stage_tensor(i: int, n_stages: int) -> str:
     return "logits" if i == n_stages - 1 else f"f{i}"
 
 
+def _chunks(bb: Backbone, i: int, a: int, b: int, src: str, out: str, batch: int, lane: str,
+            processor: str) -> list[BuiltSegment]:
+    """Stage i's body at the full batch in two pieces for an overlap plan: its first block (the block
+    the exit head before it copies, so it takes about as long as that head) and the rest. The runner
+    looks at the head's verdict between them."""
+    cuts = [a, a + 1, b] if b > a + 1 else [a, b]
+    segs, prev = [], src
+    for j, (u, v) in enumerate(zip(cuts[:-1], cuts[1:])):
+        segs.append(BuiltSegment(name=f"stage{i}.c{j}@{batch}", kind="stage", lane=lane, processor=processor,
+                                 module=stage_module(bb, u, v), inputs=(prev,), outputs=(f"{out}.c{j}",), stage=i))
+        prev = f"{out}.c{j}"
+    return segs
+
+
 def _segments(bb: Backbone, heads: dict[int, Any], positions: list[int], batch: int, batches: list[int],
-              lanes: list[str], processor: str) -> tuple[list[BuiltSegment], list[ExitStage]]:
+              lanes: list[str], processor: str, head_lane: str = "") -> tuple[list[BuiltSegment], list[ExitStage]]:
+    """Every stage's body (and exit head) at every batch size; with ``head_lane`` (an overlap plan) the
+    later stages run at the full batch only, in chunks, and every head at the full batch on that lane."""
     FirstRows = _first_rows_class()
     bounds = stage_bounds(positions, bb.n_units)
     segs, stages = [], []
@@ -47,21 +64,25 @@ def _segments(bb: Backbone, heads: dict[int, Any], positions: list[int], batch: 
         src = "input" if i == 0 else stage_tensor(i - 1, len(bounds))
         out = stage_tensor(i, len(bounds))
         body, head = {}, {}
-        sizes = [batch] if i == 0 else sorted(batches, reverse=True)  # stage 0 always sees the whole batch
+        # stage 0 always sees the whole batch; so does every stage of an overlap plan (no compaction)
+        sizes = [batch] if i == 0 or head_lane else sorted(batches, reverse=True)
         for n in sizes:  # batch B first: it writes the tensor the next stage reads
             name = f"stage{i}@{n}"
             segs.append(BuiltSegment(name=name, kind="stage", lane=lanes[i], processor=processor,
                                      module=FirstRows(mod, n, batch), inputs=(src,),
                                      outputs=(out if n == batch else f"{out}@{n}",), stage=i))
             body[str(n)] = name
+        chunks = _chunks(bb, i, a, b, src, out, batch, lanes[i], processor) if head_lane and i > 0 else []
+        segs += chunks
         if i < len(bounds) - 1:
             for n in sizes:
                 name = f"exit{i}@{n}"
-                segs.append(BuiltSegment(name=name, kind="head", lane=lanes[i], processor=processor,
+                segs.append(BuiltSegment(name=name, kind="head", lane=head_lane or lanes[i], processor=processor,
                                          module=FirstRows(heads[b], n, batch), inputs=(out,),
                                          outputs=(f"exit{i}@{n}",), stage=i))
                 head[str(n)] = name
-        stages.append(ExitStage(lane=lanes[i], body=body, head=head))
+        stages.append(ExitStage(lane=lanes[i], body=body, head=head, head_lane=head_lane if head else "",
+                                chunks=[c.name for c in chunks]))
     return segs, stages
 
 
@@ -81,22 +102,24 @@ def _facts(bb: Backbone, heads: dict[int, Any], im_size: int, channels: int = 3)
 
 def exit_built(name: str, bb: Backbone, heads: dict[int, Any], thresholds: list[float], batch: int,
                lanes: dict[str, LaneSpec], stage_lanes: list[str], dtype: str, im_size: int,
-               identity: dict[str, Any], source: dict[str, Any] | None = None, channels: int = 3) -> Built:
+               identity: dict[str, Any], source: dict[str, Any] | None = None, channels: int = 3,
+               head_lane: str = "") -> Built:
     """The deployable early-exit network: a conditional plan (version 2) over batches of ``batch``.
 
     Args:
         heads: position -> trained exit head (the positions are the exits, in order).
         thresholds: per exit, the max-softmax confidence to leave.
         stage_lanes: the lane of each stage (len(heads) + 1); the same lane twice runs them in turn.
+        head_lane: an overlap plan: every exit head runs on this lane while the next stage starts
+            (android_runtime.plan.ExitPlan.overlap); "" = PAME's plan (head, then the survivors).
     """
     positions = sorted(heads)
-    segs, stages = _segments(bb, heads, positions, batch, list(range(1, batch + 1)), stage_lanes, "cpu")
-    stages = [ExitStage(lane=s.lane, body=s.body, head=s.head, threshold=float(thresholds[i]) if s.head else None)
-              for i, s in enumerate(stages)]
+    segs, stages = _segments(bb, heads, positions, batch, list(range(1, batch + 1)), stage_lanes, "cpu", head_lane)
+    stages = [dataclasses.replace(s, threshold=float(thresholds[i]) if s.head else None) for i, s in enumerate(stages)]
     params, flops = _facts(bb, heads, im_size, channels)
     return Built(name=name, segments=tuple(segs), example=_example(batch, im_size, channels), lanes=lanes, dtype=dtype,
-                 output="logits", params=params, flops=flops, identity={**identity, "exits": positions},
-                 source=source or {}, exits=ExitPlan(batch=batch, stages=stages))
+                 output="logits", params=params, flops=flops, identity={**identity, "exits": positions, **({"head_lane": head_lane} if head_lane else {})},
+                 source=source or {}, exits=ExitPlan(batch=batch, stages=stages, overlap=bool(head_lane)))
 
 
 def timing_built(name: str, bb: Backbone, head: Any, position: int, batch: int, lanes: dict[str, LaneSpec],

@@ -25,6 +25,9 @@ class ExitsCfg:
     WEIGHTS: str = ""  # .pt with the trained backbone and heads (relative to the config); "" = untrained
     TOLERANCE: float = 0.99  # the precision share the search held (recorded)
     EVAL_IMAGES: int = 2000  # Fashion-MNIST test images scored and timed (0: seeded random input, no precision)
+    # overlap: every exit head runs on this lane while the next stage starts on its own lane, and the rest
+    # is skipped once every sample has left ("" = PAME: the head, then the survivors, compacted)
+    HEAD_LANE: str = ""
 
 
 def read_exits(raw: Any, file: str, n_units: int, lanes: list[str]) -> ExitsCfg:
@@ -67,7 +70,12 @@ def read_exits(raw: Any, file: str, n_units: int, lanes: list[str]) -> ExitsCfg:
     ev = raw.get("EVAL_IMAGES", 2000)
     if isinstance(ev, bool) or not isinstance(ev, int) or not 0 <= ev <= 10000:
         raise ConfigError(file, "EXITS.EVAL_IMAGES", ev, "an int in 0..10000 (Fashion-MNIST test images)")
-    return ExitsCfg(POSITIONS=pos, THRESHOLDS=[float(t) for t in th], BATCH=batch, LANES=list(stage_lanes),
+    head_lane = raw.get("HEAD_LANE", "") or ""
+    if head_lane and (head_lane not in lanes or head_lane in stage_lanes[1:]):
+        raise ConfigError(file, "EXITS.HEAD_LANE", head_lane,
+                          f"a lane among DEPLOY.LANES {lanes} that runs no stage after the first "
+                          f"(stage lanes {stage_lanes}), or empty")
+    return ExitsCfg(HEAD_LANE=head_lane, POSITIONS=pos, THRESHOLDS=[float(t) for t in th], BATCH=batch, LANES=list(stage_lanes),
                     WEIGHTS=weights, TOLERANCE=float(tol), EVAL_IMAGES=ev)
 
 

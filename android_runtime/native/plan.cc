@@ -78,6 +78,11 @@ std::vector<std::pair<int, std::string>> BatchMap(const Reader& r, const Json& m
 void ReadExits(const Reader& r, const Json& ex, Plan* p) {
   if (p->version < 2) r.Fail("exits", "in a version-1 plan: exits need version 2");
   if (!ex.is(Json::Type::kObject)) r.Fail("exits", "is not an object");
+  const Json* overlap = ex.find("overlap");
+  if (overlap != nullptr && overlap->is(Json::Type::kBool) && overlap->as_bool()) {
+    r.Fail("exits.overlap", "= true: plans whose exit heads overlap the next stage (EXITS.HEAD_LANE) run on the "
+                            "Python plan runner only");
+  }
   const Json* b = ex.find("batch");
   if (b == nullptr) r.Fail("exits.batch", "is missing: malformed plan");
   int64_t batch = r.Int(*b, "exits.batch");
