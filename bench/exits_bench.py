@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from android_runtime.devices import get_device  # noqa: E402
+from android_runtime.plan import LaneSpec  # noqa: E402
 from converter.build import convert  # noqa: E402
 from exits import deploy  # noqa: E402
 from exits.build import original_built  # noqa: E402
@@ -115,9 +116,11 @@ def bench_one(base: Path, batch: int, a, device, out_dir: Path, log) -> tuple[li
     lanes = [ln for ln in a.lanes.split(",") if ln]
     if lanes:
         base = with_two_lanes(base, lanes, out_dir / "two-lanes")
+    elif a.head_lane:  # stages on cpu0, exit heads on cpu1 (cores 0 and 1)
+        base = with_two_lanes(base, ["cpu0", a.head_lane], out_dir / "head-lane")
     opt = SearchOptions(tolerance=a.tolerance, batch=batch, warmup=3, runs=a.search_runs, workdir=Path(a.workdir),
                         proxy=ProxyOptions(epochs=a.epochs, train_images=a.train_images, test_images=a.eval_images),
-                        heads=HeadTrainOptions(epochs=a.head_epochs), lanes=tuple(lanes))
+                        heads=HeadTrainOptions(epochs=a.head_epochs), lanes=tuple(lanes), head_lane=a.head_lane)
     s = run_search(base, out_dir / f"{name}-b{batch}", opt, device, log,
                    loader=search_loader if model_source(base) else None)
     cfg, built, conv = deployed(Path(s["config"]), Path(a.workdir))
@@ -131,6 +134,12 @@ def bench_one(base: Path, batch: int, a, device, out_dir: Path, log) -> tuple[li
                    Path(a.workdir), log=lambda m: None)
     runs = len(x) // batch
     plans = {"exits": (conv.plan_path, x), "original": (orig.plan_path, x[:batch])}
+    if a.head_lane:  # the original on both cores too (two XNNPACK threads), a second baseline
+        both = {"cpu01": LaneSpec([0, 1], 2, "xnnpack", ["cpu"])}
+        orig2 = convert(original_built(f"{cfg.name}-orig{batch}-2t", bb, batch, both, "cpu01", "fp32", net.im_size,
+                                       {"bench": str(cfg.path), "threads": 2}, conditional=True, channels=net.channels),
+                        Path(a.workdir), log=lambda m: None)
+        plans["original_2threads"] = (orig2.plan_path, x[:batch])
     intervals: dict[str, list] = {}
     lat = measure(device, plans, a.rounds, runs, intervals)
     m_e, m_o = lat["exits"].mean() / batch, lat["original"].mean() / batch
@@ -148,6 +157,12 @@ def bench_one(base: Path, batch: int, a, device, out_dir: Path, log) -> tuple[li
             ("agreement_with_original", prec["precision_orig"], ">= 0.99", "share"),
             ("exit_position", s["chosen"], "", "blocks"),
             ("exits_deployed", float(len(s["exits"])), "", "count"), ("predicted_saving", s["expected_saving"], "", "ratio")]
+    if a.head_lane:  # the overlap plan (when the search chose it) against the original on both cores
+        m_2 = lat["original_2threads"].mean() / batch
+        rows += [("overlap_plan", float(bool(s.get("head_lane"))), "", "bool"),
+                 ("sample_latency_original_2threads_us", m_2, "", "us"),
+                 ("sample_latency_change_vs_2threads", m_e / m_2 - 1, "", "ratio"),
+                 ("p99_ratio_vs_2threads", p_e / np.percentile(lat["original_2threads"], 99), "", "ratio")]
     if lanes:  # pipelined: the time between batches (throughput) beside each batch's own latency
         i_e, i_o = float(np.median(intervals["exits"])), float(np.median(intervals["original"]))
         rows += [("pipelined", float(bool(s["pipelined"])), "", "bool"),
@@ -183,7 +198,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", default="1,8")
     ap.add_argument("--tolerance", type=float, default=0.99)
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--head-epochs", type=int, default=3)
+    ap.add_argument("--head-epochs", type=int, default=8)
     ap.add_argument("--train-images", type=int, default=20000)
     ap.add_argument("--eval-images", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3, help="alternating timing rounds (each over the eval images)")
@@ -194,6 +209,8 @@ def main(argv=None) -> int:
     ap.add_argument("--summary", default="bench/results/exits_summary.json")
     ap.add_argument("--lanes", default="", help="two lanes, e.g. cpu0,cpu1: stage 1 and stage 2 pipelined on "
                                                 "cores 0 and 1 (default: one lane, as PAME)")
+    ap.add_argument("--head-lane", default="", help="e.g. cpu1: the search also weighs exit heads on core 1 "
+                    "beside the next stage on core 0 (overlap plans); adds the original on both cores as a baseline")
     ap.add_argument("--small", action="store_true", help="smoke test: few images, one epoch")
     a = ap.parse_args(argv)
     if a.small:

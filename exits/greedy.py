@@ -55,12 +55,33 @@ def stage_times(med: dict[str, float], n_stages: int, batch: int) -> list[np.nda
     return out
 
 
+def overlap_from_counts(parts: list[tuple[float, float]], counts: np.ndarray) -> float:
+    """Expected batch latency of the overlap plan (EXITS.HEAD_LANE): every stage runs at the full batch
+    B while the exit head before it runs on another lane, until every sample of the batch has left.
+
+    Args:
+        parts: per stage, (its body at B, its exit head at B) in microseconds.
+        counts: [batches, stages] as ``stage_counts``: the samples of each batch still there at each stage.
+    """
+    total = []
+    for row in np.asarray(counts):
+        t = parts[0][0]
+        for i in range(len(parts) - 1):
+            if row[i + 1] == 0:  # everybody left at exit i: the head's verdict ends the batch
+                t += parts[i][1]
+                break
+            t += max(parts[i + 1][0], parts[i][1])  # the next stage, the head beside it
+        total.append(t)
+    return float(np.mean(total))
+
+
 @dataclass
 class Placement:
     positions: list[int]
     thresholds: list[float | None]
     expected_us: float  # per batch of B
     times: list[list[float]]  # per stage, t(n) for n = 0..B
+    overlap_us: float | None = None  # per batch of B, the same exits with their heads on another lane
 
 
 def thresholds_for(positions: list[int], val, labels: np.ndarray, tolerance: float, precision: str) -> list[float | None]:
@@ -90,7 +111,9 @@ def place(positions: list[int], bb, heads: dict[int, Any], val, labels: np.ndarr
     _, med = time_built(dataclasses.replace(built, exits=None), device, Path(opt.workdir), opt.warmup, opt.runs, log)
     times = stage_times(med, len(positions) + 1, opt.batch)
     counts = stage_counts(exit_stage([val.conf(k) for k in positions], th), len(positions) + 1, opt.batch)
-    return Placement(positions, th, expected_from_counts(times, counts), [t.tolist() for t in times])
+    parts = [(med[f"stage{i}@{opt.batch}"], med.get(f"exit{i}@{opt.batch}", 0.0)) for i in range(len(positions) + 1)]
+    return Placement(positions, th, expected_from_counts(times, counts), [t.tolist() for t in times],
+                     overlap_from_counts(parts, counts))
 
 
 def greedy_more(first: Placement, candidates: list[int], max_exits: int, place_fn: Callable[[list[int]], Placement],

@@ -53,7 +53,8 @@ def make_head(bb: Backbone, position: int, features: Any, num_classes: int, seed
 
 @dataclass(frozen=True)
 class HeadTrainOptions:
-    epochs: int = 3  # passes over the training features per head
+    epochs: int = 8  # passes over the training features per head (3 left heads undertrained: 64% vs 79% of
+    # validation samples leaving at block 3 of the ResNet-18-style factory network under the same tolerance)
     lr: float = 3e-3  # peak learning rate (AdamW, one cycle)
     batch_size: int = 128
     seed: int = 0

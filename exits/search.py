@@ -31,6 +31,7 @@ from .backbone import DEFAULT_EVERY, candidate_positions, check_positions, split
 from .build import original_built, timing_built
 from .farm import FarmTimer
 from .greedy import Placement, greedy_more, place
+from .overlap import check_head_lane, single_overlap_us, with_overlap
 from .heads import HeadTrainOptions, score, train_heads
 from .placement import Candidate, batching_pattern, choose
 from .network import ExitNetwork
@@ -51,6 +52,7 @@ class SearchOptions:
     precision: str = "both"  # thresholds hold labels, agreement with the original, or both
     lanes: tuple[str, ...] = ()  # lane of stage 1 and stage 2; () = the config's first lane for both
     max_exits: int = 2  # exits placed greedily (one lane only; pipelined lanes place one)
+    head_lane: str = ""  # also weigh the overlap plan: exit heads on this lane beside the next stage
     warmup: int = 3
     runs: int = 20
     workdir: Path = Path("work")  # converted artifacts and trained backbones
@@ -129,6 +131,8 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
     sub = (loader or anynet_subject)(base, opt, device, out_dir, log)
     net, splits, acc, stage_lanes = sub.net, sub.splits, sub.test_acc, sub.stage_lanes
     model, bb, lanes = net.model, net.bb, net.lanes
+    if opt.head_lane:
+        check_head_lane(opt.head_lane, stage_lanes, lanes)
     positions = list(opt.positions) or candidate_positions(bb.n_units, opt.every)
     if not positions:
         raise UserError(f"{base}: the backbone has {bb.n_units} blocks: no exit candidate every {opt.every} "
@@ -181,23 +185,31 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
     if best is None:  # no exit pays off: the best one is written anyway, flagged in the summary
         usable = [c for c in cands if c.threshold is not None] or cands
         best = min(usable, key=lambda c: c.pipelined_us if pipelined else c.expected_us)
-    placed, tried = Placement([best.position], [best.threshold], best.expected_us, []), []
+    first = rows[positions.index(best.position)]
+    placed, tried = Placement([best.position], [best.threshold], best.expected_us, [],
+                              single_overlap_us(best, first["t_stage1_body_us"], val.conf(best.position), opt.batch)), []
     if opt.max_exits > 1 and not fallback and not pipelined:
         placed, tried = greedy_more(placed, positions, opt.max_exits, lambda ps: place(
             ps, bb, heads, val, splits.y_val, opt, lanes, stage_lanes[0], net.dtype, net.im_size, ident,
             timer, log, **dims), log)
     exit_lanes = stage_lanes if len(placed.positions) == 1 else [stage_lanes[0]] * (len(placed.positions) + 1)
+    head_lane = ""
+    if opt.head_lane:
+        placed, head_lane = with_overlap(placed, opt.head_lane, log)
+        exit_lanes = [stage_lanes[0]] * (len(placed.positions) + 1)
     with open(out_dir / "matrices.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["matrix", "position", "batch", "b", "value"])
         w.writerows(matrix_rows)
-    cfg_path = _write_config(sub.doc, sub.config_name, out_dir, placed, opt, exit_lanes)
+    cfg_path = _write_config(sub.doc, sub.config_name, out_dir, placed, opt, exit_lanes, head_lane)
     summary = {"config": str(cfg_path), "base": str(base), "device": device.label(), "options": _jsonable(asdict(opt)),
                "backbone": {"name": net.name, "finder": net.finder, "blocks": bb.names, "test_accuracy": acc,
                             "original_batch_us": orig, "original_sample_us": orig["segment_us"] / opt.batch},
                "candidates": rows, "chosen": best.position, "pays_off": not fallback, "pipelined": pipelined,
                "exits": placed.positions, "thresholds": placed.thresholds, "greedy_tried": tried,
-               "expected_saving": 1 - (best.pipelined_us if pipelined else placed.expected_us) / orig["segment_us"]}
+               "head_lane": head_lane, "expected_overlap_batch_us": placed.overlap_us,
+               "expected_saving": 1 - (best.pipelined_us if pipelined else
+                                       placed.overlap_us if head_lane else placed.expected_us) / orig["segment_us"]}
     if farm is not None:
         summary["farm"] = {"phones": [p.serial for p in farm.phones], "tasks": farm.tasks, "jobs_per_phone": farm.used}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
@@ -212,14 +224,14 @@ def _jsonable(d: Any) -> Any:
 
 
 def _write_config(doc: dict[str, Any], config_name: str, out_dir: Path, placed: Placement, opt: SearchOptions,
-                  stage_lanes: list[str]) -> Path:
+                  stage_lanes: list[str], head_lane: str = "") -> Path:
     import yaml
 
     d = dict(doc)
     d["EXITS"] = {"POSITIONS": placed.positions,
                   "THRESHOLDS": [float(t if t is not None else 1.0) for t in placed.thresholds],
                   "BATCH": opt.batch, "LANES": stage_lanes, "WEIGHTS": "exits.pt", "TOLERANCE": opt.tolerance,
-                  "EVAL_IMAGES": opt.proxy.test_images}
+                  "EVAL_IMAGES": opt.proxy.test_images, **({"HEAD_LANE": head_lane} if head_lane else {})}
     path = out_dir / f"{config_name}-exits.yaml"
     path.write_text("# written by python -m exits.search (EXITS: exits/README.md)\n"
                     + yaml.safe_dump(d, sort_keys=False, default_flow_style=None))
@@ -249,9 +261,11 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m exits.searc
     ap.add_argument("--positions", default="", help="explicit candidates, e.g. 3,6 (blocks before the exit)")
     ap.add_argument("--precision", default="both", choices=PRECISIONS, help="what the tolerance holds")
     ap.add_argument("--lanes", default="", help="lanes of stage 1 and stage 2, e.g. cpu0,cpu1 (pipelined)")
+    ap.add_argument("--head-lane", default="", help="also weigh exit heads on this lane beside the next stage "
+                    "(overlap plans, EXITS.HEAD_LANE), e.g. cpu1; chosen when the matrices expect it faster")
     ap.add_argument("--max-exits", type=int, default=2, help="exits placed greedily (default 2)")
     ap.add_argument("--epochs", type=int, default=3, help="backbone training epochs")
-    ap.add_argument("--head-epochs", type=int, default=3, help="exit head training epochs")
+    ap.add_argument("--head-epochs", type=int, default=8, help="exit head training epochs (8)")
     ap.add_argument("--train-images", type=int, default=20000, help="Fashion-MNIST training images")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--runs", type=int, default=20, help="timed runs per matrix plan")
@@ -284,7 +298,7 @@ def main(argv: list[str] | None = None, loader: NetworkLoader | None = None,
         opt = SearchOptions(tolerance=check_tolerance(a.tolerance), batch=a.batch,
                             batch_sizes=_ints(a.batch_sizes, "--batch-sizes"), every=a.every,
                             positions=_ints(a.positions, "--positions"), precision=a.precision,
-                            lanes=tuple(x for x in a.lanes.split(",") if x), max_exits=a.max_exits,
+                            lanes=tuple(x for x in a.lanes.split(",") if x), max_exits=a.max_exits, head_lane=a.head_lane,
                             warmup=a.warmup, runs=a.runs,
                             workdir=Path(a.workdir), proxy=ProxyOptions(epochs=a.epochs, train_images=a.train_images),
                             heads=HeadTrainOptions(epochs=a.head_epochs))

@@ -153,6 +153,30 @@ def test_pipeline_deploys_an_overlap_config(configs, tmp_path, capsys):
     assert float(row["max_abs_diff"]) < 1e-4
 
 
+@pytest.mark.slow
+def test_search_with_a_head_lane_writes_what_the_matrices_prefer(tmp_path, one_torch_thread):
+    """exits.search --head-lane cpu1 on the tiny backbone: both expectations in the summary, and the
+    config carries HEAD_LANE exactly when the overlap plan is expected faster; it deploys."""
+    import run_pipeline
+    from exits.search import main
+
+    base = {k: v for k, v in TINY.items() if k != "EXITS"}
+    cfg = _write(tmp_path / "TINY.yaml", base)
+    out = tmp_path / "out"
+    rc = main(["--config", str(cfg), "--out", str(out), "--batch", "1", "--every", "2", "--epochs", "1",
+               "--head-epochs", "1", "--train-images", "3000", "--runs", "5", "--head-lane", "cpu1",
+               "--workdir", str(tmp_path / "work")])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    d = yaml.safe_load((out / "TINY-exits.yaml").read_text())
+    assert s["expected_overlap_batch_us"] > 0
+    assert (d["EXITS"].get("HEAD_LANE") == "cpu1") == (s["head_lane"] == "cpu1")
+    assert d["EXITS"]["LANES"] == ["cpu0"] * (len(d["EXITS"]["POSITIONS"]) + 1)
+    rc = run_pipeline.main(["--configs", str(out / "TINY-exits.yaml"), "--workdir", str(tmp_path / "work"),
+                            "--output_csv", str(tmp_path / "r.csv"), "--no-report"])
+    assert rc == 0
+
+
 def test_native_runner_refuses_an_overlap_plan(configs):
     from android_runtime import native
     from configs.errors import NnspliceError

@@ -114,3 +114,38 @@ def test_greedy_arithmetic_counts_each_stage_per_batch():
     times = [np.array([0, 1, 2, 3, 4.0]), np.array([0, 10, 20, 30, 40.0]), np.array([0, 100, 200, 300, 400.0])]
     assert expected_from_counts(times, counts) == pytest.approx(4 + 20 + 100)
     assert expected_from_counts(times, np.array([[4, 2, 1], [4, 0, 0]])) == pytest.approx((124 + 4) / 2)
+
+
+def test_overlap_expectation_waits_for_the_head_only_when_the_batch_leaves_whole():
+    from exits.greedy import overlap_from_counts
+    from exits.overlap import single_overlap_us
+
+    parts = [(100.0, 30.0), (200.0, 0.0)]  # stage 0 body 100 + head 30, stage 1 body 200
+    # batches of 2: one leaves whole (100 + 30), one keeps a sample (100 + max(200, 30))
+    assert overlap_from_counts(parts, np.array([[2, 0], [2, 1]])) == pytest.approx((130 + 300) / 2)
+    # a head slower than the next stage is on the path of the samples that stay
+    assert overlap_from_counts([(100.0, 250.0), (200.0, 0.0)], np.array([[2, 1]])) == pytest.approx(350)
+    # three stages: the second head ends the batch
+    three = [(100.0, 30.0), (50.0, 20.0), (80.0, 0.0)]
+    assert overlap_from_counts(three, np.array([[4, 2, 0]])) == pytest.approx(100 + 50 + 20)
+    # one exit candidate: t1 = body + head, t2 at b = 0..B; confidences of 4 samples, batch 1
+    c = Candidate(3, 0.5, 0.5, np.array([0.5, 0.5]), t1=130.0, t2=np.array([0.0, 200.0]))
+    got = single_overlap_us(c, 100.0, np.array([0.9, 0.1, 0.8, 0.2]), 1)
+    assert got == pytest.approx((130 + 300) / 2)  # two leave at 130, two run on at 100 + 200
+    assert c.expected_us == pytest.approx(130 + 0.5 * 200)  # PAME's plan: 230 against 215 overlapped
+    assert single_overlap_us(Candidate(3, None, 0.0, np.array([0.0, 1.0]), 130.0, np.array([0.0, 200.0])),
+                             100.0, np.zeros(4), 1) is None
+
+
+def test_head_lane_must_be_another_lane_of_the_config():
+    from configs.errors import UserError
+    from exits.overlap import check_head_lane
+
+    lanes = {"cpu0": LaneSpec([0], 1, "xnnpack", []), "cpu1": LaneSpec([1], 1, "xnnpack", [])}
+    check_head_lane("cpu1", ["cpu0", "cpu0"], lanes)
+    with pytest.raises(UserError, match=r"--head-lane = 'gpu': a lane among the config's DEPLOY.LANES"):
+        check_head_lane("gpu", ["cpu0", "cpu0"], lanes)
+    with pytest.raises(UserError, match=r"other than the stages' lane 'cpu0'"):
+        check_head_lane("cpu0", ["cpu0", "cpu0"], lanes)
+    with pytest.raises(UserError, match=r"--head-lane with --lanes cpu0,cpu1"):
+        check_head_lane("cpu1", ["cpu0", "cpu1"], lanes)

@@ -1,0 +1,50 @@
+"""Choosing between PAME's plan and the overlap plan (exit heads on a lane of their own).
+
+PAME runs an exit head, then the next stage on the samples that stayed. The overlap plan
+(EXITS.HEAD_LANE, android_runtime.conditional) runs the head on another lane while the next stage
+starts at the full batch, and ends the batch once every sample has left: a sample that moves on no
+longer waits for the head, a batch that leaves whole waits only for it. Which is faster follows
+from the same matrices (greedy.overlap_from_counts); this module applies it to the search's result.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from android_runtime.plan import LaneSpec
+from configs.errors import UserError
+
+from .greedy import Placement, overlap_from_counts, stage_counts
+from .placement import Candidate
+
+
+def single_overlap_us(c: Candidate, t_body: float, conf: np.ndarray, batch: int) -> float | None:
+    """The overlap plan's expected batch latency for one exit candidate (None: no threshold held)."""
+    if c.threshold is None:
+        return None
+    stage_of = np.where(np.asarray(conf) >= c.threshold, 0, 1)
+    parts = [(t_body, c.t1 - t_body), (float(c.t2[batch]), 0.0)]
+    return overlap_from_counts(parts, stage_counts(stage_of, 2, batch))
+
+
+def check_head_lane(head_lane: str, stage_lanes: list[str], lanes: dict[str, LaneSpec]) -> None:
+    """--head-lane: a lane of the config other than the stages' (one lane for every stage)."""
+    if head_lane not in lanes or head_lane == stage_lanes[0]:
+        raise UserError(f"--head-lane = {head_lane!r}: a lane among the config's DEPLOY.LANES {list(lanes)} other "
+                        f"than the stages' lane {stage_lanes[0]!r}")
+    if stage_lanes[0] != stage_lanes[1]:
+        raise UserError(f"--head-lane with --lanes {','.join(stage_lanes)}: the overlap plan runs every stage on one "
+                        "lane and the heads on another; pass one of the two")
+
+
+def with_overlap(placed: Placement, head_lane: str, log: Callable[[str], None]) -> tuple[Placement, str]:
+    """(the placement to deploy, its head lane or ""): PAME's plan or the overlap plan, whichever the
+    matrices expect faster."""
+    if placed.overlap_us is None or placed.overlap_us >= placed.expected_us:
+        log(f"  heads on {head_lane}: expected {placed.overlap_us or float('nan'):.0f} us/batch, PAME's plan "
+            f"{placed.expected_us:.0f}: PAME's plan kept")
+        return placed, ""
+    log(f"  heads on {head_lane} beside the next stage: expected {placed.overlap_us:.0f} us/batch against "
+        f"{placed.expected_us:.0f} for PAME's plan: overlap plan")
+    return placed, head_lane
