@@ -84,13 +84,15 @@ class Placement:
     overlap_us: float | None = None  # per batch of B, the same exits with their heads on another lane
 
 
-def thresholds_for(positions: list[int], val, labels: np.ndarray, tolerance: float, precision: str) -> list[float | None]:
+def thresholds_for(positions: list[int], val, labels: np.ndarray, tolerance: float, precision: str,
+                   margin: float = 0.0) -> list[float | None]:
     """Per exit the stricter of the label and agreement thresholds (as ``precision`` asks), with the budget
     propagated from exit to exit."""
     confs = [val.conf(k) for k in positions]
     by_l = choose_thresholds(confs, [val.exit_correct(k, labels) for k in positions], val.final_correct(labels),
-                             tolerance)
-    by_a = choose_thresholds(confs, [val.exit_correct(k, None) for k in positions], val.final_correct(None), tolerance)
+                             tolerance, margin=margin)
+    by_a = choose_thresholds(confs, [val.exit_correct(k, None) for k in positions], val.final_correct(None), tolerance,
+                             margin=margin)
     out = []
     for a, b in zip(by_l, by_a):
         ts = {"labels": [a.threshold], "agreement": [b.threshold], "both": [a.threshold, b.threshold]}[precision]
@@ -104,7 +106,7 @@ def place(positions: list[int], bb, heads: dict[int, Any], val, labels: np.ndarr
     """Thresholds, device timing and expected latency of one placement (every stage on ``stage_lane``)."""
     import dataclasses
 
-    th = thresholds_for(positions, val, labels, opt.tolerance, opt.precision)
+    th = thresholds_for(positions, val, labels, opt.tolerance, opt.precision, opt.margin)
     built = exit_built(f"{ident['proxy']}-exits{'-'.join(map(str, positions))}-b{opt.batch}", bb,
                        {k: heads[k] for k in positions}, [t if t is not None else 1.0 for t in th], opt.batch, lanes,
                        [stage_lane] * (len(positions) + 1), dtype, im_size, ident, channels=channels)

@@ -53,6 +53,7 @@ class SearchOptions:
     lanes: tuple[str, ...] = ()  # lane of stage 1 and stage 2; () = the config's first lane for both
     max_exits: int = 2  # exits placed greedily (one lane only; pipelined lanes place one)
     head_lane: str = ""  # also weigh the overlap plan: exit heads on this lane beside the next stage
+    margin: float = 0.0  # standard errors of the validation metric the thresholds hold above the tolerance
     warmup: int = 3
     runs: int = 20
     workdir: Path = Path("work")  # converted artifacts and trained backbones
@@ -62,8 +63,8 @@ class SearchOptions:
 
 def _threshold(conf: np.ndarray, ec_l: np.ndarray, fc_l: np.ndarray, ec_a: np.ndarray, opt: SearchOptions):
     """(threshold, by labels, by agreement): the strictest of those the precision mode asks for."""
-    by_l, = choose_thresholds([conf], [ec_l], fc_l, opt.tolerance)
-    by_a, = choose_thresholds([conf], [ec_a], np.ones(len(conf), bool), opt.tolerance)
+    by_l, = choose_thresholds([conf], [ec_l], fc_l, opt.tolerance, margin=opt.margin)
+    by_a, = choose_thresholds([conf], [ec_a], np.ones(len(conf), bool), opt.tolerance, margin=opt.margin)
     ts = {"labels": [by_l.threshold], "agreement": [by_a.threshold],
           "both": [by_l.threshold, by_a.threshold]}[opt.precision]
     return (None if None in ts else max(ts)), by_l.threshold, by_a.threshold
@@ -125,6 +126,8 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
     check_tolerance(opt.tolerance)
     if opt.precision not in PRECISIONS:
         raise UserError(f"--precision = {opt.precision!r}: one of {', '.join(PRECISIONS)}")
+    if not 0 <= opt.margin <= 10:
+        raise UserError(f"--margin = {opt.margin}: standard errors in 0..10 (0: PAME's rule)")
     if not 1 <= opt.batch <= 64:
         raise UserError(f"--batch = {opt.batch}: an int in 1..64")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -263,6 +266,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m exits.searc
     ap.add_argument("--lanes", default="", help="lanes of stage 1 and stage 2, e.g. cpu0,cpu1 (pipelined)")
     ap.add_argument("--head-lane", default="", help="also weigh exit heads on this lane beside the next stage "
                     "(overlap plans, EXITS.HEAD_LANE), e.g. cpu1; chosen when the matrices expect it faster")
+    ap.add_argument("--margin", type=float, default=0.0, help="hold the tolerance this many standard errors of "
+                    "the validation metric above it (0: PAME's rule; e.g. 1.5 to hold it on unseen data)")
     ap.add_argument("--max-exits", type=int, default=2, help="exits placed greedily (default 2)")
     ap.add_argument("--epochs", type=int, default=3, help="backbone training epochs")
     ap.add_argument("--head-epochs", type=int, default=8, help="exit head training epochs (8)")
@@ -299,6 +304,7 @@ def main(argv: list[str] | None = None, loader: NetworkLoader | None = None,
                             batch_sizes=_ints(a.batch_sizes, "--batch-sizes"), every=a.every,
                             positions=_ints(a.positions, "--positions"), precision=a.precision,
                             lanes=tuple(x for x in a.lanes.split(",") if x), max_exits=a.max_exits, head_lane=a.head_lane,
+                            margin=a.margin,
                             warmup=a.warmup, runs=a.runs,
                             workdir=Path(a.workdir), proxy=ProxyOptions(epochs=a.epochs, train_images=a.train_images),
                             heads=HeadTrainOptions(epochs=a.head_epochs))

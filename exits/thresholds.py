@@ -101,8 +101,18 @@ def propagate_budget(target: float, exit_acc: float, moveon_ratio: float) -> flo
     return (target - exit_acc * (1.0 - moveon_ratio)) / moveon_ratio
 
 
+def with_margin(target: float, n: int, margin: float) -> float:
+    """``target`` raised by ``margin`` standard errors of a share measured on ``n`` samples (capped at 1):
+    the validation split is a sample, and a threshold held exactly on it misses on new data about
+    half of the time."""
+    if margin <= 0 or n <= 0:
+        return target
+    return min(1.0, target + margin * math.sqrt(max(0.0, target * (1 - target)) / n))
+
+
 def choose_thresholds(confs: list[np.ndarray], exit_corrects: list[np.ndarray], final_correct: np.ndarray,
-                      tolerance: float, thresholds: np.ndarray | None = None) -> list[ThresholdChoice]:
+                      tolerance: float, thresholds: np.ndarray | None = None,
+                      margin: float = 0.0) -> list[ThresholdChoice]:
     """Thresholds for exits in network order, each on the samples the earlier ones let move on.
 
     Args:
@@ -110,10 +120,11 @@ def choose_thresholds(confs: list[np.ndarray], exit_corrects: list[np.ndarray], 
         exit_corrects: per exit, whether its prediction is correct (labels or agreement with the original).
         final_correct: whether the original's (final head's) prediction is correct (all True: agreement).
         tolerance: the share of the original's metric to keep, in (0, 1].
+        margin: standard errors of the validation metric added to the target (0: PAME's rule as is).
     """
     tolerance = check_tolerance(tolerance)
     fc = np.asarray(final_correct, bool)
-    target = tolerance * (float(fc.mean()) if len(fc) else 1.0)
+    target = with_margin(tolerance * (float(fc.mean()) if len(fc) else 1.0), len(fc), margin)
     alive = np.ones(len(fc), bool)
     out = []
     for conf, ec in zip(confs, exit_corrects):

@@ -68,3 +68,18 @@ def test_agreement_with_the_original_needs_no_labels():
 def test_tolerance_outside_0_1_is_refused(bad):
     with pytest.raises(UserError, match=r"--tolerance = .*\(0, 1\]"):
         check_tolerance(bad)
+
+
+def test_a_margin_holds_the_tolerance_above_the_validation_noise():
+    from exits.thresholds import choose_thresholds, with_margin
+
+    assert with_margin(0.99, 5000, 0.0) == 0.99
+    assert with_margin(0.99, 5000, 2.0) == pytest.approx(0.99 + 2 * np.sqrt(0.99 * 0.01 / 5000))
+    assert with_margin(0.999, 10, 50.0) == 1.0
+    # 1000 samples: every tenth of the less confident half disagrees with the original at the exit
+    conf = np.linspace(0.01, 1.0, 1000)
+    agree = ~((np.arange(1000) % 10 == 0) & (conf < 0.5))
+    plain, = choose_thresholds([conf], [agree], np.ones(1000, bool), 0.99)
+    strict, = choose_thresholds([conf], [agree], np.ones(1000, bool), 0.99, margin=3.0)
+    assert plain.metric >= 0.99 and strict.metric >= with_margin(0.99, 1000, 3.0)
+    assert strict.threshold > plain.threshold and strict.exit_ratio < plain.exit_ratio
