@@ -118,20 +118,30 @@ def place(positions: list[int], bb, heads: dict[int, Any], val, labels: np.ndarr
                      overlap_from_counts(parts, counts))
 
 
+def pame_cost(p: Placement) -> float:
+    return p.expected_us
+
+
+def best_cost(p: Placement) -> float:
+    """The faster of PAME's plan and the overlap plan (heads on another lane)."""
+    return min(p.expected_us, p.overlap_us if p.overlap_us is not None else float("inf"))
+
+
 def greedy_more(first: Placement, candidates: list[int], max_exits: int, place_fn: Callable[[list[int]], Placement],
-                log: Callable[[str], None]) -> tuple[Placement, list[dict]]:
-    """Adds exits after the last placed one while one lowers the expected latency (at most ``max_exits``)."""
+                log: Callable[[str], None], cost: Callable[[Placement], float] = pame_cost) -> tuple[Placement, list[dict]]:
+    """Adds exits after the last placed one while one lowers the expected latency (at most ``max_exits``);
+    ``cost``: the expected batch latency a placement is judged by (``best_cost`` with a head lane)."""
     best, tried = first, []
     while len(best.positions) < max_exits:
         later = [k for k in candidates if k > best.positions[-1]]
         if not later:
             break
         options = [place_fn([*best.positions, k]) for k in later]
-        tried += [{"positions": o.positions, "thresholds": o.thresholds, "expected_batch_us": o.expected_us}
-                  for o in options]
-        nxt = min(options, key=lambda o: o.expected_us)
-        log(f"  exits {nxt.positions}: expected {nxt.expected_us:.0f} us/batch (now {best.expected_us:.0f})")
-        if nxt.expected_us >= best.expected_us or None in nxt.thresholds:
+        tried += [{"positions": o.positions, "thresholds": o.thresholds, "expected_batch_us": o.expected_us,
+                   "expected_overlap_batch_us": o.overlap_us} for o in options]
+        nxt = min(options, key=cost)
+        log(f"  exits {nxt.positions}: expected {cost(nxt):.0f} us/batch (now {cost(best):.0f})")
+        if cost(nxt) >= cost(best) or None in nxt.thresholds:
             break
         best = nxt
     return best, tried

@@ -30,7 +30,7 @@ from configs.safe_yaml import read_yaml
 from .backbone import DEFAULT_EVERY, candidate_positions, check_positions, split_anynet
 from .build import original_built, timing_built
 from .farm import FarmTimer
-from .greedy import Placement, greedy_more, place
+from .greedy import Placement, best_cost, greedy_more, pame_cost, place
 from .overlap import check_head_lane, single_overlap_us, with_overlap
 from .heads import HeadTrainOptions, score, train_heads
 from .placement import Candidate, batching_pattern, choose
@@ -188,13 +188,17 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
     if best is None:  # no exit pays off: the best one is written anyway, flagged in the summary
         usable = [c for c in cands if c.threshold is not None] or cands
         best = min(usable, key=lambda c: c.pipelined_us if pipelined else c.expected_us)
-    first = rows[positions.index(best.position)]
-    placed, tried = Placement([best.position], [best.threshold], best.expected_us, [],
-                              single_overlap_us(best, first["t_stage1_body_us"], val.conf(best.position), opt.batch)), []
+    singles = [Placement([c.position], [c.threshold], c.expected_us, [],
+                         single_overlap_us(c, rows[i]["t_stage1_body_us"], val.conf(c.position), opt.batch))
+               for i, c in enumerate(cands)]
+    placed, tried = singles[cands.index(best)], []
+    if opt.head_lane and not fallback and not pipelined:  # the first exit by the faster of the two plans
+        placed = min((p for p in singles if p.thresholds[0] is not None), key=best_cost)
+        best = cands[singles.index(placed)]
     if opt.max_exits > 1 and not fallback and not pipelined:
         placed, tried = greedy_more(placed, positions, opt.max_exits, lambda ps: place(
             ps, bb, heads, val, splits.y_val, opt, lanes, stage_lanes[0], net.dtype, net.im_size, ident,
-            timer, log, **dims), log)
+            timer, log, **dims), log, best_cost if opt.head_lane else pame_cost)
     exit_lanes = stage_lanes if len(placed.positions) == 1 else [stage_lanes[0]] * (len(placed.positions) + 1)
     head_lane = ""
     if opt.head_lane:
