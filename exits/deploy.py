@@ -24,7 +24,7 @@ from .backbone import Backbone, split_anynet, stage_module
 from .build import exit_built
 from .config import ExitsCfg, read_exits, weights_path
 from .heads import features_at, make_head
-from .network import ExitNetwork, fmnist_images
+from .network import ExitNetwork, dataset_images, split_size
 from .proxy import ProxyOptions, load_splits
 
 
@@ -97,12 +97,12 @@ def build(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Built:
 
 
 def network_images(net: ExitNetwork, ex: ExitsCfg) -> tuple[np.ndarray, np.ndarray] | None:
-    """EXITS.EVAL_IMAGES Fashion-MNIST test images as the network takes them (NHWC, a multiple of
-    BATCH) and their labels."""
+    """EXITS.EVAL_IMAGES test images of the network's dataset (Fashion-MNIST unless its config names
+    one) as the network takes them (NHWC, a multiple of BATCH, at most the test split) and their labels."""
     if not ex.EVAL_IMAGES:
         return None
-    n = max(ex.BATCH, ex.EVAL_IMAGES // ex.BATCH * ex.BATCH)
-    x, y = fmnist_images("test", 0, n, net.im_size, net.channels, net.mean, net.std)
+    n = max(ex.BATCH, min(ex.EVAL_IMAGES, split_size(net.dataset, "test")) // ex.BATCH * ex.BATCH)
+    x, y = dataset_images(net.dataset, "test", 0, n, net.im_size, net.channels, net.mean, net.std)
     return x.permute(0, 2, 3, 1).contiguous().numpy(), y
 
 

@@ -1,4 +1,5 @@
-"""A trained network to put exits on, whatever model source it came from, and its Fashion-MNIST inputs.
+"""A trained network to put exits on, whatever model source it came from, and its inputs (Fashion-MNIST or
+the dataset its config names).
 
 An AnyNet config (exits.deploy), a python factory or a fusion zoo family (handed in by the pipeline's
 exits source, which loads users' models) all become an ``ExitNetwork``: the module, its blocks, the
@@ -15,7 +16,7 @@ import numpy as np
 from android_runtime.plan import LaneSpec
 from configs.errors import UserError
 from training import LoaderConfig, to_tensor_images
-from training.data import load_fashion_mnist
+from training.data import load_dataset, load_fashion_mnist
 
 from .backbone import Backbone
 from .proxy import ProxyOptions, Splits
@@ -40,6 +41,8 @@ class ExitNetwork:
     mean: list[float] = field(default_factory=lambda: list(FMNIST_MEAN))  # per channel (or one), pixels in [0, 1]
     std: list[float] = field(default_factory=lambda: list(FMNIST_STD))
     identity: dict[str, Any] = field(default_factory=dict)  # what determines the converted artifacts
+    # the data heads, thresholds and evaluation use: a training.list_datasets() name, folder:PATH or npz:PATH
+    dataset: str = "fashion_mnist"
 
 
 def fmnist_images(split: str, start: int, stop: int, im_size: int, channels: int, mean: list[float],
@@ -61,16 +64,51 @@ def fmnist_images(split: str, start: int, stop: int, im_size: int, channels: int
     return (t - m) / s, np.asarray(y[start:stop], np.int64)
 
 
+def dataset_images(dataset: str, split: str, start: int, stop: int, im_size: int, channels: int,
+                   mean: list[float], std: list[float], data_dir: str = "") -> tuple[Any, np.ndarray]:
+    """Images start..stop-1 of a dataset's split as network inputs (as ``fmnist_images``; stop is
+    clipped to the split's size)."""
+    import torch
+
+    if dataset == "fashion_mnist":
+        return fmnist_images(split, start, min(stop, 60000 if split == "train" else 10000), im_size, channels,
+                             mean, std, data_dir)
+    x, y = load_dataset(dataset, split)
+    t = to_tensor_images(x[start:stop], LoaderConfig(size=im_size, channels=channels, mean=0.0, std=1.0))
+    m = torch.tensor([float(v) for v in mean] * (channels if len(mean) == 1 else 1)).view(1, -1, 1, 1)
+    s = torch.tensor([float(v) for v in std] * (channels if len(std) == 1 else 1)).view(1, -1, 1, 1)
+    return (t - m) / s, np.asarray(y[start:stop], np.int64)
+
+
+def split_size(dataset: str, split: str) -> int:
+    """Images in a dataset's split (Fashion-MNIST: 60000 / 10000 without loading it)."""
+    if dataset == "fashion_mnist":
+        return 60000 if split == "train" else 10000
+    return len(load_dataset(dataset, split)[1])
+
+
 def network_splits(opt: ProxyOptions, net: ExitNetwork) -> Splits:
-    """Train / validation / test splits as ``net`` takes its input (its size, channels, normalisation):
-    training images 0..train_images-1, validation the last val_images of the training split, test
-    images 0..test_images-1 (as exits.proxy.load_splits)."""
-    n = 60000  # Fashion-MNIST's training split
-    if opt.train_images + opt.val_images > n:
+    """Train / validation / test splits of the network's dataset as ``net`` takes its input (its size,
+    channels, normalisation): training images 0..train_images-1, validation the last val_images of the
+    training split, test images 0..test_images-1 (as exits.proxy.load_splits). On a dataset smaller
+    than that, validation takes at most a fifth of the training split and training the rest.
+
+    Raises:
+        UserError: Fashion-MNIST asked for more than its training split, or labels beyond the
+            network's classes.
+    """
+    n = split_size(net.dataset, "train")
+    if net.dataset == "fashion_mnist" and opt.train_images + opt.val_images > n:
         raise UserError(f"train_images + val_images = {opt.train_images + opt.val_images}: at most {n} "
                         "(the Fashion-MNIST training split)")
+    val = min(opt.val_images, n // 5)
+    train = min(opt.train_images, n - val)
     args = (net.im_size, net.channels, net.mean, net.std, opt.data_dir)
-    xtr, ytr = fmnist_images("train", 0, opt.train_images, *args)
-    xva, yva = fmnist_images("train", n - opt.val_images, n, *args)
-    xte, yte = fmnist_images("test", 0, opt.test_images, *args)
+    xtr, ytr = dataset_images(net.dataset, "train", 0, train, *args)
+    xva, yva = dataset_images(net.dataset, "train", n - val, n, *args)
+    xte, yte = dataset_images(net.dataset, "test", 0, opt.test_images, *args)
+    top = int(max(ytr.max(initial=0), yva.max(initial=0), yte.max(initial=0)))
+    if top >= net.num_classes:
+        raise UserError(f"{net.path}: DATASET {net.dataset!r} has labels up to {top}; the network gives "
+                        f"{net.num_classes} classes")
     return Splits(xtr, ytr, xva, yva, xte, yte)

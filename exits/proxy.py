@@ -110,7 +110,8 @@ def train_cached(model: Any, name: str, what: dict[str, Any], opt: ProxyOptions,
     try:
         lc = LoaderConfig(batch_size=opt.batch_size, seed=opt.seed)
         t0 = time.perf_counter()
-        log(f"  training backbone {name} on {len(splits.y_train)} Fashion-MNIST images ({opt.epochs} epochs)")
+        log(f"  training backbone {name} on {len(splits.y_train)} {what.get('dataset', 'Fashion-MNIST')} images "
+            f"({opt.epochs} epochs)")
         train_classifier(model, {"train": make_loader(splits.x_train, splits.y_train, lc, shuffle=True)},
                          opt.epochs, opt.lr, seed=opt.seed)
         acc = test_accuracy(model, splits, opt)

@@ -220,8 +220,10 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
     if farm is not None:
         summary["farm"] = {"phones": [p.serial for p in farm.phones], "tasks": farm.tasks, "jobs_per_phone": farm.used}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    log(f"  chosen: exits after blocks {placed.positions} (thresholds {placed.thresholds}), expected "
-        f"{placed.expected_us / opt.batch:.0f} us/sample vs original {orig['segment_us'] / opt.batch:.0f} us/sample"
+    chosen_us = placed.overlap_us if head_lane else placed.expected_us
+    log(f"  chosen: exits after blocks {placed.positions} (thresholds {placed.thresholds}"
+        + (f", heads on {head_lane}" if head_lane else "") + f"), expected "
+        f"{chosen_us / opt.batch:.0f} us/sample vs original {orig['segment_us'] / opt.batch:.0f} us/sample"
         + (" (no exit beats the original)" if fallback else ""))
     return summary
 

