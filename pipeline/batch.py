@@ -148,8 +148,9 @@ def _run(files: list[Path], opt: RunOptions, device: Device, out_csv: Path, dry_
             if dry_run:
                 log(stages.dry_run_line(job, opt))
                 continue
-            if record.measured(rows, key) and not opt.force:
-                log(f"[{n}/{len(files)}] {job.name}: already in {out_csv}, skipped (--force re-measures)")
+            if record.measured(rows, key, opt.dtype) and not opt.force:
+                log(f"[{n}/{len(files)}] {job.name}: already in {out_csv}"
+                    + (f" at {opt.dtype}" if opt.dtype else "") + ", skipped (--force re-measures)")
                 continue
             log(f"[{n}/{len(files)}] {job.name}: building, converting, running on {device.label()}")
             job = stages.resolve(job, opt, device)
@@ -174,7 +175,7 @@ def _run(files: list[Path], opt: RunOptions, device: Device, out_csv: Path, dry_
             err(f"error: {f}: {type(e).__name__}: {e} (traceback in {log_path})")
             row = record.failure_row(key, "failed", f"{type(e).__name__}: {e}")
         if not dry_run:
-            if row.status != "ok" and record.measured(rows, key):  # a failed re-measure never replaces data
+            if row.status != "ok" and record.measured(rows, key, opt.dtype):  # a failed re-measure keeps the data
                 log_path = workdir / "errors.log"
                 with log_path.open("a") as lf:
                     lf.write(f"== {key} (re-measure, --force)\n{row.status}: {row.error}\n")

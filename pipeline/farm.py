@@ -57,7 +57,7 @@ def _prepare(files: list[Path], opt: RunOptions, rows: list[dict], log: Log, err
     for n, f in enumerate(files, 1):
         try:
             job = stages.load(f, cores, opt.legacy_delegates, log)
-            if record.measured(rows, str(f)) and not opt.force:
+            if record.measured(rows, str(f), opt.dtype) and not opt.force:
                 log(f"[{n}/{len(files)}] {job.name}: already in result.csv, skipped (--force re-measures)")
                 skipped += 1
                 continue

@@ -165,15 +165,20 @@ def write_results(path: str | os.PathLike, rows: list[dict]) -> None:
 
 
 def upsert(rows: list[dict], row: dict | ResultRow) -> list[dict]:
-    """Replaces the row of the same cfg, or appends."""
+    """Replaces the row of the same cfg and dtype (and any failure row of the cfg), or appends: the same
+    config measured at fp32 and at int8 (``--dtype``) keeps both rows."""
     row = row.as_dict() if isinstance(row, ResultRow) else row
-    out = [r for r in rows if r.get("cfg") != row["cfg"]]
+    dtype = str(row.get("dtype") or "")
+    out = [r for r in rows if r.get("cfg") != row["cfg"]
+           or (r.get("status") == "ok" and str(r.get("dtype") or "") != dtype)]
     out.append(row)
     return out
 
 
-def measured(rows: list[dict], cfg: str) -> bool:
-    return any(r.get("cfg") == cfg and r.get("status") == "ok" and r.get("latency") for r in rows)
+def measured(rows: list[dict], cfg: str, dtype: str = "") -> bool:
+    """An ok row with a latency for ``cfg`` (at ``dtype`` when given: a run with ``--dtype``)."""
+    return any(r.get("cfg") == cfg and r.get("status") == "ok" and r.get("latency")
+               and (not dtype or str(r.get("dtype") or "") == dtype) for r in rows)
 
 
 def failure_row(cfg_key: str, status: str, error: str, device: str = "") -> ResultRow:

@@ -102,6 +102,25 @@ def test_force_with_a_bad_flag_touches_no_row(tmp_path):
     assert r.returncode == 2 and "--core_affinity" in r.stderr and out.read_bytes() == before
 
 
+@pytest.mark.slow
+def test_a_rerun_with_another_dtype_measures_it_and_keeps_the_first_row(tmp_path):
+    """A config measured at fp32, then run with --dtype fp16 into the same result.csv: measured, not
+    skipped, and both rows kept; the same command again skips it."""
+    out = _measured_csv(tmp_path, str(TINY))
+    rows = record.read_results(out)
+    rows[0]["dtype"] = "fp32"
+    record.write_results(out, rows)
+    args = ("--configs", str(TINY), "--workdir", str(tmp_path / "work"), "--dtype", "fp16", "--runs", "2",
+            "--no-report")
+    r = _cli(*args)
+    assert r.returncode == 0, r.stderr
+    got = {row["dtype"]: row for row in record.read_results(out)}
+    assert set(got) == {"fp32", "fp16"} and got["fp32"]["latency"] == "123.4" and float(got["fp16"]["latency"]) > 0
+    r = _cli(*args)
+    assert r.returncode == 0 and "at fp16, skipped" in r.stdout
+    assert len(record.read_results(out)) == 2
+
+
 def test_a_failed_re_measure_keeps_the_ok_row_and_logs_the_failure(tmp_path):
     bad = tmp_path / "cfgs" / "X.yaml"
     bad.parent.mkdir()

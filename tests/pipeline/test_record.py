@@ -31,6 +31,19 @@ def test_upsert_replaces_the_row_of_the_same_config(tmp_path):
     assert len(rows) == 1 and rows[0]["latency"] == 2
 
 
+def test_a_config_measured_at_two_dtypes_keeps_both_rows():
+    rows = upsert([], {"cfg": "a.yaml", "latency": 10, "status": "ok", "dtype": "fp32"})
+    rows = upsert(rows, {"cfg": "a.yaml", "latency": 4, "status": "ok", "dtype": "int8"})
+    assert sorted(r["dtype"] for r in rows) == ["fp32", "int8"]
+    assert measured(rows, "a.yaml") and measured(rows, "a.yaml", "int8") and not measured(rows, "a.yaml", "fp16")
+    rows = upsert(rows, {"cfg": "a.yaml", "latency": 5, "status": "ok", "dtype": "int8"})  # re-measured
+    assert sorted((r["dtype"], r["latency"]) for r in rows) == [("fp32", 10), ("int8", 5)]
+    # a failure row of the config is replaced by the next row of it, never the other way round
+    rows = upsert([], {"cfg": "b.yaml", "status": "failed", "error": "x"})
+    rows = upsert(rows, {"cfg": "b.yaml", "latency": 3, "status": "ok", "dtype": "fp16"})
+    assert [r["status"] for r in rows] == ["ok"]
+
+
 def test_resolved_config_records_the_lanes_the_device_gives_it(tiny_config, tmp_path):
     """The saved resolved config is the config as run: device lanes first, then command-line overrides."""
     import dataclasses
