@@ -18,19 +18,13 @@ import yaml
 
 from android_runtime.conditional import ConditionalRunner
 from android_runtime.plan import load_plan
+from tests.exits.test_exits_e2e import TINY_EXITS
 
 TWO_LANES = {"cpu0": {"CORES": [0], "THREADS": 1, "DELEGATE": "xnnpack"},
              "cpu1": {"CORES": [1], "THREADS": 1, "DELEGATE": "xnnpack"}}
-TINY = {
-    "MODEL": {"TYPE": "mbanynet", "NUM_CLASSES": 10},
-    "ANYNET": {"STEM_TYPE": "simple_stem_in", "STEM_W": 8, "BLOCK_TYPE": "res_basic_block", "DEPTHS": [[2], [2]],
-               "WIDTHS": [[16], [32]], "STRIDES": [[2], [2]], "BOT_MULS": [1, 1], "DEVICES": ["cpu0"],
-               "STEM_DEVICE": "cpu0", "MERGE_DEVICE": "cpu0", "HEAD_DEVICE": "cpu0"},
-    "TRAIN": {"DATASET": "fashion_mnist", "IM_SIZE": 32},
-    "DEPLOY": {"WARMUP": 1, "RUNS": 6, "LANES": TWO_LANES},
-    "EXITS": {"POSITIONS": [1, 2], "THRESHOLDS": [1.0, 1.0], "BATCH": 2, "EVAL_IMAGES": 12,
-              "LANES": ["cpu0", "cpu0", "cpu0"]},
-}
+TINY = {**TINY_EXITS, "DEPLOY": {"WARMUP": 1, "RUNS": 6, "LANES": TWO_LANES},
+        "EXITS": {"POSITIONS": [1, 2], "THRESHOLDS": [1.0, 1.0], "BATCH": 2, "EVAL_IMAGES": 12,
+                  "LANES": ["cpu0", "cpu0", "cpu0"]}}
 
 
 def _write(path: Path, d: dict) -> Path:
