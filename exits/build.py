@@ -118,7 +118,8 @@ def exit_built(name: str, bb: Backbone, heads: dict[int, Any], thresholds: list[
     stages = [dataclasses.replace(s, threshold=float(thresholds[i]) if s.head else None) for i, s in enumerate(stages)]
     params, flops = _facts(bb, heads, im_size, channels)
     return Built(name=name, segments=tuple(segs), example=_example(batch, im_size, channels), lanes=lanes, dtype=dtype,
-                 output="logits", params=params, flops=flops, identity={**identity, "exits": positions, **({"head_lane": head_lane} if head_lane else {})},
+                 output="logits", params=params, flops=flops,
+                 identity={**identity, "exits": positions, **({"head_lane": head_lane} if head_lane else {})},
                  source=source or {}, exits=ExitPlan(batch=batch, stages=stages, overlap=bool(head_lane)))
 
 

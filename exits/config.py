@@ -75,7 +75,8 @@ def read_exits(raw: Any, file: str, n_units: int, lanes: list[str]) -> ExitsCfg:
         raise ConfigError(file, "EXITS.HEAD_LANE", head_lane,
                           f"a lane among DEPLOY.LANES {lanes} that runs no stage after the first "
                           f"(stage lanes {stage_lanes}), or empty")
-    return ExitsCfg(HEAD_LANE=head_lane, POSITIONS=pos, THRESHOLDS=[float(t) for t in th], BATCH=batch, LANES=list(stage_lanes),
+    return ExitsCfg(HEAD_LANE=head_lane, POSITIONS=pos, THRESHOLDS=[float(t) for t in th], BATCH=batch,
+                    LANES=list(stage_lanes),
                     WEIGHTS=weights, TOLERANCE=float(tol), EVAL_IMAGES=ev)
 
 

@@ -87,7 +87,8 @@ def build_network(net: ExitNetwork, ex: ExitsCfg, log: Callable[[str], None] = p
                        ident, source={"config": net.path, "exits": ex.POSITIONS}, channels=net.channels,
                        head_lane=ex.HEAD_LANE)
     log(f"  exits after blocks {ex.POSITIONS} (thresholds {ex.THRESHOLDS}), batch {ex.BATCH}, "
-        f"stage lanes {ex.LANES}" + (f", heads on {ex.HEAD_LANE} overlapping the next stage" if ex.HEAD_LANE else "") + ("" if net.finder == "anynet" else f" ({net.finder}-style blocks)"))
+        f"stage lanes {ex.LANES}" + (f", heads on {ex.HEAD_LANE} overlapping the next stage" if ex.HEAD_LANE else "")
+        + ("" if net.finder == "anynet" else f" ({net.finder}-style blocks)"))
     return dataclasses.replace(built, context={"model": net.model, "bb": net.bb, "heads": heads, "exits": ex,
                                                "network": net})
 

@@ -128,7 +128,8 @@ def best_cost(p: Placement) -> float:
 
 
 def greedy_more(first: Placement, candidates: list[int], max_exits: int, place_fn: Callable[[list[int]], Placement],
-                log: Callable[[str], None], cost: Callable[[Placement], float] = pame_cost) -> tuple[Placement, list[dict]]:
+                log: Callable[[str], None],
+                cost: Callable[[Placement], float] = pame_cost) -> tuple[Placement, list[dict]]:
     """Adds exits after the last placed one while one lowers the expected latency (at most ``max_exits``);
     ``cost``: the expected batch latency a placement is judged by (``best_cost`` with a head lane)."""
     best, tried = first, []

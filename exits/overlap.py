@@ -8,12 +8,15 @@ from the same matrices (greedy.overlap_from_counts); this module applies it to t
 """
 from __future__ import annotations
 
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
+from android_runtime.devices import Device
 from android_runtime.plan import LaneSpec
 from configs.errors import UserError
+from converter.build import Built, convert
 
 from .greedy import Placement, overlap_from_counts, stage_counts
 from .placement import Candidate
@@ -38,13 +41,37 @@ def check_head_lane(head_lane: str, stage_lanes: list[str], lanes: dict[str, Lan
                         "lane and the heads on another; pass one of the two")
 
 
-def with_overlap(placed: Placement, head_lane: str, log: Callable[[str], None]) -> tuple[Placement, str]:
-    """(the placement to deploy, its head lane or ""): PAME's plan or the overlap plan, whichever the
-    matrices expect faster."""
+def measure_both(built_of: Callable[[str], Built], head_lane: str, device: Device, workdir: Path, images: Any,
+                 batch: int, rounds: int = 3, samples: int = 400,
+                 log: Callable[[str], None] = print) -> dict[str, float]:
+    """Mean batch latency (us) of PAME's plan ("") and of the overlap plan (``head_lane``), timed
+    alternately round by round on the device over the same validation images (the first ``samples``,
+    NCHW tensor): what the overlap costs in hand-overs between threads is measured, not assumed."""
+    x = images[: max(batch, samples // batch * batch)].permute(0, 2, 3, 1).contiguous().numpy()
+    paths = {hl: convert(built_of(hl), workdir, log=lambda m: None).plan_path for hl in ("", head_lane)}
+    runs = len(x) // batch
+    lat: dict[str, list[float]] = {hl: [] for hl in paths}
+    for _ in range(rounds):
+        for hl, path in paths.items():
+            lat[hl] += list(device.run(path, 2, runs, x=x).latency_us)
+    out = {hl: float(np.mean(v)) for hl, v in lat.items()}
+    log(f"  measured on {runs * rounds} batches each: PAME's plan {out['']:.0f} us/batch, heads on {head_lane} "
+        f"{out[head_lane]:.0f} us/batch")
+    return out
+
+
+def with_overlap(placed: Placement, head_lane: str, log: Callable[[str], None],
+                 measure: Callable[[], dict[str, float]] | None = None) -> tuple[str, dict[str, float]]:
+    """(the head lane to deploy with or "", the measured batch latencies): the overlap plan when the
+    matrices expect it faster and, given ``measure``, it also runs faster on the device."""
     if placed.overlap_us is None or placed.overlap_us >= placed.expected_us:
         log(f"  heads on {head_lane}: expected {placed.overlap_us or float('nan'):.0f} us/batch, PAME's plan "
             f"{placed.expected_us:.0f}: PAME's plan kept")
-        return placed, ""
+        return "", {}
     log(f"  heads on {head_lane} beside the next stage: expected {placed.overlap_us:.0f} us/batch against "
-        f"{placed.expected_us:.0f} for PAME's plan: overlap plan")
-    return placed, head_lane
+        f"{placed.expected_us:.0f} for PAME's plan")
+    measured = measure() if measure is not None else {}
+    if measured and measured[head_lane] >= measured[""]:
+        log("  PAME's plan kept: the overlap plan runs slower on the device")
+        return "", measured
+    return head_lane, measured

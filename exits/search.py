@@ -28,10 +28,10 @@ from configs.loader import load_config
 from configs.safe_yaml import read_yaml
 
 from .backbone import DEFAULT_EVERY, candidate_positions, check_positions, split_anynet
-from .build import original_built, timing_built
+from .build import exit_built, original_built, timing_built
 from .farm import FarmTimer
 from .greedy import Placement, best_cost, greedy_more, pame_cost, place
-from .overlap import check_head_lane, single_overlap_us, with_overlap
+from .overlap import check_head_lane, measure_both, single_overlap_us, with_overlap
 from .heads import HeadTrainOptions, score, train_heads
 from .placement import Candidate, batching_pattern, choose
 from .network import ExitNetwork
@@ -200,9 +200,17 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
             ps, bb, heads, val, splits.y_val, opt, lanes, stage_lanes[0], net.dtype, net.im_size, ident,
             timer, log, **dims), log, best_cost if opt.head_lane else pame_cost)
     exit_lanes = stage_lanes if len(placed.positions) == 1 else [stage_lanes[0]] * (len(placed.positions) + 1)
-    head_lane = ""
+    head_lane, measured = "", {}
     if opt.head_lane:
-        placed, head_lane = with_overlap(placed, opt.head_lane, log)
+        def built_of(hl: str):
+            return exit_built(f"{net.name}-exits{'-'.join(map(str, placed.positions))}-b{opt.batch}", bb,
+                              {k: heads[k] for k in placed.positions},
+                              [t if t is not None else 1.0 for t in placed.thresholds], opt.batch, lanes,
+                              [stage_lanes[0]] * (len(placed.positions) + 1), net.dtype, net.im_size, ident,
+                              head_lane=hl, **dims)
+
+        head_lane, measured = with_overlap(placed, opt.head_lane, log, None if farm is not None else lambda: (
+            measure_both(built_of, opt.head_lane, device, opt.workdir, splits.x_val, opt.batch, log=log)))
         exit_lanes = [stage_lanes[0]] * (len(placed.positions) + 1)
     with open(out_dir / "matrices.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -215,6 +223,7 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
                "candidates": rows, "chosen": best.position, "pays_off": not fallback, "pipelined": pipelined,
                "exits": placed.positions, "thresholds": placed.thresholds, "greedy_tried": tried,
                "head_lane": head_lane, "expected_overlap_batch_us": placed.overlap_us,
+               "measured_batch_us": {k or "pame": v for k, v in measured.items()},
                "expected_saving": 1 - (best.pipelined_us if pipelined else
                                        placed.overlap_us if head_lane else placed.expected_us) / orig["segment_us"]}
     if farm is not None:
@@ -309,8 +318,8 @@ def main(argv: list[str] | None = None, loader: NetworkLoader | None = None,
         opt = SearchOptions(tolerance=check_tolerance(a.tolerance), batch=a.batch,
                             batch_sizes=_ints(a.batch_sizes, "--batch-sizes"), every=a.every,
                             positions=_ints(a.positions, "--positions"), precision=a.precision,
-                            lanes=tuple(x for x in a.lanes.split(",") if x), max_exits=a.max_exits, head_lane=a.head_lane,
-                            margin=a.margin,
+                            lanes=tuple(x for x in a.lanes.split(",") if x), max_exits=a.max_exits,
+                            head_lane=a.head_lane, margin=a.margin,
                             warmup=a.warmup, runs=a.runs,
                             workdir=Path(a.workdir), proxy=ProxyOptions(epochs=a.epochs, train_images=a.train_images),
                             heads=HeadTrainOptions(epochs=a.head_epochs))
