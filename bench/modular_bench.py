@@ -1,7 +1,7 @@
 """Modular decomposition and reuse on Fashion-MNIST: the must-hold figures of issue 12, side by side.
 
     OMP_NUM_THREADS=1 taskset -c 1 python bench/modular_bench.py [--parts ab|c|g] [--mask-epochs 3] [--runs 30]
-        [--group-penalty latency] [--group-alpha 1.0] [--group-mask-epochs 6] [--group-finetune-epochs 12]
+        [--group-penalty latency] [--group-alpha 1.0] [--group-mask-epochs 8] [--group-finetune-epochs 12]
 
 (a) per-class GradSplitter modules of the zoo VGG (fashion3/fashion10): conv weights kept and
     one-vs-rest accuracy against the full model, per class and on average;
@@ -9,7 +9,7 @@
     lane), the same modules on two lanes concurrently, and one SeaM group module (MAC penalty),
     each timed against the full model, interleaved round by round on the host; accuracy on the
     three classes' test images against the full model's argmax over them. The group module is one
-    module, so it gets a longer schedule of its own (``--group-*``: latency penalty, alpha 1.0, 6 mask
+    module, so it gets a longer schedule of its own (``--group-*``: latency penalty, alpha 1.0, 8 mask
     epochs, 12 fine-tuning epochs at lr 1e-3, every training image of its classes);
 (c) "more accurate": three VGGs trained on disjoint 2,000-image subsets, each cut into per-class
     modules; the best module per class (validation accuracy) composed, against the best single model;
@@ -142,7 +142,8 @@ def part_b(store: Store, sm, s: DecomposeSettings, sg: DecomposeSettings, workdi
             "ratio_to_full": {k: round(v / lat["full"], 3) for k, v in lat.items()},
             "lanes_vs_fused": round(lat["per_class_lanes"] / lat["per_class_fused"], 3),
             "seam_retention": seam.retention, "seam_flops_ratio": round(seam.flops / seam.flops_full, 3),
-            "seam_layer_retention": seam.layer_retention, "per_class_ids": [e.id for e in per_class], "seam_id": seam.id}
+            "seam_layer_retention": seam.layer_retention, "per_class_ids": [e.id for e in per_class],
+            "seam_id": seam.id}
 
 
 def part_c(root: Path, s: DecomposeSettings, n_models: int, log) -> dict:
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mask-init", type=float, default=DecomposeSettings.mask_init)
     p.add_argument("--group-penalty", default="latency", help="(b, g) the SeaM group module's penalty")
     p.add_argument("--group-alpha", type=float, default=1.0, help="(b, g) the group module's alpha")
-    p.add_argument("--group-mask-epochs", type=int, default=6, help="(b, g) the group module's mask epochs")
+    p.add_argument("--group-mask-epochs", type=int, default=8, help="(b, g) the group module's mask epochs")
     p.add_argument("--group-finetune-epochs", type=int, default=12, help="(b, g) the group module's fine-tuning")
     p.add_argument("--group-lr-finetune", type=float, default=1e-3, help="(b, g) the group module's fine-tuning lr")
     p.add_argument("--test-limit", type=int, default=5000, help="test images scored per module (per-class figures)")

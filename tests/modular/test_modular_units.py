@@ -72,7 +72,8 @@ def test_latency_penalty_counts_macs_and_output_activations():
     # once b1 is thin, b0's MACs are few but its full-resolution activation is not: under "latency" its
     # channels still weigh (the penalty keeps pushing them out), under MACs alone hardly
     thin = dict(full, b1=torch.cat([torch.ones(2), torch.zeros(14)]))
-    gain = {k: float(retention(m, sites, thin, pos, a)) - float(retention(m, sites, dict(thin, b0=half_b0["b0"]), pos, a))
+    thinner = dict(thin, b0=half_b0["b0"])
+    gain = {k: float(retention(m, sites, thin, pos, a)) - float(retention(m, sites, thinner, pos, a))
             for k, a in (("macs", 0.0), ("latency", 32.0))}
     assert gain["latency"] > 1.5 * gain["macs"]
 
