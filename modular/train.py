@@ -221,6 +221,11 @@ def decompose_one(model: nn.Module, classes: list[ClassRef], method: str, s: Dec
         ok = [sn for sn in snaps if meets(sn[1], orig_val, s)]
         ret, acc, keep, head_state = min(ok, key=lambda sn: sn[0]) if ok else max(snaps, key=lambda sn: sn[1])
     head.load_state_dict(head_state)
+    row = {"epoch": len(hist) + 1, "phase": "selected", "val_accuracy": round(acc, 4),
+           "val_accuracy_orig": round(orig_val, 4), "retention": round(ret, 4),
+           "seconds": round(time.perf_counter() - t0, 1)}  # the kept candidate (compose ranks modules by it)
+    hist.append(row)
+    progress(row)
     return Decomposed(method=method, kind=kind, classes=list(classes), keep=keep, head=head.eval(),
                       val_accuracy=acc, val_accuracy_orig=orig_val, retention=ret,
                       layer_retention=layer_retention({k: v.float() for k, v in keep.items()}), history=hist,

@@ -209,3 +209,17 @@ def test_module_config_names_unknown_modules(tmp_path):
         load_module_config(cfg, [0, 1])
     cfg = write_module_config(tmp_path / "cfg" / "y.yaml", tmp_path / "s", ["a"], "fused")
     assert load_module_config(cfg, [0, 1]).MODULE.MODULES == ["a"]
+
+
+def test_best_module_per_class_is_ranked_by_the_kept_candidate_not_a_discarded_one(tmp_path):
+    from modular.compose import select
+    st = Store(tmp_path / "s")
+    # a: a discarded masked epoch scored 0.99 on validation, the kept candidate 0.90; b: kept 0.95
+    a = dataclasses.replace(_entry("a", ["bag"]), history=[
+        {"phase": "masks", "val_accuracy": 0.99}, {"phase": "selected", "val_accuracy": 0.90}])
+    b = dataclasses.replace(_entry("b", ["bag"]), history=[
+        {"phase": "masks", "val_accuracy": 0.80}, {"phase": "selected", "val_accuracy": 0.95}])
+    c = dataclasses.replace(_entry("c", ["sandal"]), history=[{"phase": "selected", "val_accuracy": 0.9}])
+    for e in (a, b, c):
+        st.add(e, {"w": torch.zeros(1)})
+    assert [e.id for e in select(st, ["bag", "sandal"])] == ["b", "c"]
