@@ -1,16 +1,20 @@
 """Modular decomposition and reuse on Fashion-MNIST: the must-hold figures of issue 12, side by side.
 
-    python bench/modular_bench.py [--parts abcd] [--mask-epochs 3] [--finetune-epochs 4] [--train-limit 10000] [--runs 30]
+    OMP_NUM_THREADS=1 taskset -c 1 python bench/modular_bench.py [--parts ab|c|g] [--mask-epochs 3] [--runs 30]
+        [--group-penalty latency] [--group-alpha 1.0] [--group-mask-epochs 8] [--group-finetune-epochs 12]
 
 (a) per-class GradSplitter modules of the zoo VGG (fashion3/fashion10): conv weights kept and
     one-vs-rest accuracy against the full model, per class and on average;
 (b) a 3-class sub-task model (sneaker, sandal, bag): composed from the per-class modules (fused, one
     lane), the same modules on two lanes concurrently, and one SeaM group module (MAC penalty),
     each timed against the full model, interleaved round by round on the host; accuracy on the
-    three classes' test images against the full model's argmax over them;
+    three classes' test images against the full model's argmax over them. The group module is one
+    module, so it gets a longer schedule of its own (``--group-*``: latency penalty, alpha 1.0, 8 mask
+    epochs, 12 fine-tuning epochs at lr 1e-3, every training image of its classes);
 (c) "more accurate": three VGGs trained on disjoint 2,000-image subsets, each cut into per-class
     modules; the best module per class (validation accuracy) composed, against the best single model;
-(d) the lanes-vs-one-network figure is part of (b).
+(d) the lanes-vs-one-network figure is part of (b);
+(g) (b)'s SeaM group module alone against the full model: a short run (about 4 minutes) to tune ``--group-*``.
 
 Writes bench/results/modular.json and prints a summary; records the load and whether both cores
 ran in parallel (the CPU time of a two-thread spin against its wall time).
@@ -91,9 +95,32 @@ def part_a(store: Store, sm, s: DecomposeSettings, test_limit: int, log) -> dict
             "ids": [e.id for e in entries]}
 
 
-def part_b(store: Store, sm, s: DecomposeSettings, workdir: Path, runs: int, log) -> dict:
-    seam = decompose_to_store(sm, "seam", parse_targets(",".join(SUB), "fashion_mnist", "seam"), store,
-                              replace(s, penalty="macs"), device=None, log=log)[0]
+def seam_group(store: Store, sm, sg: DecomposeSettings, log):
+    """The SeaM group module of the sub-task (its own settings ``sg``: one module, a longer schedule)."""
+    return decompose_to_store(sm, "seam", parse_targets(",".join(SUB), "fashion_mnist", "seam"), store, sg,
+                              device=None, log=log)[0]
+
+
+def part_g(store: Store, sm, sg: DecomposeSettings, workdir: Path, runs: int, log) -> dict:
+    """(b)'s SeaM group module alone against the full model (a short run for tuning the group's settings)."""
+    seam = seam_group(store, sm, sg, log)
+    group = compose.load_composition(store, [seam.id])
+    x, y = compose.test_set(group.classes, None)
+    acc = {"seam_group": compose.accuracy(compose.scores(group, x).argmax(1), y),
+           "full_model": compose.original_accuracy(store, group, x, y)}
+    full = ModuleNet(sm.model, torch.nn.Identity()).eval()
+    builts = {"full": built_for("bench_full", {"full": full}, {"full": [f"c{i}" for i in range(10)]}, "fused",
+                                host_lanes(1)),
+              "seam_group": built_for("bench_seam", group.nets, group.outputs, "fused", host_lanes(1))}
+    lat = time_interleaved(builts, workdir, 5, runs)
+    return {"accuracy": {k: round(v, 4) for k, v in acc.items()}, "latency_us": lat,
+            "ratio_to_full": {k: round(v / lat["full"], 3) for k, v in lat.items()},
+            "seam_retention": seam.retention, "seam_flops_ratio": round(seam.flops / seam.flops_full, 3),
+            "seam_layer_retention": seam.layer_retention, "seam_id": seam.id}
+
+
+def part_b(store: Store, sm, s: DecomposeSettings, sg: DecomposeSettings, workdir: Path, runs: int, log) -> dict:
+    seam = seam_group(store, sm, sg, log)
     per_class = compose.select(store, SUB, "binary")
     comp = compose.load_composition(store, [e.id for e in per_class])
     group = compose.load_composition(store, [seam.id])
@@ -115,7 +142,8 @@ def part_b(store: Store, sm, s: DecomposeSettings, workdir: Path, runs: int, log
             "ratio_to_full": {k: round(v / lat["full"], 3) for k, v in lat.items()},
             "lanes_vs_fused": round(lat["per_class_lanes"] / lat["per_class_fused"], 3),
             "seam_retention": seam.retention, "seam_flops_ratio": round(seam.flops / seam.flops_full, 3),
-            "per_class_ids": [e.id for e in per_class], "seam_id": seam.id}
+            "seam_layer_retention": seam.layer_retention, "per_class_ids": [e.id for e in per_class],
+            "seam_id": seam.id}
 
 
 def part_c(root: Path, s: DecomposeSettings, n_models: int, log) -> dict:
@@ -157,6 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--lr-mask", type=float, default=DecomposeSettings.lr_mask)
     p.add_argument("--mask-init", type=float, default=DecomposeSettings.mask_init)
+    p.add_argument("--group-penalty", default="latency", help="(b, g) the SeaM group module's penalty")
+    p.add_argument("--group-alpha", type=float, default=1.0, help="(b, g) the group module's alpha")
+    p.add_argument("--group-mask-epochs", type=int, default=8, help="(b, g) the group module's mask epochs")
+    p.add_argument("--group-finetune-epochs", type=int, default=12, help="(b, g) the group module's fine-tuning")
+    p.add_argument("--group-lr-finetune", type=float, default=1e-3, help="(b, g) the group module's fine-tuning lr")
     p.add_argument("--test-limit", type=int, default=5000, help="test images scored per module (per-class figures)")
     p.add_argument("--c-models", type=int, default=3, help="(c) models trained on disjoint subsets")
     p.add_argument("--workdir", default=str(ROOT / "work" / "modular_bench"))
@@ -168,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     s = DecomposeSettings(mask_epochs=a.mask_epochs, head_epochs=a.head_epochs, train_limit=a.train_limit,
                           lr_mask=a.lr_mask, mask_init=a.mask_init, alpha=a.alpha,
                           finetune_epochs=a.finetune_epochs, lr_finetune=a.lr_finetune)
+    sg = replace(s, penalty=a.group_penalty, alpha=a.group_alpha, mask_epochs=a.group_mask_epochs,
+                 finetune_epochs=a.group_finetune_epochs, lr_finetune=a.group_lr_finetune)
     res: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "settings": vars(a),
                  "machine": {"cores": len(os.sched_getaffinity(0)), "start": parallel_check()}}
     out = OUT / f"modular_{a.parts}.json"
@@ -181,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         if part == "a":
             res["a_per_class"] = part_a(store, sm, s, a.test_limit, log)
         elif part == "b":
-            res["b_sub_task"] = part_b(store, sm, s, work, a.runs, log)
+            res["b_sub_task"] = part_b(store, sm, s, sg, work, a.runs, log)
+        elif part == "g":
+            res["g_seam_group"] = part_g(store, sm, sg, work, a.runs, log)
         elif part == "c":
             res["c_more_accurate"] = part_c(work, replace(s, train_limit=1500, val_limit=1000,
                                                           mask_epochs=1), a.c_models, log)

@@ -91,9 +91,11 @@ def select(store: Store, classes: list[str], policy: str = "binary") -> list[Mod
 
 
 def _score(e: ModuleEntry) -> tuple[float, float]:
-    """Module ranking: validation accuracy of its selected epoch, then fewer conv weights."""
-    val = max((h.get("val_accuracy", 0.0) for h in e.history
-              if h.get("phase") in ("masks", "finetune")), default=e.accuracy)
+    """Module ranking: validation accuracy of the kept candidate, then fewer conv weights (stores written
+    before the "selected" history row: the best validation accuracy in the history)."""
+    sel = [h["val_accuracy"] for h in e.history if h.get("phase") == "selected"]
+    val = sel[-1] if sel else max((h.get("val_accuracy", 0.0) for h in e.history
+                                   if h.get("phase") in ("masks", "finetune")), default=e.accuracy)
     return (round(val, 4), -e.retention)
 
 

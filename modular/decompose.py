@@ -93,11 +93,13 @@ def decompose_to_store(sm: SourceModel, method: str, targets: list[list[ClassRef
         full = ModuleNet(sm.model, torch.nn.Identity())
         b = built_for("full_" + sm.arch, {"full": full}, {"full": [f"c{i}" for i in range(10)]}, "fused", host_lanes(1))
         full_lat = measure(b, workdir, device, log=log)
-    out = []
+    out, group_data = [], None
     for i, cls in enumerate(targets):
         names = [c.name for c in cls]
         log(f"module {i + 1}/{len(targets)}: {method} {sm.dataset}:{','.join(names)}")
-        d = decompose_one(sm.model, cls, method, s, data,
+        if len(cls) > 1 and s.group_all_data and group_data is None:  # every training image of the group's classes
+            group_data = {**data, "train": dataset_tensors(sm.dataset, "train", None, s.seed, offset=s.val_limit)}
+        d = decompose_one(sm.model, cls, method, s, group_data if len(cls) > 1 and s.group_all_data else data,
                           progress=lambda row: progress({"module": i + 1, "of": len(targets), "classes": names, **row}))
         keep = d.keep
         base = sm.model
@@ -161,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--finetune-epochs", type=int, default=DecomposeSettings.finetune_epochs,
                    help="epochs fine-tuning the kept weights after masking (0: none)")
     p.add_argument("--alpha", type=float, default=DecomposeSettings.alpha, help="weight of the retention penalty")
-    p.add_argument("--penalty", default="weights", help="retention penalty counts conv weights or macs")
+    p.add_argument("--lr-finetune", type=float, default=DecomposeSettings.lr_finetune)
+    p.add_argument("--penalty", default="weights",
+                   help="what the retention penalty counts: weights, macs, or latency (conv MACs + activations)")
     p.add_argument("--test-limit", type=int, default=0, help="test images scored (0 = the whole split)")
     p.add_argument("--workdir", default="work", help="converted artifacts")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -178,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--dataset {a.dataset!r}: model {a.model} classifies {sm.dataset}")
         s = replace(DecomposeSettings(), mask_epochs=a.mask_epochs, head_epochs=a.head_epochs,
                     train_limit=a.train_limit, penalty=a.penalty,
-                    finetune_epochs=a.finetune_epochs, alpha=a.alpha)
+                    finetune_epochs=a.finetune_epochs, alpha=a.alpha, lr_finetune=a.lr_finetune)
         t0 = time.perf_counter()
         entries = decompose_to_store(sm, a.method, targets, Store(a.out), s, None if a.device == "none" else a.device,
                                      a.workdir, a.test_limit or None)

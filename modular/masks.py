@@ -182,12 +182,15 @@ def conv_positions(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, 
 
 
 def retention(model: nn.Module, sites: list[MaskSite], masks: dict[str, torch.Tensor],
-              positions: dict[str, int] | None = None) -> torch.Tensor:
+              positions: dict[str, int] | None = None, act_cost: float = 0.0) -> torch.Tensor:
     """Share of the network's conv weights that the masks keep (differentiable through the masks).
 
     A conv keeps k*k*(kept inputs)*(kept outputs)/groups weights; a depthwise conv whose channels follow
     one site keeps k*k*(kept channels). Unmasked dimensions count in full. With ``positions``
     (``conv_positions``) each conv's weights count times its output positions: the share of conv MACs kept.
+    With ``act_cost`` (and ``positions``) each conv's output elements (kept channels times positions) also
+    count, ``act_cost`` MACs each: an estimate of latency, where full-resolution activations weigh even
+    when their convs hold few MACs.
     """
     mods = dict(model.named_modules())
     kept, total = torch.zeros(()), 0
@@ -201,6 +204,9 @@ def retention(model: nn.Module, sites: list[MaskSite], masks: dict[str, torch.Te
             n_in = masks[s_in].sum() if s_in else torch.tensor(float(m.in_channels))
             kept = kept + area * n_in * n_out / m.groups
         total += m.weight.numel() * (positions[name] if positions else 1)
+        if positions and act_cost:
+            kept = kept + act_cost * positions[name] * n_out
+            total += act_cost * positions[name] * m.out_channels
     return kept / total
 
 

@@ -8,13 +8,16 @@
   head epoch, then 4 of head and masks).
 
 Both keep the sparsest epoch whose validation accuracy is within ``acc_tol`` of the original
-model's on the same task (SeaM's selection); failing that, the most accurate epoch. The last
+model's on the same task (SeaM's selection), with ``val_margin`` to spare; failing that, the most
+accurate epoch. The last
 head-only epoch (nothing masked) is a candidate, so masks that cost accuracy are not kept.
 With ``finetune_epochs`` (the default), the masks of the sparsest epochs are fixed in turn and the
 kept weights and the head are retrained (GradSplitter and SeaM both recover accuracy after masking);
-the first whose validation accuracy is within ``acc_tol`` is kept, else the most accurate.
+the first that passes the selection is kept, else the most accurate.
 Retention is the share of conv weights the masks keep (``modular.masks.retention``); with
-``penalty="macs"`` the penalty counts conv multiply-accumulates instead (what latency follows).
+``penalty="macs"`` the penalty counts conv multiply-accumulates instead; ``penalty="latency"`` adds
+each conv's output activations (``ACT_COST`` MACs an element), so full-resolution channels weigh what
+they cost on the target even where their convs hold few MACs.
 """
 from __future__ import annotations
 
@@ -35,7 +38,8 @@ from .masks import ChannelMasks, MaskSite, attach, conv_positions, layer_retenti
 from .module import ClassRef, ModuleNet, make_head
 
 METHODS = ("gradsplitter", "seam")
-PENALTIES = ("weights", "macs")
+PENALTIES = ("weights", "macs", "latency")
+ACT_COST = 96.0  # "latency" penalty: MACs an output activation element counts as (fitted roughly on the zoo VGG)
 Progress = Callable[[dict], None]
 
 
@@ -51,10 +55,12 @@ class DecomposeSettings:
     val_limit: int = 2000  # validation images for the selection
     penalty: str = "weights"  # what the retention penalty counts: conv "weights" (GradSplitter) or conv "macs"
     acc_tol: float = 0.01  # selection: sparsest candidate with val accuracy >= original's - acc_tol (1 point)
+    val_margin: float = 0.005  # selection: and a safety margin on validation (>= original's - acc_tol + val_margin)
     finetune_epochs: int = 4  # epochs fine-tuning the kept weights and the head with the masks fixed (0: none)
     lr_finetune: float = 5e-4  # Adam learning rate of the fine-tuning
     distill: float = 0.0  # fine-tuning: weight of the MSE between the module's backbone logits and the full model's
-    finetune_tries: int = 2  # mask candidates fine-tuned at most (sparsest first) until one meets acc_tol
+    finetune_tries: int = 3  # mask candidates fine-tuned at most (sparsest first) until one meets the selection
+    group_all_data: bool = True  # a group module trains on every training image of its classes (not train_limit's)
     batch_size: int = 128
     seed: int = 0
 
@@ -149,7 +155,8 @@ def decompose_one(model: nn.Module, classes: list[ClassRef], method: str, s: Dec
     sites: list[MaskSite] = mask_sites(model)
     if s.penalty not in PENALTIES:
         raise UserError(f"penalty = {s.penalty!r}: allowed are {', '.join(PENALTIES)}")
-    pos = conv_positions(model, (1, *data["val"][0].shape[1:])) if s.penalty == "macs" else None
+    pos = conv_positions(model, (1, *data["val"][0].shape[1:])) if s.penalty != "weights" else None
+    act = ACT_COST if s.penalty == "latency" else 0.0
     torch.manual_seed(s.seed)
     masks = ChannelMasks(sites, s.mask_init)
     n_logits = model(data["val"][0][:1]).shape[1]
@@ -181,7 +188,7 @@ def decompose_one(model: nn.Module, classes: list[ClassRef], method: str, s: Dec
             for i in range(0, len(order), s.batch_size):
                 b = order[i:i + s.batch_size]
                 ce = _loss(head(cached["train"][b]) if not train_masks else net(xt[b]), lab[b], kind)
-                loss = ce + s.alpha * retention(model, sites, masks.binary(), pos) if train_masks else ce
+                loss = ce + s.alpha * retention(model, sites, masks.binary(), pos, act) if train_masks else ce
                 opt_h.zero_grad(set_to_none=True)
                 opt_m.zero_grad(set_to_none=True)
                 loss.backward()
@@ -191,7 +198,7 @@ def decompose_one(model: nn.Module, classes: list[ClassRef], method: str, s: Dec
                 tot += float(loss.detach()) * len(b)
             head.eval()
             with torch.no_grad():
-                ret = float(retention(model, sites, masks.binary(), pos))
+                ret = float(retention(model, sites, masks.binary(), pos, act))
             acc = accuracy(head, cached["val"], vlab, kind) if not train_masks else accuracy(net, xv, vlab, kind)
             row = {"epoch": epoch, "phase": "masks" if train_masks else "head", "loss": round(tot / len(order), 4),
                    "val_accuracy": round(acc, 4), "val_accuracy_orig": round(orig_val, 4),
@@ -211,9 +218,14 @@ def decompose_one(model: nn.Module, classes: list[ClassRef], method: str, s: Dec
         ret, acc, keep, head_state, weights = _select_finetuned(
             model, sites, snaps, head, (xt, lab), (xv, vlab), kind, orig_val, s, g, hist, progress, t0)
     else:
-        ok = [sn for sn in snaps if sn[1] >= orig_val - s.acc_tol]
+        ok = [sn for sn in snaps if meets(sn[1], orig_val, s)]
         ret, acc, keep, head_state = min(ok, key=lambda sn: sn[0]) if ok else max(snaps, key=lambda sn: sn[1])
     head.load_state_dict(head_state)
+    row = {"epoch": len(hist) + 1, "phase": "selected", "val_accuracy": round(acc, 4),
+           "val_accuracy_orig": round(orig_val, 4), "retention": round(ret, 4),
+           "seconds": round(time.perf_counter() - t0, 1)}  # the kept candidate (compose ranks modules by it)
+    hist.append(row)
+    progress(row)
     return Decomposed(method=method, kind=kind, classes=list(classes), keep=keep, head=head.eval(),
                       val_accuracy=acc, val_accuracy_orig=orig_val, retention=ret,
                       layer_retention=layer_retention({k: v.float() for k, v in keep.items()}), history=hist,
@@ -222,7 +234,7 @@ def decompose_one(model: nn.Module, classes: list[ClassRef], method: str, s: Dec
 
 def _select_finetuned(model, sites, snaps, head, train, val, kind, orig_val, s, g, hist, progress, t0):
     """Fine-tunes the kept weights under the sparsest masks first, then denser ones (``finetune_tries``
-    in all), until one meets ``acc_tol``; else the most accurate of those tried and the unmasked state.
+    in all), until one passes ``meets``; else the most accurate of those tried and the unmasked state.
 
     Returns (retention, val accuracy, keep, head state, backbone state or None for the model's own).
     """
@@ -233,9 +245,15 @@ def _select_finetuned(model, sites, snaps, head, train, val, kind, orig_val, s, 
         acc, wstate, hstate = finetune(model, sites, keep, head, head_state, train, val, kind, s, g,
                                        lambda row, r=ret: _log_ft(row, r, orig_val, hist, progress, t0))
         tried.append((ret, acc, keep, hstate, wstate))
-        if acc >= orig_val - s.acc_tol:
+        if meets(acc, orig_val, s):
             return tried[-1]
     return max(tried + dense, key=lambda c: (c[1], -c[0]))
+
+
+def meets(acc: float, orig: float, s: DecomposeSettings) -> bool:
+    """The selection's test: validation accuracy within ``acc_tol`` of the original's, with ``val_margin``
+    to spare (a candidate picked on validation images loses some of its edge on test images)."""
+    return acc >= orig - s.acc_tol + s.val_margin - 1e-9
 
 
 def _log_ft(row: dict, ret: float, orig_val: float, hist: list, progress: Progress, t0: float) -> None:

@@ -69,7 +69,10 @@ def test_decompose_one_records_finetune_epochs_and_returns_tuned_weights_only_wh
     data = {"train": _data(200, 0), "val": _data(100, 1)}
     d = decompose_one(_model(), cls, "gradsplitter", TINY, data)
     phases = [r["phase"] for r in d.history]
-    assert phases.count("finetune") >= TINY.finetune_epochs and phases[-1] == "finetune"
+    assert phases.count("finetune") >= TINY.finetune_epochs and phases[-2:] == ["finetune", "selected"]
+    # the last row is the kept candidate: compose ranks modules by its validation accuracy
+    assert d.history[-1]["val_accuracy"] == round(d.val_accuracy, 4)
+    assert d.history[-1]["retention"] == round(d.retention, 4)
     assert d.retention < 1.0 and d.weights is not None  # acc_tol 1.0: the sparsest masks are taken, tuned
     tuned = _model()
     tuned.load_state_dict(d.weights)

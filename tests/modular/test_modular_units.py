@@ -16,11 +16,12 @@ import torch
 from configs.errors import ConfigError, UserError
 from fusion.archs import build_arch
 from modular.config import load_module_config, write_module_config
-from modular.masks import ChannelMasks, UnprunableError, attach, binarize, mask_sites, retention
+from modular.masks import ChannelMasks, UnprunableError, attach, binarize, conv_positions, mask_sites, retention
 from modular.models import read_model_cfg
 from modular.module import class_ref
 from modular.prune import prune, prune_facts
 from modular.store import ModuleEntry, Store, StoreError
+from modular.train import DecomposeSettings, decompose_one, meets
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,6 +55,36 @@ def test_retention_counts_conv_weights_kept():
     # convs 1->16, 16->16, 16->32, 32->64 (3x3): keeping 8 of b0's 16 channels halves the first two
     total = 9 * (1 * 16 + 16 * 16 + 16 * 32 + 32 * 64)
     assert float(retention(m, sites, half_b0)) == pytest.approx((9 * (8 + 8 * 16 + 16 * 32 + 32 * 64)) / total)
+
+
+def test_latency_penalty_counts_macs_and_output_activations():
+    m = build_arch("vgg", 10)
+    sites = mask_sites(m)
+    pos = conv_positions(m, (1, 1, 32, 32))
+    assert pos == {"blocks.b0.0": 1024, "blocks.b1.0": 1024, "blocks.b2.0": 256, "blocks.b3.0": 64}
+    full = {s.name: torch.ones(s.channels) for s in sites}
+    assert float(retention(m, sites, full, pos, act_cost=32.0)) == pytest.approx(1.0)
+    half_b0 = dict(full, b0=torch.cat([torch.ones(8), torch.zeros(8)]))
+    macs = [9 * 16 * 1024, 9 * 16 * 16 * 1024, 9 * 16 * 32 * 256, 9 * 32 * 64 * 64]
+    acts = [16 * 1024, 16 * 1024, 32 * 256, 64 * 64]
+    kept = macs[0] / 2 + macs[1] / 2 + macs[2] + macs[3] + 32.0 * (acts[0] / 2 + sum(acts[1:]))
+    assert float(retention(m, sites, half_b0, pos, act_cost=32.0)) == pytest.approx(kept / (sum(macs) + 32 * sum(acts)))
+    # once b1 is thin, b0's MACs are few but its full-resolution activation is not: under "latency" its
+    # channels still weigh (the penalty keeps pushing them out), under MACs alone hardly
+    thin = dict(full, b1=torch.cat([torch.ones(2), torch.zeros(14)]))
+    thinner = dict(thin, b0=half_b0["b0"])
+    gain = {k: float(retention(m, sites, thin, pos, a)) - float(retention(m, sites, thinner, pos, a))
+            for k, a in (("macs", 0.0), ("latency", 32.0))}
+    assert gain["latency"] > 1.5 * gain["macs"]
+
+
+def test_selection_keeps_a_safety_margin_on_validation():
+    s = DecomposeSettings(acc_tol=0.01, val_margin=0.005)
+    assert meets(0.955, 0.96, s) and not meets(0.952, 0.96, s)  # 0.5 point down passes, 0.8 point does not
+    assert meets(0.952, 0.96, dataclasses.replace(s, val_margin=0.0))
+    with pytest.raises(UserError, match="penalty = 'flops': allowed are weights, macs, latency"):
+        decompose_one(build_arch("vgg", 10).eval(), [class_ref("sandal", "fashion_mnist")], "seam",
+                      DecomposeSettings(penalty="flops"), {"val": (torch.zeros(2, 1, 32, 32), torch.zeros(2))})
 
 
 def test_retention_penalty_gradient_reaches_the_masks():
@@ -178,3 +209,17 @@ def test_module_config_names_unknown_modules(tmp_path):
         load_module_config(cfg, [0, 1])
     cfg = write_module_config(tmp_path / "cfg" / "y.yaml", tmp_path / "s", ["a"], "fused")
     assert load_module_config(cfg, [0, 1]).MODULE.MODULES == ["a"]
+
+
+def test_best_module_per_class_is_ranked_by_the_kept_candidate_not_a_discarded_one(tmp_path):
+    from modular.compose import select
+    st = Store(tmp_path / "s")
+    # a: a discarded masked epoch scored 0.99 on validation, the kept candidate 0.90; b: kept 0.95
+    a = dataclasses.replace(_entry("a", ["bag"]), history=[
+        {"phase": "masks", "val_accuracy": 0.99}, {"phase": "selected", "val_accuracy": 0.90}])
+    b = dataclasses.replace(_entry("b", ["bag"]), history=[
+        {"phase": "masks", "val_accuracy": 0.80}, {"phase": "selected", "val_accuracy": 0.95}])
+    c = dataclasses.replace(_entry("c", ["sandal"]), history=[{"phase": "selected", "val_accuracy": 0.9}])
+    for e in (a, b, c):
+        st.add(e, {"w": torch.zeros(1)})
+    assert [e.id for e in select(st, ["bag", "sandal"])] == ["b", "c"]
