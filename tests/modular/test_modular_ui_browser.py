@@ -94,7 +94,9 @@ def test_ui_search_decompose_compose_in_chromium(chromium, ui, small_store, caps
             page.wait_for_function("document.getElementById('state').textContent === 'done' || "
                                    "document.getElementById('state').textContent === 'failed'", timeout=600_000)
             assert page.inner_text("#state") == "done", page.inner_text("#job-error") + page.inner_text("#log")
-            assert page.locator("#progress tbody tr").count() == 6  # 5 head epochs + 1 mask epoch
+            rows = page.locator("#progress tbody tr")
+            assert rows.count() == 7  # 5 head epochs + 1 mask epoch + the selection's row
+            assert rows.last.locator("td").nth(3).inner_text() == "selected"
             assert "trouser" in page.inner_text("a.result-module")
             # reuse: compose a 3-class classifier, the config is written for deployment
             page.goto(url + "/compose")
