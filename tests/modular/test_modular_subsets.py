@@ -78,3 +78,5 @@ def test_modules_of_three_architectures_compose_into_one_classifier(tmp_path):
     assert 0.1 < res["composed"] <= 1.0
     assert res["gain_points"] == pytest.approx(100 * (res["composed"] - res["best_single"]), abs=0.02)
     assert set(res["own_modules_composed"]) == set(res["single_models"])
+    assert 0.1 < res["ensemble_mean"] <= 1.0
+    assert res["picked_on_test_bound"] >= res["composed"]  # the ascent starts from the validation choice
