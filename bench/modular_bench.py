@@ -215,18 +215,20 @@ def part_c(root: Path, s: DecomposeSettings, n_models: int, log) -> dict:
 
 
 def part_c_archs(root: Path, s: DecomposeSettings, archs: list[str], size: int, log, epochs: int = 4,
-                 cache: Path | None = None) -> dict:
+                 cache: Path | None = None, favour: float = 0.0) -> dict:
     """(c) diverse sources: one model per architecture, each on its own disjoint subset of ``size``
     images; every model's modules trained and ranked on the same held-out images (modular.subsets)."""
-    specs = specs_for(archs, size=size, reserve=s.val_limit + s.train_limit, epochs=epochs)
-    st = Store(root / ("more_accurate_" + "_".join(archs) + f"_n{size}"))
+    specs = specs_for(archs, size=size, reserve=s.val_limit + s.train_limit, epochs=epochs, favour=favour)
+    st = Store(root / ("more_accurate_" + "_".join(archs) + f"_n{size}" + (f"_fav{favour:g}" if favour else "")))
     singles = {}
     for spec in specs:
         sm = subset_model(spec, cache, log=log)
         singles[sm.name] = sm.test_accuracy
         decompose_to_store(sm, "gradsplitter", parse_targets("", "fashion_mnist", "gradsplitter"), st,
                            replace(s, seed=spec.perm_seed), device=None, test_limit=2000, log=log)
-    return {"source": f"archs {','.join(archs)} on disjoint {size}-image subsets", **_compose_figures(st, singles, log)}
+    return {"source": f"archs {','.join(archs)} on disjoint {size}-image subsets"
+                      + (f", {favour:g} of each from its favoured classes" if favour else ""),
+            **_compose_figures(st, singles, log)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,10 +254,14 @@ def main(argv: list[str] | None = None) -> int:
                    help="(c) one source model per architecture, each on its own disjoint subset; '' = the old "
                         "--c-models zoo VGGs")
     p.add_argument("--c-size", type=int, default=2000, help="(c) training images per source model")
+    p.add_argument("--c-favour", type=float, default=0.0,
+                   help="(c, --c-archs) share of each subset from its favoured classes (0: uniform)")
     p.add_argument("--workdir", default=str(ROOT / "work" / "modular_bench"))
     a = p.parse_args(argv)
     try:
         c_archs = parse_archs(a.c_archs) if a.c_archs.strip() and "c" in a.parts else []
+        if c_archs:
+            specs_for(c_archs, favour=a.c_favour)  # checks --c-favour before any training
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -286,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             res["g_seam_group"] = part_g(store, sm, sg, work, a.runs, log)
         elif part == "c":
             sc = replace(s, train_limit=1500, val_limit=1000, mask_epochs=1)
-            res["c_more_accurate"] = (part_c_archs(work, sc, c_archs, a.c_size, log) if c_archs
+            res["c_more_accurate"] = (part_c_archs(work, sc, c_archs, a.c_size, log, favour=a.c_favour) if c_archs
                                       else part_c(work, sc, a.c_models, log))
         res.setdefault("seconds", {})[part] = round(time.perf_counter() - t, 1)
         res["machine"]["end"] = parallel_check()

@@ -12,7 +12,9 @@ The Fashion-MNIST training split is shuffled once (``perm_seed``) and cut in ord
     [reserve + i*size, reserve + (i+1)*size) source model i's training images
 
 so the subsets are disjoint from each other and from the images the modules are trained and
-ranked on (``DecomposeSettings(seed=perm_seed, val_limit + train_limit <= reserve)`` takes exactly
+ranked on. With ``favour`` > 0 (non-IID owners: each model stronger on some classes) subset i takes
+that share of its images from its favoured classes (``c % of == i``) and the rest from the others,
+model after model from the shuffled images after the reserve, still disjoint (``DecomposeSettings(seed=perm_seed, val_limit + train_limit <= reserve)`` takes exactly
 ``[0, reserve)``: ``modular.train.dataset_tensors`` draws the same permutation). Every module is
 then ranked on the same validation images, whatever its source model.
 
@@ -26,11 +28,13 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from configs.errors import UserError
 from fusion import zoo as fzoo
 from fusion.archs import build_arch
 from fusion.tasks import get_task, task_arrays
-from training import LoaderConfig, evaluate, make_loader, train_classifier
+from training import LoaderConfig, evaluate, load_dataset, make_loader, train_classifier
 
 from .masks import list_site_archs
 from .models import ModelCfg, SourceModel
@@ -51,6 +55,8 @@ class SubsetSpec:
     epochs: int = 4  # training epochs (AdamW, one-cycle, as the zoo)
     lr: float = 3e-3
     seed: int = 0  # initialisation and batch order
+    favour: float = 0.0  # share of the subset from its favoured classes (c % of == index); 0: a plain slice
+    of: int = 1  # number of source models (the favoured classes and the allocation depend on it)
 
     @property
     def offset(self) -> int:
@@ -74,9 +80,35 @@ def parse_archs(text: str) -> list[str]:
 
 
 def specs_for(archs: list[str], size: int = 2000, reserve: int = 2500, perm_seed: int = 100,
-              epochs: int = 4, seed: int = 0) -> list[SubsetSpec]:
+              epochs: int = 4, seed: int = 0, favour: float = 0.0) -> list[SubsetSpec]:
     """One spec per architecture, the i-th on the i-th subset (an architecture may repeat)."""
-    return [SubsetSpec(a, i, size, reserve, perm_seed, epochs, seed=seed) for i, a in enumerate(archs)]
+    if not 0.0 <= favour < 1.0:
+        raise UserError(f"--c-favour {favour}: allowed is a share in [0, 1)")
+    return [SubsetSpec(a, i, size, reserve, perm_seed, epochs, seed=seed, favour=favour, of=len(archs))
+            for i, a in enumerate(archs)]
+
+
+def subset_arrays(spec: SubsetSpec) -> tuple[np.ndarray, np.ndarray]:
+    """The training images (uint8 [N, 28, 28]) and labels of ``spec``'s subset."""
+    if spec.favour <= 0:
+        return task_arrays(TASK, "train", spec.size, spec.perm_seed, offset=spec.offset)
+    x, y = load_dataset(get_task(TASK).dataset, "train")
+    order = np.random.default_rng(spec.perm_seed).permutation(len(x))[spec.reserve:]
+    used = np.zeros(len(order), bool)
+    fav_n = int(round(spec.favour * spec.size))
+    for j in range(spec.of):  # every model's allocation in turn, so each spec computes the same split
+        fav = (y[order] % spec.of) == j
+        pick = []
+        for want, n in ((fav, fav_n), (~fav, spec.size - fav_n)):
+            free = np.flatnonzero(want & ~used)[:n]
+            if len(free) < n:
+                raise UserError(f"--c-favour {spec.favour}: subset {j} needs {n} images, {len(free)} are left")
+            used[free] = True
+            pick.append(free)
+        if j == spec.index:
+            idx = order[np.sort(np.concatenate(pick))]
+            return x[idx], y[idx]
+    raise UserError(f"subset {spec.index}: allowed are 0..{spec.of - 1}")
 
 
 def _key(spec: SubsetSpec) -> str:
@@ -105,7 +137,7 @@ def subset_model(spec: SubsetSpec, cache: Path | None = None, log=print) -> Sour
                             "delete it and rerun") from e
     else:
         cfg = LoaderConfig(size=32, channels=1, batch_size=128, seed=spec.seed)
-        x, y = task_arrays(task, "train", spec.size, spec.perm_seed, offset=spec.offset)
+        x, y = subset_arrays(spec)
         if len(x) < spec.size:
             raise UserError(f"subset {spec.index} of {spec.size} images from offset {spec.offset}: the training "
                             f"split has only {spec.offset + len(x)} images")
@@ -120,7 +152,8 @@ def subset_model(spec: SubsetSpec, cache: Path | None = None, log=print) -> Sour
         torch.save(model.state_dict(), weights)
         sidecar.write_text(json.dumps(meta, indent=2) + "\n")
         log(f"  {spec.arch} subset {spec.index}: test accuracy {acc:.4f} ({res.seconds:.0f} s) -> {weights}")
-    name = f"subsets/{TASK}/{spec.arch}/e{spec.epochs}-n{spec.size}-part{spec.index}-p{spec.perm_seed}-s{spec.seed}"
+    fav = f"-fav{spec.favour:g}of{spec.of}" if spec.favour > 0 else ""
+    name = f"subsets/{TASK}/{spec.arch}/e{spec.epochs}-n{spec.size}-part{spec.index}{fav}-p{spec.perm_seed}-s{spec.seed}"
     return SourceModel(name=name, dataset=task.dataset, arch=spec.arch, model=model.eval(),
                        test_accuracy=meta.get("test_accuracy"),
                        cfg=ModelCfg(TASK=TASK, EPOCHS=spec.epochs, TRAIN_LIMIT=spec.size, SEED=spec.seed))

@@ -10,7 +10,7 @@ import pytest
 
 from configs.errors import UserError
 from fusion.tasks import task_arrays
-from modular.subsets import TASK, parse_archs, specs_for
+from modular.subsets import TASK, parse_archs, specs_for, subset_arrays
 from modular.train import dataset_tensors
 from training import LoaderConfig, to_tensor_images
 
@@ -57,6 +57,22 @@ def test_subsets_are_disjoint_and_apart_from_the_images_modules_train_on():
     ref = to_tensor_images(shared_x, LoaderConfig(size=32))
     assert np.array_equal(np.concatenate([yv.numpy(), ytr.numpy()]), shared_y)
     assert (ref[:200] == xv).all() and (ref[200:] == xtr).all()
+
+
+@pytest.mark.fashion_mnist
+def test_favoured_subsets_hold_their_share_of_favoured_classes_and_stay_disjoint():
+    specs = specs_for(["vgg", "resnet", "mobilenet"], size=300, reserve=500, perm_seed=7, favour=0.5)
+    digest = lambda xs: {hashlib.sha1(x.tobytes()).hexdigest() for x in xs}  # noqa: E731
+    parts = []
+    for s in specs:
+        x, y = subset_arrays(s)
+        assert len(y) == 300 and int(((y % 3) == s.index).sum()) == 150
+        parts.append(digest(x))
+    shared = digest(task_arrays(TASK, "train", 500, 7)[0])
+    for i in range(3):
+        assert not parts[i] & shared and all(not parts[i] & parts[j] for j in range(i + 1, 3))
+    with pytest.raises(UserError, match=r"--c-favour 1.0: allowed is a share in \[0, 1\)"):
+        specs_for(["vgg"], favour=1.0)
 
 
 @pytest.mark.slow
