@@ -152,6 +152,7 @@ def part_b(store: Store, sm, s: DecomposeSettings, sg: DecomposeSettings, workdi
             "seam_id": seam.id}
 
 
+@torch.no_grad()
 def _compose_figures(st: Store, singles: dict, log) -> dict:
     """The best module per class (validation accuracy) composed, against the best single model, on the
     same 10,000 test images. For the analysis also: each model's own ten modules composed (calibration),
