@@ -167,7 +167,7 @@ def _compose_figures(st: Store, singles: dict, log) -> dict:
     for name in singles:
         by_class = {e.classes[0]: e for e in st.entries() if e.source_model == name and e.kind == "binary"}
         if len(by_class) == len(comp.classes):
-            c = compose.load_composition(st, [by_class[k].id for k in comp.classes])
+            c = compose.load_composition(st, [by_class[k.name].id for k in comp.classes])
             own_scores[name] = compose.scores(c, x)
             own[name] = round(compose.accuracy(own_scores[name].argmax(1), y), 4)
     best = max(singles.values())
