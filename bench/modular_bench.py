@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 taskset -c 1 python bench/modular_bench.py [--parts ab|c|g] [--mask-epochs 3] [--runs 30]
         [--group-penalty latency] [--group-alpha 1.0] [--group-mask-epochs 8] [--group-finetune-epochs 12]
+        [--c-archs vgg,resnet,mobilenet | --c-archs '' --c-models 3] [--c-size 2000]
 
 (a) per-class GradSplitter modules of the zoo VGG (fashion3/fashion10): conv weights kept and
     one-vs-rest accuracy against the full model, per class and on average;
@@ -11,8 +12,11 @@
     three classes' test images against the full model's argmax over them. The group module is one
     module, so it gets a longer schedule of its own (``--group-*``: latency penalty, alpha 1.0, 8 mask
     epochs, 12 fine-tuning epochs at lr 1e-3, every training image of its classes);
-(c) "more accurate": three VGGs trained on disjoint 2,000-image subsets, each cut into per-class
-    modules; the best module per class (validation accuracy) composed, against the best single model;
+(c) "more accurate": source models each trained on its own 2,000-image subset, each cut into per-class
+    modules; the best module per class (validation accuracy) composed, against the best single model
+    (same 10,000 test images). ``--c-archs vgg,resnet,mobilenet``: one model per architecture on
+    disjoint subsets, every module trained and ranked on the same 2,500 held-out images
+    (modular.subsets); ``--c-archs ''``: the older run, ``--c-models`` zoo VGGs with seeds 1..n;
 (d) the lanes-vs-one-network figure is part of (b);
 (g) (b)'s SeaM group module alone against the full model: a short run (about 4 minutes) to tune ``--group-*``.
 
@@ -37,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from android_runtime.devices import get_device  # noqa: E402
+from configs.errors import UserError  # noqa: E402
 from converter.build import convert  # noqa: E402
 from fusion.tasks import get_benchmark  # noqa: E402
 from fusion.zoo import DEFAULT_CACHE, ZooSettings, train_task_model  # noqa: E402
@@ -46,6 +51,7 @@ from modular.deploy import built_for, host_lanes  # noqa: E402
 from modular.models import ModelCfg, load_source_model  # noqa: E402
 from modular.module import ModuleNet  # noqa: E402
 from modular.store import Store  # noqa: E402
+from modular.subsets import parse_archs, specs_for, subset_model  # noqa: E402
 from modular.train import DecomposeSettings  # noqa: E402
 
 OUT = ROOT / "bench" / "results"
@@ -146,9 +152,54 @@ def part_b(store: Store, sm, s: DecomposeSettings, sg: DecomposeSettings, workdi
             "seam_id": seam.id}
 
 
+@torch.no_grad()
+def _compose_figures(st: Store, singles: dict, log) -> dict:
+    """The best module per class (validation accuracy) composed, against the best single model, on the
+    same 10,000 test images. For the analysis also: each model's own ten modules composed (calibration),
+    the mean of all models' module scores per class (an ensemble, n times the cost) and a bound picked
+    on the test images (coordinate ascent over which model answers for each class)."""
+    from modular.module import CLASS_NAMES
+    chosen = compose.select(st, list(CLASS_NAMES["fashion_mnist"]))
+    comp = compose.load_composition(st, [e.id for e in chosen])
+    x, y = compose.test_set(comp.classes, None)
+    acc = compose.accuracy(compose.scores(comp, x).argmax(1), y)
+    own, own_scores = {}, {}
+    for name in singles:
+        by_class = {e.classes[0]: e for e in st.entries() if e.source_model == name and e.kind == "binary"}
+        if len(by_class) == len(comp.classes):
+            c = compose.load_composition(st, [by_class[k.name].id for k in comp.classes])
+            own_scores[name] = compose.scores(c, x)
+            own[name] = round(compose.accuracy(own_scores[name].argmax(1), y), 4)
+    best = max(singles.values())
+    res = {"single_models": singles, "best_single": round(best, 4), "composed": round(acc, 4),
+           "gain_points": round(100 * (acc - best), 2), "own_modules_composed": own,
+           "chosen_from": {e.classes[0]: e.source_model for e in chosen}}
+    if len(own_scores) == len(singles) > 1:
+        sc = torch.stack(list(own_scores.values()))  # [models, images, classes]
+        res["ensemble_mean"] = round(compose.accuracy(sc.mean(0).argmax(1), y), 4)
+        names = list(own_scores)
+        pick = [names.index(res["chosen_from"][k]) for k in comp.classes]
+        cols = torch.arange(len(pick))
+
+        def acc_of(pk):
+            return compose.accuracy(sc[torch.tensor(pk), :, cols].T.argmax(1), y)
+        top, improved = acc_of(pick), True
+        while improved:
+            improved = False
+            for k in range(len(pick)):
+                for m in range(len(names)):
+                    trial = pick[:k] + [m] + pick[k + 1:]
+                    if (a := acc_of(trial)) > top + 1e-9:
+                        pick, top, improved = trial, a, True
+        res["picked_on_test_bound"] = round(top, 4)
+    log(f"part c: singles {singles}, composed {acc:.4f} ({100 * (acc - best):+.2f} points)")
+    return res
+
+
 def part_c(root: Path, s: DecomposeSettings, n_models: int, log) -> dict:
+    """(c) the old way: ``n_models`` zoo VGGs (fashion3/fashion10), seeds 1..n, 2,000 seeded images each."""
     bench = get_benchmark("fashion3")
-    models, singles = [], {}
+    singles = {}
     st = Store(root / "more_accurate")
     for seed in range(1, n_models + 1):
         zs = ZooSettings(epochs=4, train_limit=2000, seed=seed)
@@ -158,19 +209,27 @@ def part_c(root: Path, s: DecomposeSettings, n_models: int, log) -> dict:
         except Exception:
             train_task_model(bench, "fashion10", zs, DEFAULT_CACHE, log)
             sm = load_source_model(cfg, log=log)
-        models.append(sm)
         singles[sm.name] = sm.test_accuracy
         decompose_to_store(sm, "gradsplitter", parse_targets("", "fashion_mnist", "gradsplitter"), st,
                            replace(s, seed=seed), device=None, test_limit=2000, log=log)
-    from modular.module import CLASS_NAMES
-    chosen = compose.select(st, list(CLASS_NAMES["fashion_mnist"]))
-    comp = compose.load_composition(st, [e.id for e in chosen])
-    x, y = compose.test_set(comp.classes, None)
-    acc = compose.accuracy(compose.scores(comp, x).argmax(1), y)
-    best = max(singles.values())
-    return {"single_models": singles, "best_single": round(best, 4), "composed": round(acc, 4),
-            "gain_points": round(100 * (acc - best), 2),
-            "chosen_from": {e.classes[0]: e.source_model for e in chosen}}
+    return {"source": "zoo vgg, seeds 1..n", **_compose_figures(st, singles, log)}
+
+
+def part_c_archs(root: Path, s: DecomposeSettings, archs: list[str], size: int, log, epochs: int = 4,
+                 cache: Path | None = None, favour: float = 0.0) -> dict:
+    """(c) diverse sources: one model per architecture, each on its own disjoint subset of ``size``
+    images; every model's modules trained and ranked on the same held-out images (modular.subsets)."""
+    specs = specs_for(archs, size=size, reserve=s.val_limit + s.train_limit, epochs=epochs, favour=favour)
+    st = Store(root / ("more_accurate_" + "_".join(archs) + f"_n{size}" + (f"_fav{favour:g}" if favour else "")))
+    singles = {}
+    for spec in specs:
+        sm = subset_model(spec, cache, log=log)
+        singles[sm.name] = sm.test_accuracy
+        decompose_to_store(sm, "gradsplitter", parse_targets("", "fashion_mnist", "gradsplitter"), st,
+                           replace(s, seed=spec.perm_seed), device=None, test_limit=2000, log=log)
+    return {"source": f"archs {','.join(archs)} on disjoint {size}-image subsets"
+                      + (f", {favour:g} of each from its favoured classes" if favour else ""),
+            **_compose_figures(st, singles, log)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,9 +250,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--group-finetune-epochs", type=int, default=12, help="(b, g) the group module's fine-tuning")
     p.add_argument("--group-lr-finetune", type=float, default=1e-3, help="(b, g) the group module's fine-tuning lr")
     p.add_argument("--test-limit", type=int, default=5000, help="test images scored per module (per-class figures)")
-    p.add_argument("--c-models", type=int, default=3, help="(c) models trained on disjoint subsets")
+    p.add_argument("--c-models", type=int, default=3, help="(c, with --c-archs '') zoo VGGs, seeds 1..n")
+    p.add_argument("--c-archs", default="vgg,resnet,mobilenet",
+                   help="(c) one source model per architecture, each on its own disjoint subset; '' = the old "
+                        "--c-models zoo VGGs")
+    p.add_argument("--c-size", type=int, default=2000, help="(c) training images per source model")
+    p.add_argument("--c-favour", type=float, default=0.0,
+                   help="(c, --c-archs) share of each subset from its favoured classes (0: uniform)")
     p.add_argument("--workdir", default=str(ROOT / "work" / "modular_bench"))
     a = p.parse_args(argv)
+    try:
+        c_archs = parse_archs(a.c_archs) if a.c_archs.strip() and "c" in a.parts else []
+        if c_archs:
+            specs_for(c_archs, favour=a.c_favour)  # checks --c-favour before any training
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     torch.set_num_threads(1)
     work = Path(a.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -220,8 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         elif part == "g":
             res["g_seam_group"] = part_g(store, sm, sg, work, a.runs, log)
         elif part == "c":
-            res["c_more_accurate"] = part_c(work, replace(s, train_limit=1500, val_limit=1000,
-                                                          mask_epochs=1), a.c_models, log)
+            sc = replace(s, train_limit=1500, val_limit=1000, mask_epochs=1)
+            res["c_more_accurate"] = (part_c_archs(work, sc, c_archs, a.c_size, log, favour=a.c_favour) if c_archs
+                                      else part_c(work, sc, a.c_models, log))
         res.setdefault("seconds", {})[part] = round(time.perf_counter() - t, 1)
         res["machine"]["end"] = parallel_check()
         out.write_text(json.dumps(res, indent=1) + "\n")
