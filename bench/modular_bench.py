@@ -178,7 +178,7 @@ def _compose_figures(st: Store, singles: dict, log) -> dict:
         sc = torch.stack(list(own_scores.values()))  # [models, images, classes]
         res["ensemble_mean"] = round(compose.accuracy(sc.mean(0).argmax(1), y), 4)
         names = list(own_scores)
-        pick = [names.index(res["chosen_from"][k]) for k in comp.classes]
+        pick = [names.index(res["chosen_from"][k.name]) for k in comp.classes]
         cols = torch.arange(len(pick))
 
         def acc_of(pk):

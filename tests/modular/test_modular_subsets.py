@@ -1,6 +1,8 @@
 """Part (c)'s diverse source models (modular.subsets) and the bench option choosing them."""
 from __future__ import annotations
 
+import os
+
 import hashlib
 import importlib.util
 from pathlib import Path
@@ -77,6 +79,8 @@ def test_favoured_subsets_hold_their_share_of_favoured_classes_and_stay_disjoint
 
 @pytest.mark.slow
 @pytest.mark.fashion_mnist
+@pytest.mark.skipif(not os.environ.get("NNSPLICE_HEAVY"), reason="trains three source models (about 7 minutes on "
+                    "this 2-core machine); NNSPLICE_HEAVY=1 runs it")
 def test_modules_of_three_architectures_compose_into_one_classifier(tmp_path):
     """Part (c) with tiny settings: a VGG, a ResNet and a MobileNet on their own subsets, cut into
     per-class modules, composed across architectures and scored on the 10,000 test images."""
