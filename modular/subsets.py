@@ -74,7 +74,7 @@ def parse_archs(text: str) -> list[str]:
     allowed = list_site_archs()
     bad = [n for n in names if n not in allowed]
     if bad or not names:
-        raise UserError(f"--c-archs {text!r}: {'unknown ' + bad[0] if bad else 'empty'}; allowed are a comma list "
+        raise UserError(f"source architectures = {text!r}: {'unknown ' + bad[0] if bad else 'empty'}; allowed are a comma list "
                         f"of {', '.join(allowed)}")
     return names
 
@@ -83,7 +83,7 @@ def specs_for(archs: list[str], size: int = 2000, reserve: int = 2500, perm_seed
               epochs: int = 4, seed: int = 0, favour: float = 0.0) -> list[SubsetSpec]:
     """One spec per architecture, the i-th on the i-th subset (an architecture may repeat)."""
     if not 0.0 <= favour < 1.0:
-        raise UserError(f"--c-favour {favour}: allowed is a share in [0, 1)")
+        raise UserError(f"favour = {favour}: allowed is a share in [0, 1)")
     return [SubsetSpec(a, i, size, reserve, perm_seed, epochs, seed=seed, favour=favour, of=len(archs))
             for i, a in enumerate(archs)]
 
@@ -102,7 +102,7 @@ def subset_arrays(spec: SubsetSpec) -> tuple[np.ndarray, np.ndarray]:
         for want, n in ((fav, fav_n), (~fav, spec.size - fav_n)):
             free = np.flatnonzero(want & ~used)[:n]
             if len(free) < n:
-                raise UserError(f"--c-favour {spec.favour}: subset {j} needs {n} images, {len(free)} are left")
+                raise UserError(f"favour = {spec.favour}: subset {j} needs {n} images, {len(free)} are left")
             used[free] = True
             pick.append(free)
         if j == spec.index:

@@ -28,7 +28,7 @@ def _bench():
 
 def test_archs_list_is_checked_against_the_maskable_architectures():
     assert parse_archs("vgg, resnet,mobilenet") == ["vgg", "resnet", "mobilenet"]
-    with pytest.raises(UserError, match=r"--c-archs 'vgg,alexnet': unknown alexnet; allowed are .*mobilenet.*vgg"):
+    with pytest.raises(UserError, match=r"source architectures = 'vgg,alexnet': unknown alexnet; allowed are .*mobilenet.*vgg"):
         parse_archs("vgg,alexnet")
     with pytest.raises(UserError, match="empty"):
         parse_archs(" , ")
@@ -37,7 +37,7 @@ def test_archs_list_is_checked_against_the_maskable_architectures():
 def test_bench_refuses_an_unknown_c_arch_with_one_line_and_exit_2(capsys):
     assert _bench().main(["--parts", "c", "--c-archs", "vgg,lenet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: --c-archs 'vgg,lenet': unknown lenet; allowed are")
+    assert len(err) == 1 and err[0].startswith("error: source architectures = 'vgg,lenet': unknown lenet; allowed are")
 
 
 @pytest.mark.fashion_mnist
@@ -73,7 +73,7 @@ def test_favoured_subsets_hold_their_share_of_favoured_classes_and_stay_disjoint
     shared = digest(task_arrays(TASK, "train", 500, 7)[0])
     for i in range(3):
         assert not parts[i] & shared and all(not parts[i] & parts[j] for j in range(i + 1, 3))
-    with pytest.raises(UserError, match=r"--c-favour 1.0: allowed is a share in \[0, 1\)"):
+    with pytest.raises(UserError, match=r"favour = 1.0: allowed is a share in \[0, 1\)"):
         specs_for(["vgg"], favour=1.0)
 
 
