@@ -172,7 +172,7 @@ class ConditionalRunner:
             leave &= ~left
             outputs[leave], exit_of[leave] = logits[leave], i
             left |= leave
-            record.append((int((~left).sum()) if not left.all() else 0, (ts - t0) / 1e3,
+            record.append((int((~left).sum()), (ts - t0) / 1e3,
                            (time.perf_counter_ns() - t0) / 1e3))
             if left.all():
                 break
