@@ -17,7 +17,8 @@
     (same 10,000 test images). ``--c-archs vgg,resnet,mobilenet``: one model per architecture on
     disjoint subsets, every module trained and ranked on the same 2,500 held-out images
     (modular.subsets); ``--c-archs ''``: the older run, ``--c-models`` zoo VGGs with seeds 1..n;
-(d) the lanes-vs-one-network figure is part of (b);
+(d) the lanes-vs-one-network figure is part of (b); ``--parts l`` measures it alone, on (b)'s per-class
+    modules already in the store (no training; run it on two free cores: lanes overlap only there);
 (g) (b)'s SeaM group module alone against the full model: a short run (about 4 minutes) to tune ``--group-*``.
 
 Writes bench/results/modular.json and prints a summary; records the load and whether both cores
@@ -152,6 +153,23 @@ def part_b(store: Store, sm, s: DecomposeSettings, sg: DecomposeSettings, workdi
             "seam_id": seam.id}
 
 
+def part_l(store: Store, sm, workdir: Path, runs: int, log) -> dict:
+    """(d) alone: (b)'s per-class modules fused on one lane against the same modules on two lanes, one
+    module per lane, and the full model, interleaved; from modules already in the store."""
+    per_class = compose.select(store, SUB, "binary")
+    comp = compose.load_composition(store, [e.id for e in per_class])
+    full = ModuleNet(sm.model, torch.nn.Identity()).eval()
+    builts = {"full": built_for("bench_full", {"full": full}, {"full": [f"c{i}" for i in range(10)]}, "fused",
+                                host_lanes(1)),
+              "per_class_fused": built_for("bench_pc_fused", comp.nets, comp.outputs, "fused", host_lanes(1)),
+              "per_class_lanes": built_for("bench_pc_lanes", comp.nets, comp.outputs, "lanes", host_lanes(2))}
+    lat = time_interleaved(builts, workdir, 7, runs)
+    log(f"part l: {lat}")
+    return {"latency_us": lat, "ratio_to_full": {k: round(v / lat["full"], 3) for k, v in lat.items()},
+            "lanes_vs_fused": round(lat["per_class_lanes"] / lat["per_class_fused"], 3),
+            "lanes": list(host_lanes(2)), "per_class_ids": [e.id for e in per_class]}
+
+
 @torch.no_grad()
 def _compose_figures(st: Store, singles: dict, log) -> dict:
     """The best module per class (validation accuracy) composed, against the best single model, on the
@@ -266,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if bad := set(a.parts) - set("abcgl"):
+        print(f"error: --parts = {a.parts!r}: unknown part(s) {''.join(sorted(bad))}; allowed letters: a, b, c, g, l",
+              file=sys.stderr)
+        return 2
     torch.set_num_threads(1)
     work = Path(a.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -289,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
             res["a_per_class"] = part_a(store, sm, s, a.test_limit, log)
         elif part == "b":
             res["b_sub_task"] = part_b(store, sm, s, sg, work, a.runs, log)
+        elif part == "l":
+            res["l_lanes"] = part_l(store, sm, work, a.runs, log)
         elif part == "g":
             res["g_seam_group"] = part_g(store, sm, sg, work, a.runs, log)
         elif part == "c":
