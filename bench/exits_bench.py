@@ -121,7 +121,7 @@ def bench_one(base: Path, batch: int, a, device, out_dir: Path, log) -> tuple[li
     opt = SearchOptions(tolerance=a.tolerance, batch=batch, warmup=3, runs=a.search_runs, workdir=Path(a.workdir),
                         proxy=ProxyOptions(epochs=a.epochs, train_images=a.train_images, test_images=a.eval_images),
                         heads=HeadTrainOptions(epochs=a.head_epochs), lanes=tuple(lanes), head_lane=a.head_lane,
-                        margin=a.margin)
+                        margin=a.margin, precision=a.precision)
     s = run_search(base, out_dir / f"{name}-b{batch}", opt, device, log,
                    loader=search_loader if model_source(base) else None)
     cfg, built, conv = deployed(Path(s["config"]), Path(a.workdir))
@@ -211,6 +211,9 @@ def main(argv=None) -> int:
     ap.add_argument("--lanes", default="", help="two lanes, e.g. cpu0,cpu1: stage 1 and stage 2 pipelined on "
                                                 "cores 0 and 1 (default: one lane, as PAME)")
     ap.add_argument("--margin", type=float, default=0.0, help="exits.search --margin")
+    ap.add_argument("--precision", default="both", choices=["labels", "agreement", "both"],
+                    help="exits.search --precision: what the tolerance holds (labels: PAME's definition, the "
+                         "share of the original's accuracy; both rows are reported either way)")
     ap.add_argument("--head-lane", default="", help="e.g. cpu1: the search also weighs exit heads on core 1 "
                     "beside the next stage on core 0 (overlap plans); adds the original on both cores as a baseline")
     ap.add_argument("--small", action="store_true", help="smoke test: few images, one epoch")
