@@ -23,7 +23,6 @@ import dataclasses
 import os
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 

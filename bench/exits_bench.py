@@ -120,7 +120,7 @@ def bench_one(base: Path, batch: int, a, device, out_dir: Path, log) -> tuple[li
         base = with_two_lanes(base, ["cpu0", a.head_lane], out_dir / "head-lane")
     opt = SearchOptions(tolerance=a.tolerance, batch=batch, warmup=3, runs=a.search_runs, workdir=Path(a.workdir),
                         proxy=ProxyOptions(epochs=a.epochs, train_images=a.train_images, test_images=a.eval_images),
-                        heads=HeadTrainOptions(epochs=a.head_epochs), lanes=tuple(lanes), head_lane=a.head_lane,
+                        heads=HeadTrainOptions(epochs=a.head_epochs, loss=a.head_loss), lanes=tuple(lanes), head_lane=a.head_lane,
                         margin=a.margin, precision=a.precision)
     s = run_search(base, out_dir / f"{name}-b{batch}", opt, device, log,
                    loader=search_loader if model_source(base) else None)
@@ -200,6 +200,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tolerance", type=float, default=0.99)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--head-epochs", type=int, default=8)
+    ap.add_argument("--head-loss", default="labels", choices=["labels", "distill"], help="exits.search --head-loss")
     ap.add_argument("--train-images", type=int, default=20000)
     ap.add_argument("--eval-images", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3, help="alternating timing rounds (each over the eval images)")

@@ -58,6 +58,12 @@ class HeadTrainOptions:
     lr: float = 3e-3  # peak learning rate (AdamW, one cycle)
     batch_size: int = 128
     seed: int = 0
+    loss: str = "labels"  # labels: cross-entropy on labels (PAME); distill: match the frozen network's own
+    # final softmax (KL, temperature 1), which is what agreement with the original measures
+    distill_alpha: float = 0.9  # distill: weight of the KL term (1 - it: cross-entropy on labels)
+
+
+HEAD_LOSSES = ("labels", "distill")
 
 
 def features_at(bb: Backbone, positions: list[int], x: Any, batch: int = 512) -> dict[int, Any]:
@@ -79,20 +85,42 @@ def features_at(bb: Backbone, positions: list[int], x: Any, batch: int = 512) ->
     return {k: torch.cat(v) for k, v in out.items()}
 
 
+def final_logits(bb: Backbone, position: int, feats: Any, batch: int = 512) -> Any:
+    """The frozen network's own final logits from its features after ``position`` (no grad)."""
+    import torch
+
+    rest = stage_module(bb, position, bb.n_units).eval()
+    with torch.no_grad():
+        return torch.cat([rest(feats[i:i + batch]) for i in range(0, len(feats), batch)])
+
+
 def train_heads(bb: Backbone, positions: list[int], x: Any, y: np.ndarray, num_classes: int,
                 opt: HeadTrainOptions = HeadTrainOptions(), log: Callable[[str], None] = print) -> dict[int, Any]:
-    """Exit heads at ``positions`` trained on labels with the backbone frozen (its features computed once)."""
+    """Exit heads at ``positions`` trained with the backbone frozen (its features computed once): on labels
+    (``opt.loss`` labels, PAME) or distilled from the network's own final outputs (``distill``)."""
+    import torch
+
+    from training.distill import distill_to_logits
+
+    if opt.loss not in HEAD_LOSSES:
+        raise ValueError(f"head loss {opt.loss!r}: one of {', '.join(HEAD_LOSSES)}")
     for p in [*bb.stem.parameters(), *(q for u in bb.units for q in u.parameters()), *bb.head.parameters()]:
         p.requires_grad_(False)
     feats = features_at(bb, positions, x)
+    teacher = final_logits(bb, positions[-1], feats[positions[-1]]) if opt.loss == "distill" and positions else None
     heads = {}
     for k in positions:
         head = make_head(bb, k, feats[k], num_classes, opt.seed)
         for p in head.parameters():
             p.requires_grad_(True)
-        loader = make_loader(feats[k], y, LoaderConfig(batch_size=opt.batch_size, seed=opt.seed), shuffle=True)
-        res = train_classifier(head, {"train": loader}, opt.epochs, opt.lr, seed=opt.seed)
-        log(f"  exit head after block {k}: trained {opt.epochs} epochs ({res.seconds:.0f} s)")
+        if teacher is not None:
+            res = distill_to_logits(head, feats[k], teacher, torch.as_tensor(np.asarray(y), dtype=torch.long),
+                                    opt.epochs, opt.lr, alpha=opt.distill_alpha, batch_size=opt.batch_size,
+                                    seed=opt.seed)
+        else:
+            loader = make_loader(feats[k], y, LoaderConfig(batch_size=opt.batch_size, seed=opt.seed), shuffle=True)
+            res = train_classifier(head, {"train": loader}, opt.epochs, opt.lr, seed=opt.seed)
+        log(f"  exit head after block {k}: trained {opt.epochs} epochs on {opt.loss} ({res.seconds:.0f} s)")
         heads[k] = head.eval()
         del feats[k]
     return heads

@@ -78,7 +78,6 @@ def proxy_config(cfg: PipelineConfig, opt: ProxyOptions, out_dir: Path) -> Pipel
 def trained_backbone(proxy: PipelineConfig, opt: ProxyOptions, splits: Splits, store_dir: Path,
                      log: Callable[[str], None] = print) -> tuple[Any, float, Path]:
     """The proxy network trained on labels (or its cached weights); (model, test accuracy, weights file)."""
-    import torch
 
     spec = spec_from_config(proxy)
     model = build_model(spec, seed=opt.seed)

@@ -32,7 +32,7 @@ from .build import exit_built, original_built, timing_built
 from .farm import FarmTimer
 from .greedy import Placement, best_cost, greedy_more, pame_cost, place
 from .overlap import check_head_lane, measure_both, single_overlap_us, with_overlap
-from .heads import HeadTrainOptions, score, train_heads
+from .heads import HEAD_LOSSES, HeadTrainOptions, score, train_heads
 from .placement import Candidate, batching_pattern, choose
 from .network import ExitNetwork
 from .proxy import ProxyOptions, Splits, load_splits, proxy_config, trained_backbone
@@ -286,6 +286,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m exits.searc
     ap.add_argument("--max-exits", type=int, default=2, help="exits placed greedily (default 2)")
     ap.add_argument("--epochs", type=int, default=3, help="backbone training epochs")
     ap.add_argument("--head-epochs", type=int, default=8, help="exit head training epochs (8)")
+    ap.add_argument("--head-loss", default="labels", choices=HEAD_LOSSES, help="labels: heads learn the labels "
+                    "(PAME); distill: heads learn the network's own final outputs (raises agreement)")
     ap.add_argument("--train-images", type=int, default=20000, help="Fashion-MNIST training images")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--runs", type=int, default=20, help="timed runs per matrix plan")
@@ -322,7 +324,7 @@ def main(argv: list[str] | None = None, loader: NetworkLoader | None = None,
                             head_lane=a.head_lane, margin=a.margin,
                             warmup=a.warmup, runs=a.runs,
                             workdir=Path(a.workdir), proxy=ProxyOptions(epochs=a.epochs, train_images=a.train_images),
-                            heads=HeadTrainOptions(epochs=a.head_epochs))
+                            heads=HeadTrainOptions(epochs=a.head_epochs, loss=a.head_loss))
         if loader is None and model_source(Path(a.config)):
             raise UserError(f"{a.config}: MODEL.SOURCE {model_source(Path(a.config))}: the exits of a python factory "
                             f"(or fusion zoo) network are searched by `python -m pipeline.exits_search` (same "

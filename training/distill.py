@@ -191,3 +191,34 @@ def distill(student: nn.Module, teachers: Mapping[str, nn.Module], loaders: Mapp
         return sum(losses)
 
     return _loop(student, loaders, epochs, lr, loss_fn, **kwargs)
+
+
+def distill_to_logits(student: nn.Module, x: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor | None,
+                      epochs: int, lr: float, temperature: float = 1.0, alpha: float = 1.0, batch_size: int = 128,
+                      **kwargs: Any) -> TrainResult:
+    """Distillation from logits computed once (a frozen teacher's outputs for every row of ``x``).
+
+    Cheaper than `distill` when the teacher is large and the inputs fit in memory: the teacher runs
+    once, not every epoch. Each batch carries the rows' indices, which pick their teacher logits and
+    labels.
+
+    Args:
+        x: inputs [N, ...] (float).
+        teacher_logits: [N, classes], the teacher's outputs for x.
+        labels: int [N] or None (then only the KL term is used).
+        temperature, alpha: as `kd_loss`.
+        **kwargs: as `train_classifier` (seed, time_budget_s, ...).
+    """
+    from torch.utils.data import TensorDataset
+
+    if len(teacher_logits) != len(x) or (labels is not None and len(labels) != len(x)):
+        raise ValueError(f"x has {len(x)} rows, teacher_logits {len(teacher_logits)}, "
+                         f"labels {None if labels is None else len(labels)}: one row each")
+    gen = torch.Generator().manual_seed(int(kwargs.get("seed", 0)))
+    loader = DataLoader(TensorDataset(x, torch.arange(len(x))), batch_size=batch_size, shuffle=True, generator=gen)
+    teacher_logits = teacher_logits.detach()
+
+    def loss_fn(out: Any, idx: Any, xb: torch.Tensor) -> torch.Tensor:
+        return kd_loss(out, teacher_logits[idx], None if labels is None else labels[idx], temperature, alpha)
+
+    return _loop(student, {"train": loader}, epochs, lr, loss_fn, **kwargs)

@@ -1,0 +1,53 @@
+"""Exit heads trained on labels (PAME) or distilled from the network's own outputs (--head-loss distill)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import training
+from exits.backbone import Backbone
+from exits.heads import HeadTrainOptions, score, train_heads
+
+
+def _trained_backbone():
+    """A 4-block conv network trained one epoch on 2,000 Fashion-MNIST images, split into stem/units/head."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+
+    def block(i, o, s):
+        return nn.Sequential(nn.Conv2d(i, o, 3, s, 1), nn.BatchNorm2d(o), nn.ReLU())
+
+    stem, units = block(1, 8, 1), [block(8, 16, 2), block(16, 16, 1), block(16, 32, 2), block(32, 32, 1)]
+    head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+    net = nn.Sequential(stem, *units, head)
+    x, y = training.load_fashion_mnist("train")
+    cfg = training.LoaderConfig(size=28, batch_size=64)
+    training.train_classifier(net, {"train": training.make_loader(x[:2000], y[:2000], cfg, shuffle=True)}, 1, 1e-2)
+    xt = training.to_tensor_images(x[2000:3000], cfg)
+    net.eval()
+    return Backbone(stem=stem, units=units, names=[f"b{i}" for i in range(4)], head=head), xt
+
+
+def test_distilled_heads_follow_the_network_and_labelled_heads_follow_the_labels():
+    bb, x = _trained_backbone()
+    noise = np.random.default_rng(0).integers(0, 10, len(x))  # labels unrelated to the images
+    agree = {}
+    for loss in ("labels", "distill"):
+        heads = train_heads(bb, [2], x, noise, 10, HeadTrainOptions(epochs=8, loss=loss, distill_alpha=1.0),
+                            log=lambda m: None)
+        s = score(bb, heads, x)
+        agree[loss] = float(s.exit_correct(2, None).mean())
+    assert agree["distill"] > 0.6, agree  # the head learnt the network's own answers
+    assert agree["distill"] > agree["labels"] + 0.3, agree  # the labelled head learnt the noise instead
+
+
+def test_an_unknown_head_loss_is_refused_and_teacher_rows_must_match():
+    import torch
+
+    bb, x = _trained_backbone()
+    with pytest.raises(ValueError, match="head loss 'kd': one of labels, distill"):
+        train_heads(bb, [2], x[:10], np.zeros(10, int), 10, HeadTrainOptions(loss="kd"), log=lambda m: None)
+    with pytest.raises(ValueError, match="one row each"):
+        training.distill.distill_to_logits(torch.nn.Linear(4, 3), torch.zeros(5, 4), torch.zeros(4, 3), None, 1, 1e-2)
