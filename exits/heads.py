@@ -7,11 +7,14 @@ The backbone's features at k are computed once (frozen, eval mode), then each he
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from profiling.store import content_key
 from training import LoaderConfig, make_loader, train_classifier
 
 from .backbone import Backbone, stage_module
@@ -123,6 +126,45 @@ def train_heads(bb: Backbone, positions: list[int], x: Any, y: np.ndarray, num_c
         log(f"  exit head after block {k}: trained {opt.epochs} epochs on {opt.loss} ({res.seconds:.0f} s)")
         heads[k] = head.eval()
         del feats[k]
+    return heads
+
+
+def _digest(*arrays: Any) -> str:
+    """sha256 of tensors/arrays (weights, images, labels): what the heads were trained from."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+        h.update(str((a.dtype, a.shape)).encode())
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
+def cached_heads(bb: Backbone, positions: list[int], x: Any, y: np.ndarray, num_classes: int,
+                 opt: HeadTrainOptions, cache_dir: Path, name: str,
+                 log: Callable[[str], None] = print) -> dict[int, Any]:
+    """`train_heads`, or the heads a previous search trained from the same backbone weights, images,
+    labels, positions and options (``cache_dir/<name>_<key>.pt``)."""
+    import torch
+
+    weights = [t for m in (bb.stem, *bb.units, bb.head) for t in m.state_dict().values()]
+    key = content_key({"weights": _digest(*weights), "data": _digest(x, y), "positions": list(positions),
+                       "classes": num_classes, "opt": asdict(opt), "torch": torch.__version__})
+    path = Path(cache_dir) / f"{name}_{key[:16]}.pt"
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        feats = features_at(bb, positions, x[:1])
+        heads = {}
+        for k in positions:
+            heads[k] = make_head(bb, k, feats[k], num_classes, opt.seed)
+            heads[k].load_state_dict(saved[str(k)])
+            heads[k].eval()
+        log(f"  exit heads after blocks {positions}: reused {path}")
+        return heads
+    heads = train_heads(bb, positions, x, y, num_classes, opt, log)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({str(k): h.state_dict() for k, h in heads.items()}, tmp)
+    tmp.replace(path)  # atomic: a half-written file is never read as a cache hit
     return heads
 
 

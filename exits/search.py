@@ -32,7 +32,7 @@ from .build import exit_built, original_built, timing_built
 from .farm import FarmTimer
 from .greedy import Placement, best_cost, greedy_more, pame_cost, place
 from .overlap import check_head_lane, measure_both, single_overlap_us, with_overlap
-from .heads import HEAD_LOSSES, HeadTrainOptions, score, train_heads
+from .heads import HEAD_LOSSES, HeadTrainOptions, cached_heads, score
 from .placement import Candidate, batching_pattern, choose
 from .network import ExitNetwork
 from .proxy import ProxyOptions, Splits, load_splits, proxy_config, trained_backbone
@@ -141,7 +141,8 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
         raise UserError(f"{base}: the backbone has {bb.n_units} blocks: no exit candidate every {opt.every} "
                         "blocks; pass --every or --positions")
     check_positions(positions, bb.n_units, "--positions", "--positions")
-    heads = train_heads(bb, positions, splits.x_train, splits.y_train, net.num_classes, opt.heads, log)
+    heads = cached_heads(bb, positions, splits.x_train, splits.y_train, net.num_classes, opt.heads,
+                         Path(opt.workdir) / "exits" / "heads", net.name, log)
     val, test = score(bb, heads, splits.x_val), score(bb, heads, splits.x_test)
     torch.save({"backbone": model.state_dict(), "heads": {k: h.state_dict() for k, h in heads.items()}},
                out_dir / "exits.pt")

@@ -1,6 +1,8 @@
 """Exit heads trained on labels (PAME) or distilled from the network's own outputs (--head-loss distill)."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from exits.backbone import Backbone
 from exits.heads import HeadTrainOptions, score, train_heads
 
 
+@functools.lru_cache(maxsize=1)
 def _trained_backbone():
     """A 4-block conv network trained one epoch on 2,000 Fashion-MNIST images, split into stem/units/head."""
     import torch
@@ -51,3 +54,21 @@ def test_an_unknown_head_loss_is_refused_and_teacher_rows_must_match():
         train_heads(bb, [2], x[:10], np.zeros(10, int), 10, HeadTrainOptions(loss="kd"), log=lambda m: None)
     with pytest.raises(ValueError, match="one row each"):
         training.distill.distill_to_logits(torch.nn.Linear(4, 3), torch.zeros(5, 4), torch.zeros(4, 3), None, 1, 1e-2)
+
+
+def test_heads_are_reused_only_for_the_same_backbone_data_and_options(tmp_path):
+    from exits.heads import cached_heads
+
+    bb, x = _trained_backbone()
+    y = np.random.default_rng(1).integers(0, 10, len(x))
+    opt = HeadTrainOptions(epochs=1)
+    logs: list[str] = []
+    first = cached_heads(bb, [2], x, y, 10, opt, tmp_path, "net", logs.append)
+    again = cached_heads(bb, [2], x, y, 10, opt, tmp_path, "net", logs.append)
+    assert any("reused" in m for m in logs)
+    assert np.array_equal(score(bb, first, x[:50]).exits[2], score(bb, again, x[:50]).exits[2])
+    logs.clear()
+    cached_heads(bb, [2], x, y, 10, HeadTrainOptions(epochs=1, loss="distill"), tmp_path, "net", logs.append)
+    cached_heads(bb, [2], x, np.roll(y, 1), 10, opt, tmp_path, "net", logs.append)
+    assert not any("reused" in m for m in logs), logs  # other options, other labels: trained again
+    assert len(list(tmp_path.glob("net_*.pt"))) == 3
