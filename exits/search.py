@@ -224,6 +224,7 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
                "exits": placed.positions, "thresholds": placed.thresholds, "greedy_tried": tried,
                "head_lane": head_lane, "expected_overlap_batch_us": placed.overlap_us,
                "measured_batch_us": {k or "pame": v for k, v in measured.items()},
+               "runner": getattr(device, "runner", ""),  # the host device: native | python
                "expected_saving": 1 - (best.pipelined_us if pipelined else
                                        placed.overlap_us if head_lane else placed.expected_us) / orig["segment_us"]}
     if farm is not None:

@@ -160,3 +160,23 @@ def test_run_pipeline_on_the_host_with_the_native_runner(configs, runner_bin, tm
     runs = sorted((work / "runs").glob("OVER_*.json"), key=lambda p: p.stat().st_mtime)
     raw = json.loads(runs[-1].read_text())
     assert raw["runner"] == "native" and raw["exits"]["overlap"] is True
+
+
+@pytest.mark.slow
+def test_exit_search_times_with_the_native_runner(configs, runner_bin, tmp_path, one_torch_thread):  # noqa: F811
+    """exits.search --head-lane cpu1 --native_runner DIR: every plan of the search (matrices, PAME's plan
+    against the overlap plan) runs on the native runner, and the summary says so."""
+    import yaml
+
+    from exits.search import main
+    from tests.exits.test_exits_overlap import TINY
+
+    cfg = tmp_path / "TINY.yaml"
+    cfg.write_text(yaml.safe_dump({k: v for k, v in TINY.items() if k != "EXITS"}, sort_keys=False))
+    out = tmp_path / "out"
+    rc = main(["--config", str(cfg), "--out", str(out), "--batch", "1", "--every", "2", "--epochs", "1",
+               "--head-epochs", "1", "--train-images", "3000", "--runs", "5", "--head-lane", "cpu1",
+               "--workdir", str(tmp_path / "work"), "--native_runner", str(runner_bin.parent)])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["runner"] == "native" and s["expected_overlap_batch_us"] > 0
