@@ -149,7 +149,8 @@ def test_a_host_native_runner_that_is_not_built_is_a_device_error(tmp_path):
 def test_run_pipeline_host_with_a_native_runner_that_is_not_built_is_one_line_exit_3(tmp_path, capsys):
     import run_pipeline
 
-    rc = run_pipeline.main(["--configs", str(Path(__file__).resolve().parents[2] / "configs/host"), "--workdir", str(tmp_path / "work"), "--no-report",
+    configs_dir = Path(__file__).resolve().parents[2] / "configs" / "host"
+    rc = run_pipeline.main(["--configs", str(configs_dir), "--workdir", str(tmp_path / "work"), "--no-report",
                             "--device", "host", "--native_runner", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 3 and "Traceback" not in err and err.count("\n") == 1, err
