@@ -32,15 +32,17 @@ from profiling.report import write_report_safely
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--configs", default="configs/host", help="a config .yaml or a folder of them (default configs/host)")
-    ap.add_argument("--device", default="host", help="host (default): lanes on this machine's cores;\n"
-                    "adb: a device over adb (implied by --serial/--adb_host/--android_runtime)")
+    ap.add_argument("--device", default="", help="host (default): lanes on this machine's cores;\n"
+                    "adb: a device over adb (implied by --serial/--adb_host/--android_runtime/--native_runner);\n"
+                    "--device host --native_runner build/native: this machine, the native runner")
     ap.add_argument("--serial", default="", help="adb serial of the device; IP:PORT is adb-connected first")
     ap.add_argument("--adb_host", default="", help="adb server HOST[:PORT] (default 127.0.0.1:5037)")
     ap.add_argument("--android_runtime", default="", help="folder with benchmark_model (+ delegate libs), pushed to\n"
                     "an Android device; latency is then composed per stage (setup_android_binaries.sh)")
     ap.add_argument("--device_python", default="python3", help="Python on a Linux device for the plan runner")
     ap.add_argument("--native_runner", default="", help="folder with the native plan runner for the device\n"
-                    "(nnsplice_runner + libLiteRt.so; build/native here): measured without Python")
+                    "(nnsplice_runner + libLiteRt.so; build/native here): measured without Python;\n"
+                    "with --device host: this machine runs plans with it")
     ap.add_argument("--lock_timeout", type=float_at_least(0), default=60.0,
                     help="seconds to wait for another pipeline holding the device (default 60)")
     ap.add_argument("--num_threads", type=int_at_least(0, "(0 = from the config)"), default=0,
@@ -70,13 +72,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    adb = args.device == "adb" or bool(args.serial or args.adb_host or args.android_runtime or args.native_runner)
+    remote = bool(args.serial or args.adb_host or args.android_runtime)
+    host_native = args.device == "host" and bool(args.native_runner) and not remote  # the native runner here
+    adb = args.device == "adb" or remote or (bool(args.native_runner) and not host_native)
     kwargs = dict(serial=args.serial, adb_host=args.adb_host, no_root=args.no_root,
                   android_runtime=args.android_runtime, device_python=args.device_python,
                   native_runner=args.native_runner, lock_timeout_s=args.lock_timeout) if adb else {}
+    if host_native:
+        kwargs["native_runner"] = args.native_runner
     kwargs["allow_fallback"] = args.allow_fallback
     workdir = Path(args.workdir)
-    opt = RunOptions(workdir=workdir, device="adb" if adb else args.device, num_threads=args.num_threads,
+    opt = RunOptions(workdir=workdir, device="adb" if adb else args.device or "host", num_threads=args.num_threads,
                      core_affinity=args.core_affinity, dtype=args.dtype, warmup=args.warmup, runs=args.runs,
                      input_image=args.input_image, force=args.force, device_kwargs=kwargs,
                      legacy_delegates=args.legacy_delegates, allow_fallback=args.allow_fallback)

@@ -21,6 +21,8 @@ from android_runtime.artifacts import check_plan_files
 from android_runtime.composed_runner import BenchmarkModelRunner
 from android_runtime.device import LOCK_PATH, AdbDevice
 from android_runtime.lanes import default_phone_lanes
+from android_runtime.native import find_runner
+from android_runtime.native import run_plan as native_run_plan
 from android_runtime.native_remote import NativePlanRunner, native_folder_files
 from android_runtime.remote import REMOTE_ROOT, RUN_TIMEOUT_S, PushLog, PythonPlanRunner
 from configs.errors import ConfigError, DeviceError, UserError
@@ -121,21 +123,41 @@ def check_lane_cores(cfg: Any, have: list[int], where: str) -> None:
 
 @dataclass
 class HostDevice:
-    """This machine: lanes are threads pinned to its cores; latency is measured end to end."""
+    """This machine: lanes are threads pinned to its cores; latency is measured end to end.
+
+    ``native_runner`` (a build folder such as ``build/native``, or the ``nnsplice_runner`` binary)
+    runs plans with the native runner (android_runtime/native: C++ threads, atomic hand-overs)
+    instead of the Python one; every run's JSON then says ``runner: native`` (else ``python``).
+    """
 
     name: str = "host"
     latency_method: str = "measured"
     energy_method: str = "none"  # no power rails or fuel gauge are read on the host
     allow_fallback: bool = False  # GPU/NPU lanes run on the CPU here (recorded) instead of being refused
+    native_runner: str = ""  # "" = the Python plan runner; else the native runner's folder or binary
+
+    def __post_init__(self) -> None:
+        if self.native_runner:
+            self.native_runner = str(find_runner(self.native_runner))  # DeviceError (exit 3) when not built
+
+    @property
+    def runner(self) -> str:
+        """What measures: ``native`` or ``python``."""
+        return "native" if self.native_runner else "python"
 
     def available_cores(self) -> list[int]:
         return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count()))
 
     def run_plan(self, plan_path: str | os.PathLike, warmup: int, runs: int, x=None, log=lambda m: None) -> dict:
         check_plan_files(plan_path)  # the same checks as on the adb path, before anything runs
+        if self.native_runner:
+            return native_run_plan(Path(plan_path), warmup, runs, pin=True, x=x, allow_fallback=self.allow_fallback,
+                                   binary=self.native_runner)
         with Progress("runs", total=warmup + runs, unit="run", lines=False) as bar:  # a bar on a terminal only
-            return run_plan(Path(plan_path), warmup, runs, pin=True, x=x, on_run=bar.step,
-                            allow_fallback=self.allow_fallback)
+            raw = run_plan(Path(plan_path), warmup, runs, pin=True, x=x, on_run=bar.step,
+                           allow_fallback=self.allow_fallback)
+        raw.setdefault("runner", "python")
+        return raw
 
     def run(self, plan_path: str | os.PathLike, warmup: int, runs: int, x=None, log=lambda m: None) -> RunRecord:
         return RunRecord.from_raw(self.run_plan(plan_path, warmup, runs, x=x, log=log), self)
@@ -151,12 +173,17 @@ class HostDevice:
         return runtime_version()
 
     def time_plans(self, plans: list, plan_dir: Path, warmup: int, runs: int) -> dict:
+        if self.native_runner:  # one process timing plans run by run: the Python runner's (alternate.py)
+            raise UserError(f"--native_runner = {self.native_runner!r}: plans timed alternately run by run (the "
+                            "branching and fusion searches, MODELS groups) run on the Python plan runner only; "
+                            "drop --native_runner for them")
         return time_alternately(plans, plan_dir, warmup, runs, pin=True)
 
     def describe(self) -> dict:
         import platform
 
-        return {"device": "host", "machine": platform.machine(), "cores": self.available_cores()}
+        return {"device": "host", "machine": platform.machine(), "cores": self.available_cores(),
+                "runner": self.runner}
 
     def label(self) -> str:
         """The result row's ``device`` column."""

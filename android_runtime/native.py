@@ -46,7 +46,7 @@ def find_runner(path: str | os.PathLike | None = None) -> Path:
     if candidate.is_dir():
         candidate = candidate / RUNNER_NAME
     if not (candidate.is_file() and os.access(candidate, os.X_OK)):
-        where = f"{ENV_VAR} = {given!r}" if given else str(candidate)
+        where = f"{ENV_VAR} = {given!r}" if given and not path else str(candidate)
         raise NativeRunnerMissing(f"native plan runner not built ({where} is not an executable); run ./setup.sh "
                                   f"(needs cmake and g++: apt-get install cmake g++) or see "
                                   f"android_runtime/native/README.md")

@@ -217,6 +217,8 @@ def main(argv=None) -> int:
                          "share of the original's accuracy; both rows are reported either way)")
     ap.add_argument("--head-lane", default="", help="e.g. cpu1: the search also weighs exit heads on core 1 "
                     "beside the next stage on core 0 (overlap plans); adds the original on both cores as a baseline")
+    ap.add_argument("--native_runner", default="", help="time every plan (search, original, exits, baselines, "
+                    "exhaustive candidates) with the native runner, e.g. build/native (default: the Python runner)")
     ap.add_argument("--small", action="store_true", help="smoke test: few images, one epoch")
     a = ap.parse_args(argv)
     if a.small:
@@ -224,7 +226,8 @@ def main(argv=None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    device = get_device("host")
+    device = get_device("host", **({"native_runner": a.native_runner} if a.native_runner else {}))
+    runner = "native" if a.native_runner else "python"
     load0, busy0 = os.getloadavg(), cpu_busy()
     t0 = time.time()
     rows, details = [], {}
@@ -247,11 +250,12 @@ def main(argv=None) -> int:
     Path(a.summary).write_text(json.dumps({"command": cmd, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                            "seconds": round(time.time() - t0), "load_start": load0, "load_end": load1,
                                            "cpu_busy_start": busy0, "cpu_busy_end": busy1, "cores": os.cpu_count(),
+                                           "runner": runner,
                                            "results": details}, indent=1, default=str))
     print(f"{'backbone':<10} {'B':>2} {'metric':<30} {'value':>10} {'target':>9}")
     for r in rows:
         print(f"{r['backbone']:<10} {r['batch']:>2} {r['metric']:<30} {r['value']:>10} {r['target']:>9}")
-    print(f"load {load0[0]:.2f} -> {load1[0]:.2f}; CPU busy at start {busy0}, at end {busy1}; {cmd}")
+    print(f"{runner} runner; load {load0[0]:.2f} -> {load1[0]:.2f}; CPU busy at start {busy0}, at end {busy1}; {cmd}")
     return 0
 
 

@@ -51,12 +51,15 @@ def measure_both(built_of: Callable[[str], Built], head_lane: str, device: Devic
     paths = {hl: convert(built_of(hl), workdir, log=lambda m: None).plan_path for hl in ("", head_lane)}
     runs = len(x) // batch
     lat: dict[str, list[float]] = {hl: [] for hl in paths}
+    runners = set()
     for _ in range(rounds):
         for hl, path in paths.items():
-            lat[hl] += list(device.run(path, 2, runs, x=x).latency_us)
+            rec = device.run(path, 2, runs, x=x)
+            lat[hl] += list(rec.latency_us)
+            runners.add(str(rec.raw.get("runner", "python")))
     out = {hl: float(np.mean(v)) for hl, v in lat.items()}
-    log(f"  measured on {runs * rounds} batches each: PAME's plan {out['']:.0f} us/batch, heads on {head_lane} "
-        f"{out[head_lane]:.0f} us/batch")
+    log(f"  measured on {runs * rounds} batches each ({'/'.join(sorted(runners))} runner): PAME's plan "
+        f"{out['']:.0f} us/batch, heads on {head_lane} {out[head_lane]:.0f} us/batch")
     return out
 
 

@@ -225,6 +225,7 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
                "exits": placed.positions, "thresholds": placed.thresholds, "greedy_tried": tried,
                "head_lane": head_lane, "expected_overlap_batch_us": placed.overlap_us,
                "measured_batch_us": {k or "pame": v for k, v in measured.items()},
+               "runner": getattr(device, "runner", ""),  # the host device: native | python
                "expected_saving": 1 - (best.pipelined_us if pipelined else
                                        placed.overlap_us if head_lane else placed.expected_us) / orig["segment_us"]}
     if farm is not None:
@@ -297,6 +298,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m exits.searc
     ap.add_argument("--serial", default="", help="adb serial (implies --device adb)")
     ap.add_argument("--adb_host", default="", help="adb server HOST[:PORT]")
     ap.add_argument("--device_python", default="python3", help="Python on a Linux device for the plan runner")
+    ap.add_argument("--native_runner", default="", help="time every plan with the native runner (build/native "
+                    "here; with --serial: the device's build folder) instead of the Python one")
     ap.add_argument("--ray", default="", metavar="ADDRESS", help="time on the phones of a Ray farm, the Inference "
                     "Time Matrix at once (android_runtime/FARM.md); needs --serial (the phone whose lanes are used)")
     ap.add_argument("--ray_phones", default="", help="--ray: which phones (any, a serial, soc:NAME, model:NAME)")
@@ -316,8 +319,10 @@ def main(argv: list[str] | None = None, loader: NetworkLoader | None = None,
     a = parse_args(argv, prog)
     adb = a.device == "adb" or bool(a.serial or a.adb_host)
     try:
+        native = dict(native_runner=a.native_runner) if a.native_runner else {}
         device = get_device("adb" if adb else a.device, **(dict(serial=a.serial, adb_host=a.adb_host,
-                                                                 device_python=a.device_python) if adb else {}))
+                                                                 device_python=a.device_python, **native)
+                                                            if adb else native))
         opt = SearchOptions(tolerance=check_tolerance(a.tolerance), batch=a.batch,
                             batch_sizes=_ints(a.batch_sizes, "--batch-sizes"), every=a.every,
                             positions=_ints(a.positions, "--positions"), precision=a.precision,

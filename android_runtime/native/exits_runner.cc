@@ -279,7 +279,7 @@ std::vector<ExitRecord> ExitRunner::RunStream(const float* x, size_t batches, in
 }
 
 std::string ExitRunJson(const Plan& plan, const std::string& plan_arg, int warmup, int runs, bool pinned,
-                        double total_us, const std::vector<ExitRecord>& records, const ExitRunner& runner,
+                        double total_us, const std::vector<ExitRecord>& records, const ConditionalRunner& runner,
                         const std::string& native_extra, const std::string& tail) {
   std::string j = "{\"plan\": " + JsonQuote(plan_arg) + ", \"name\": " + JsonQuote(plan.name) + ", \"dtype\": " +
                   JsonQuote(plan.dtype) + ", \"warmup\": " + std::to_string(warmup) + ", \"runs\": " +
@@ -325,7 +325,7 @@ std::string ExitRunJson(const Plan& plan, const std::string& plan_arg, int warmu
   }
   j += "}}, \"exits\": {\"batch\": " + std::to_string(plan.exits.batch) + ", \"stages\": " +
        std::to_string(plan.exits.stages.size()) + ", \"pipelined\": " + Bool(runner.pipelined()) + ", \"interval_us\": " +
-       JsonNumber(total_us / (runs > 0 ? runs : 1)) + ", \"exit_of\": [";
+       JsonNumber(total_us / (runs > 0 ? runs : 1)) + runner.ExitsJsonExtra() + ", \"exit_of\": [";
   for (size_t r = 0; r < records.size(); ++r) {
     j += r ? ", [" : "[";
     for (size_t k = 0; k < records[r].exit_of.size(); ++k) j += (k ? ", " : "") + std::to_string(records[r].exit_of[k]);

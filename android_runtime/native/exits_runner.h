@@ -37,12 +37,27 @@ struct ExitRecord {
 // Max softmax probability of each of `rows` rows of `cols` logits.
 std::vector<double> SoftmaxConfidence(const float* logits, size_t rows, size_t cols);
 
-class ExitRunner {
+// What main() and the run JSON need from a runner of conditional plans: ExitRunner (PAME's plans,
+// pipelined or not) and OverlapRunner (overlap_runner.h: exit heads on lanes of their own).
+class ConditionalRunner {
+ public:
+  virtual ~ConditionalRunner() = default;
+  // `count` batches, the k-th from `x` + (k mod `batches`) batches; `total_us`: first start to last end.
+  virtual std::vector<ExitRecord> RunStream(const float* x, size_t batches, int count, double* total_us) = 0;
+  virtual bool pipelined() const = 0;
+  // What the plan segment `name` was compiled for (segments no stage names: not compiled, nullptr).
+  virtual const AccelReport* report(const std::string& name) const = 0;
+  virtual size_t classes() const = 0;
+  // Members appended to the run JSON's "exits" section (", \"overlap\": true, ..."); "" by default.
+  virtual std::string ExitsJsonExtra() const { return ""; }
+};
+
+class ExitRunner : public ConditionalRunner {
  public:
   // Compiles every segment the stages name, each after pinning to its stage's lane. Throws
   // UserError / EnvError / InternalError as CompiledSegment does.
   ExitRunner(const LiteRtApi& api, LiteRtEnvironment env, const Plan& plan, const RunnerOptions& options);
-  ~ExitRunner();
+  ~ExitRunner() override;
   ExitRunner(const ExitRunner&) = delete;
   ExitRunner& operator=(const ExitRunner&) = delete;
 
@@ -51,11 +66,10 @@ class ExitRunner {
   // `count` batches, the k-th from `x` + (k mod `batches`) batches: one after another, or pipelined
   // (pipelined()); a batch's latency then runs from its stage 1 start to its stage 2 end (queueing
   // included). `total_us`: first start to last end.
-  std::vector<ExitRecord> RunStream(const float* x, size_t batches, int count, double* total_us);
-  bool pipelined() const { return pipelined_; }
-  // What the plan segment `name` was compiled for (segments no stage names: not compiled, nullptr).
-  const AccelReport* report(const std::string& name) const;
-  size_t classes() const { return classes_; }
+  std::vector<ExitRecord> RunStream(const float* x, size_t batches, int count, double* total_us) override;
+  bool pipelined() const override { return pipelined_; }
+  const AccelReport* report(const std::string& name) const override;
+  size_t classes() const override { return classes_; }
 
  private:
   Slot* slot(const std::string& name) const;
@@ -87,7 +101,7 @@ class ExitRunner {
 // `native_extra` members appended to "native" (", \"input\": ..."), `tail` members appended at the
 // top level (", \"outputs\": ...").
 std::string ExitRunJson(const Plan& plan, const std::string& plan_arg, int warmup, int runs, bool pinned,
-                        double total_us, const std::vector<ExitRecord>& records, const ExitRunner& runner,
+                        double total_us, const std::vector<ExitRecord>& records, const ConditionalRunner& runner,
                         const std::string& native_extra, const std::string& tail);
 
 }  // namespace nnsplice

@@ -26,6 +26,7 @@
 #include "json.h"
 #include "litert_c.h"
 #include "npy.h"
+#include "overlap_runner.h"
 #include "plan.h"
 #include "report.h"
 #include "runner.h"
@@ -41,11 +42,12 @@ namespace {
 const char kUsage[] =
     "usage: nnsplice_runner PLAN.json [--warmup N] [--runs N] [--out FILE] [--input X.npy] [--seed N]\n"
     "       [--outputs DIR] [--allow_fallback] [--no-pin] [--litert_lib PATH] [--dispatch_dir DIR]\n"
-    "       [--spin_us N] [--bare] [--verbose] [--version]\n";
+    "       [--spin_us N] [--head_spin_us N] [--bare] [--verbose] [--version]\n";
 
 struct Args {
   std::string plan, out, input, outputs, litert_lib, dispatch_dir;
   int warmup = 5, runs = 50, spin_us = 20;
+  int head_spin_us = 50000;  // overlap plans: how long a head hand-over polls before it sleeps
   uint64_t seed = 0;
   bool pin = true, allow_fallback = false, bare = false, verbose = false, version = false;
 };
@@ -70,6 +72,7 @@ Args ParseArgs(int argc, char** argv) {
     if (f == "--warmup") a.warmup = ParseInt(f, value(), 0, 1000000);
     else if (f == "--runs") a.runs = ParseInt(f, value(), 1, 1000000);
     else if (f == "--spin_us") a.spin_us = ParseInt(f, value(), 0, 1000000);
+    else if (f == "--head_spin_us") a.head_spin_us = ParseInt(f, value(), 0, 1000000);
     else if (f == "--seed") a.seed = static_cast<uint64_t>(ParseInt(f, value(), 0, 2147483647));
     else if (f == "--out") a.out = value();
     else if (f == "--input") a.input = value();
@@ -194,7 +197,10 @@ int RunExits(const Args& a, const LiteRtApi& api, LiteRtEnvironment env, const P
   double total_us = 0;
   std::string tail;
   {
-    ExitRunner runner(api, env, plan, ro);
+    std::unique_ptr<ConditionalRunner> owned;
+    if (plan.exits.overlap) owned = std::make_unique<OverlapRunner>(api, env, plan, ro, a.head_spin_us);
+    else owned = std::make_unique<ExitRunner>(api, env, plan, ro);
+    ConditionalRunner& runner = *owned;
     if (a.warmup > 0) runner.RunStream(x.data(), nb, a.warmup, &total_us);
     recs = runner.RunStream(x.data(), nb, a.runs, &total_us);
     if (!a.outputs.empty()) {

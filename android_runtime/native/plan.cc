@@ -74,15 +74,37 @@ std::vector<std::pair<int, std::string>> BatchMap(const Reader& r, const Json& m
   return out;
 }
 
+std::string LaneList(const Plan& p) {
+  std::string all;
+  for (const auto& l : p.lanes) all += (all.empty() ? "" : ", ") + l.name;
+  return all;
+}
+
+// An overlap plan (android_runtime/plan.py _check_overlap): every head on a lane other than the next
+// stage's, every later stage in chunks.
+void CheckOverlap(const Reader& r, const ExitsSpec& ex) {
+  for (size_t i = 0; i < ex.stages.size(); ++i) {
+    const std::string w = "exits.stages[" + std::to_string(i) + "]";
+    const std::string& hl = ex.stages[i].head_lane;
+    if (i + 1 < ex.stages.size() && (hl.empty() || hl == ex.stages[i + 1].lane)) {
+      r.Fail(w + ".head_lane", "= '" + hl + "': an overlap plan runs each head on a lane other "
+                               "than the next stage's ('" + ex.stages[i + 1].lane + "')");
+    }
+    if (i > 0 && ex.stages[i].chunks.empty()) {
+      r.Fail(w + ".chunks", "is empty: an overlap plan needs the stage's body in chunks");
+    }
+  }
+}
+
 // The "exits" section of a version-2 plan (android_runtime/plan.py ExitPlan).
 void ReadExits(const Reader& r, const Json& ex, Plan* p) {
   if (p->version < 2) r.Fail("exits", "in a version-1 plan: exits need version 2");
   if (!ex.is(Json::Type::kObject)) r.Fail("exits", "is not an object");
   const Json* overlap = ex.find("overlap");
-  if (overlap != nullptr && overlap->is(Json::Type::kBool) && overlap->as_bool()) {
-    r.Fail("exits.overlap", "= true: plans whose exit heads overlap the next stage (EXITS.HEAD_LANE) run on the "
-                            "Python plan runner only");
+  if (overlap != nullptr && !overlap->is(Json::Type::kBool) && !overlap->is(Json::Type::kNull)) {
+    r.Fail("exits.overlap", std::string("is ") + overlap->type_name() + ", expected true or false");
   }
+  p->exits.overlap = overlap != nullptr && overlap->is(Json::Type::kBool) && overlap->as_bool();
   const Json* b = ex.find("batch");
   if (b == nullptr) r.Fail("exits.batch", "is missing: malformed plan");
   int64_t batch = r.Int(*b, "exits.batch");
@@ -113,8 +135,32 @@ void ReadExits(const Reader& r, const Json& ex, Plan* p) {
     if (last == (st.has_threshold && !st.head.empty())) {
       r.Fail(w, "every stage but the last needs a head and a threshold");
     }
+    const Json* hl = s.find("head_lane");
+    if (hl != nullptr && !hl->is(Json::Type::kNull)) {
+      if (!hl->is(Json::Type::kString)) {
+        r.Fail(w + ".head_lane", std::string("is ") + hl->type_name() + ", expected a lane name");
+      }
+      st.head_lane = hl->as_string();
+      if (!st.head_lane.empty() && !lanes.count(st.head_lane)) {
+        r.Fail(w + ".head_lane", "= '" + st.head_lane + "': not among the plan's lanes [" + LaneList(*p) + "]");
+      }
+    }
+    const Json* ch = s.find("chunks");
+    if (ch != nullptr && !ch->is(Json::Type::kNull)) {
+      if (!ch->is(Json::Type::kArray)) {
+        r.Fail(w + ".chunks", std::string("is ") + ch->type_name() + ", expected a list");
+      }
+      for (size_t j = 0; j < ch->as_array().size(); ++j) {
+        const Json& c = ch->as_array()[j];
+        if (!c.is(Json::Type::kString) || !names.count(c.as_string())) {
+          r.Fail(w + ".chunks[" + std::to_string(j) + "]", "is not a segment of the plan");
+        }
+        st.chunks.push_back(c.as_string());
+      }
+    }
     p->exits.stages.push_back(st);
   }
+  if (p->exits.overlap) CheckOverlap(r, p->exits);
   p->has_exits = true;
 }
 

@@ -43,11 +43,16 @@ struct ExitStageSpec {
   std::vector<std::pair<int, std::string>> head;  // batch size -> exit-head segment (empty for the last stage)
   double threshold = 0;                           // max softmax to leave (stages with a head)
   bool has_threshold = false;
+  std::string head_lane;                          // overlap plans: the lane that runs this stage's head
+  std::vector<std::string> chunks;                // overlap plans: the body at the full batch, in pieces
 };
 
 struct ExitsSpec {
   int batch = 0;  // samples per input batch
   std::vector<ExitStageSpec> stages;
+  // stage i's head runs on its head lane while stage i+1's chunks start at the full batch (no
+  // compaction); once every sample has left the rest is skipped (overlap_runner.h)
+  bool overlap = false;
 };
 
 struct Plan {

@@ -1,8 +1,8 @@
 """Overlap plans: exit heads on a lane of their own while the next stage starts (EXITS.HEAD_LANE).
 
 The outputs and exits must be exactly those of PAME's plan (head, then the survivors); a batch
-that has fully left skips the rest of the network; bad HEAD_LANE values are one clear line; the
-native runner refuses such plans by name.
+that has fully left skips the rest of the network; bad HEAD_LANE values are one clear line. The
+native runner on these plans: tests/android_runtime/test_native_overlap.py.
 """
 from __future__ import annotations
 
@@ -169,20 +169,6 @@ def test_search_with_a_head_lane_writes_what_the_matrices_prefer(tmp_path, one_t
     rc = run_pipeline.main(["--configs", str(out / "TINY-exits.yaml"), "--workdir", str(tmp_path / "work"),
                             "--output_csv", str(tmp_path / "r.csv"), "--no-report"])
     assert rc == 0
-
-
-def test_native_runner_refuses_an_overlap_plan(configs):
-    from android_runtime import native
-    from configs.errors import NnspliceError
-
-    try:
-        native.find_runner()
-    except Exception as e:  # noqa: BLE001 - the runner is built by ./setup.sh
-        pytest.skip(f"the native runner is not built here ({e}); ./setup.sh builds it")
-    _, over_cfg, work = configs
-    over, x = _plan(over_cfg, work)
-    with pytest.raises(NnspliceError, match=r"exits.overlap.*Python plan runner only"):
-        native.run_exits(over.plan_dir / "plan.json", x[:2])
 
 
 if __name__ == "__main__":
