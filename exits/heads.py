@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from profiling.store import content_key
-from training import LoaderConfig, make_loader, train_classifier
+from training import LoaderConfig, distill_to_logits, make_loader, train_classifier
 
 from .backbone import Backbone, stage_module
 
@@ -102,8 +102,6 @@ def train_heads(bb: Backbone, positions: list[int], x: Any, y: np.ndarray, num_c
     """Exit heads at ``positions`` trained with the backbone frozen (its features computed once): on labels
     (``opt.loss`` labels, PAME) or distilled from the network's own final outputs (``distill``)."""
     import torch
-
-    from training.distill import distill_to_logits
 
     if opt.loss not in HEAD_LOSSES:
         raise ValueError(f"head loss {opt.loss!r}: one of {', '.join(HEAD_LOSSES)}")

@@ -28,6 +28,11 @@ def train_classifier(model, loaders, epochs: int, lr: float, **kwargs: Any):
     return f(model, loaders, epochs, lr, **kwargs)
 
 
+def distill_to_logits(student, x, teacher_logits, labels, epochs: int, lr: float, **kwargs: Any):
+    from .distill import distill_to_logits as f
+    return f(student, x, teacher_logits, labels, epochs, lr, **kwargs)
+
+
 def evaluate(model, loader, task: str | None = None):
     from .distill import evaluate as f
     return f(model, loader, task)
@@ -44,6 +49,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'training' has no attribute {name!r}")
 
 
-__all__ = ["LoaderConfig", "TrainResult", "evaluate", "list_datasets", "load_dataset",
+__all__ = ["LoaderConfig", "TrainResult", "distill_to_logits", "evaluate", "list_datasets", "load_dataset",
            "load_fashion_mnist", "load_mnist_digits", "make_loader", "read_idx", "to_tensor_images",
            "train_classifier"]
