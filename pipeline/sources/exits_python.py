@@ -194,6 +194,13 @@ def _portable(doc: dict[str, Any], f: str) -> dict[str, Any]:
     return out
 
 
+def _factory_key(factory: str) -> str:
+    """FACTORY as it enters the backbone cache key: a file's name, not its path (a copy of the config
+    elsewhere, with the path made absolute, reuses the weights; the module's repr is in the key too)."""
+    mod, sep, fn = str(factory).rpartition(":")
+    return f"{Path(mod).name}{sep}{fn}" if mod.endswith(".py") else str(factory)
+
+
 def search_loader(base: Path, opt: SearchOptions, device: Device, out_dir: Path,
                   log: Callable[[str], None] = print) -> Subject:
     """exits.search's loader of a python-factory config: the factory's network with its WEIGHTS, or, when
@@ -207,7 +214,7 @@ def search_loader(base: Path, opt: SearchOptions, device: Device, out_dir: Path,
         log(f"  backbone {net.name} ({net.finder}-style, {net.bb.n_units} blocks): WEIGHTS {entry.MODEL.WEIGHTS}, "
             f"test accuracy {acc:.2%}")
     else:
-        _, acc, _ = train_cached(net.model, net.name, {"factory": entry.MODEL.FACTORY, "args": entry.MODEL.ARGS,
+        _, acc, _ = train_cached(net.model, net.name, {"factory": _factory_key(entry.MODEL.FACTORY), "args": entry.MODEL.ARGS,
                                                       "module": repr(net.model),
                                                       **({"dataset": net.dataset} if net.dataset != "fashion_mnist"
                                                          else {})},
