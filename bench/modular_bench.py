@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 taskset -c 1 python bench/modular_bench.py [--parts ab|c|g] [--mask-epochs 3] [--runs 30]
         [--group-penalty latency] [--group-alpha 1.0] [--group-mask-epochs 8] [--group-finetune-epochs 12]
         [--c-archs vgg,resnet,mobilenet | --c-archs '' --c-models 3] [--c-size 2000] [--c-favour 0]
-        [--c-val 1000] [--c-choice per-class|val-ascent] [--c-calibration none|platt] [--c-perm-seed 100]
+        [--c-val 3000] [--c-choice val-ascent|per-class] [--c-calibration none|platt] [--c-perm-seed 100]
         [--c-reuse] [--tag NAME]
 
 (a) per-class GradSplitter modules of the zoo VGG (fashion3/fashion10): conv weights kept and
@@ -17,14 +17,16 @@
 (c) "more accurate": source models each trained on its own 2,000-image subset, each cut into per-class
     modules; the best module per class (validation accuracy) composed, against the best single model
     (same 10,000 test images). ``--c-archs vgg,resnet,mobilenet``: one model per architecture on
-    disjoint subsets, every module trained and ranked on the same 2,500 held-out images
-    (modular.subsets); ``--c-archs ''``: the older run, ``--c-models`` zoo VGGs with seeds 1..n.
-    ``--c-choice``/``--c-calibration`` choose the modules and their score scale on the validation images
-    (modular.choose); every variant, the ensemble and the bound picked on the test images are recorded;
+    disjoint subsets, every module trained on the same 1,500 held-out images and chosen on the same
+    ``--c-val`` (3,000) validation images (modular.subsets); ``--c-archs ''``: the older run,
+    ``--c-models`` zoo VGGs with seeds 1..n. ``--c-choice`` (default ``val-ascent``: the choice that
+    maximises the composition's validation accuracy; ``per-class``: GradSplitter's best module per class)
+    and ``--c-calibration`` (Platt scaling, fitted on the validation images) are modular.choose's; every
+    variant, the ensemble and the bounds picked on the test images are recorded;
 (d) the lanes-vs-one-network figure is part of (b);
 (g) (b)'s SeaM group module alone against the full model: a short run (about 4 minutes) to tune ``--group-*``.
 
-Writes bench/results/modular.json and prints a summary; records the load and whether both cores
+Writes bench/results/modular_<parts>[_<tag>].json and prints a summary; records the load and whether both cores
 ran in parallel (the CPU time of a two-thread spin against its wall time).
 """
 from __future__ import annotations
@@ -321,10 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--c-size", type=int, default=2000, help="(c) training images per source model")
     p.add_argument("--c-favour", type=float, default=0.0,
                    help="(c, --c-archs) share of each subset from its favoured classes (0: uniform)")
-    p.add_argument("--c-val", type=int, default=1000,
+    p.add_argument("--c-val", type=int, default=3000,
                    help="(c, --c-archs) held-out validation images the modules are ranked and chosen on (after "
                         "them 1,500 module training images, then the subsets)")
-    p.add_argument("--c-choice", default="per-class", choices=choose.CHOICES,
+    p.add_argument("--c-choice", default="val-ascent", choices=choose.CHOICES,
                    help="(c, --c-archs) per-class: each class's module with the best one-vs-rest validation "
                         "accuracy (GradSplitter); val-ascent: the choice maximising the composition's "
                         "validation accuracy")
