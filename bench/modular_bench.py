@@ -2,7 +2,9 @@
 
     OMP_NUM_THREADS=1 taskset -c 1 python bench/modular_bench.py [--parts ab|c|g] [--mask-epochs 3] [--runs 30]
         [--group-penalty latency] [--group-alpha 1.0] [--group-mask-epochs 8] [--group-finetune-epochs 12]
-        [--c-archs vgg,resnet,mobilenet | --c-archs '' --c-models 3] [--c-size 2000]
+        [--c-archs vgg,resnet,mobilenet | --c-archs '' --c-models 3] [--c-size 2000] [--c-favour 0]
+        [--c-val 3000] [--c-choice val-ascent|per-class] [--c-calibration none|platt] [--c-perm-seed 100]
+        [--c-reuse] [--tag NAME]
 
 (a) per-class GradSplitter modules of the zoo VGG (fashion3/fashion10): conv weights kept and
     one-vs-rest accuracy against the full model, per class and on average;
@@ -15,13 +17,17 @@
 (c) "more accurate": source models each trained on its own 2,000-image subset, each cut into per-class
     modules; the best module per class (validation accuracy) composed, against the best single model
     (same 10,000 test images). ``--c-archs vgg,resnet,mobilenet``: one model per architecture on
-    disjoint subsets, every module trained and ranked on the same 2,500 held-out images
-    (modular.subsets); ``--c-archs ''``: the older run, ``--c-models`` zoo VGGs with seeds 1..n;
+    disjoint subsets, every module trained on the same 1,500 held-out images and chosen on the same
+    ``--c-val`` (3,000) validation images (modular.subsets); ``--c-archs ''``: the older run,
+    ``--c-models`` zoo VGGs with seeds 1..n. ``--c-choice`` (default ``val-ascent``: the choice that
+    maximises the composition's validation accuracy; ``per-class``: GradSplitter's best module per class)
+    and ``--c-calibration`` (Platt scaling, fitted on the validation images) are modular.choose's; every
+    variant, the ensemble and the bounds picked on the test images are recorded;
 (d) the lanes-vs-one-network figure is part of (b); ``--parts l`` measures it alone, on (b)'s per-class
     modules already in the store (no training; run it on two free cores: lanes overlap only there);
 (g) (b)'s SeaM group module alone against the full model: a short run (about 4 minutes) to tune ``--group-*``.
 
-Writes bench/results/modular.json and prints a summary; records the load and whether both cores
+Writes bench/results/modular_<parts>[_<tag>].json and prints a summary; records the load and whether both cores
 ran in parallel (the CPU time of a two-thread spin against its wall time).
 """
 from __future__ import annotations
@@ -46,14 +52,14 @@ from configs.errors import UserError  # noqa: E402
 from converter.build import convert  # noqa: E402
 from fusion.tasks import get_benchmark  # noqa: E402
 from fusion.zoo import DEFAULT_CACHE, ZooSettings, train_task_model  # noqa: E402
-from modular import compose  # noqa: E402
+from modular import choose, compose  # noqa: E402
 from modular.decompose import decompose_to_store, parse_targets  # noqa: E402
 from modular.deploy import built_for, host_lanes  # noqa: E402
 from modular.models import ModelCfg, load_source_model  # noqa: E402
 from modular.module import ModuleNet  # noqa: E402
 from modular.store import Store  # noqa: E402
 from modular.subsets import parse_archs, specs_for, subset_model  # noqa: E402
-from modular.train import DecomposeSettings  # noqa: E402
+from modular.train import DecomposeSettings, dataset_tensors  # noqa: E402
 
 OUT = ROOT / "bench" / "results"
 SUB = ["sneaker", "sandal", "bag"]
@@ -171,46 +177,94 @@ def part_l(store: Store, sm, workdir: Path, runs: int, log) -> dict:
 
 
 @torch.no_grad()
-def _compose_figures(st: Store, singles: dict, log) -> dict:
-    """The best module per class (validation accuracy) composed, against the best single model, on the
-    same 10,000 test images. For the analysis also: each model's own ten modules composed (calibration),
-    the mean of all models' module scores per class (an ensemble, n times the cost) and a bound picked
-    on the test images (coordinate ascent over which model answers for each class)."""
+def _own_scores(st: Store, singles: dict, classes: list, xs: list) -> list[dict]:
+    """For each image tensor in ``xs``: source model name -> [images, classes] scores of its own ten
+    modules (models lacking a module for a class are left out)."""
+    out: list[dict] = [{} for _ in xs]
+    for name in singles:
+        by_class = {e.classes[0]: e for e in st.entries() if e.source_model == name and e.kind == "binary"}
+        if len(by_class) == len(classes):
+            c = compose.load_composition(st, [by_class[k.name].id for k in classes])
+            nets = [c.nets[e.id] for e in c.entries]
+            for o, x in zip(out, xs):
+                o[name] = _shared_scores(nets, x) if _same_backbone(nets) else compose.scores(c, x)
+    return out
+
+
+def _same_backbone(nets: list) -> bool:
+    """Whether every module runs the same backbone (same weights, same shapes): unpruned, not fine-tuned."""
+    ref = nets[0].backbone.state_dict()
+    return all(type(n.backbone) is type(nets[0].backbone) and n.backbone.state_dict().keys() == ref.keys()
+               and all(v.shape == ref[k].shape and torch.equal(v, ref[k]) for k, v in n.backbone.state_dict().items())
+               for n in nets[1:])
+
+
+def _shared_scores(nets: list, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
+    """compose.scores for modules sharing one backbone: the backbone runs once, then every head."""
+    z = torch.cat([nets[0].backbone(x[i:i + batch]) for i in range(0, len(x), batch)])
+    return torch.cat([n.head(z) for n in nets], 1)
+
+
+@torch.no_grad()
+def _compose_figures(st: Store, singles: dict, log, val: tuple | None = None, choice: str = "per-class",
+                     calibration: str = "none") -> dict:
+    """The best module per class composed, against the best single model, on the same 10,000 test images.
+
+    ``composed`` / ``gain_points`` are the composition chosen by ``choice`` and ``calibration`` on the
+    held-out validation images ``val`` (modular.choose; ``per-class`` + ``none`` is GradSplitter's rule:
+    each class's module with the best one-vs-rest validation accuracy, raw scores). For the analysis also:
+    GradSplitter's rule as ``composed_per_class`` (the composed modules rebuilt from the store), every
+    choice x calibration (``variants``), each model's own ten modules composed (calibration; with the
+    best of them as a stricter baseline: its heads saw the same held-out images), the mean of all models'
+    module scores per class (an ensemble, n times the cost) and bounds picked on the test images
+    (coordinate ascent over which model answers for each class)."""
     from modular.module import CLASS_NAMES
     chosen = compose.select(st, list(CLASS_NAMES["fashion_mnist"]))
     comp = compose.load_composition(st, [e.id for e in chosen])
     x, y = compose.test_set(comp.classes, None)
     acc = compose.accuracy(compose.scores(comp, x).argmax(1), y)
-    own, own_scores = {}, {}
-    for name in singles:
-        by_class = {e.classes[0]: e for e in st.entries() if e.source_model == name and e.kind == "binary"}
-        if len(by_class) == len(comp.classes):
-            c = compose.load_composition(st, [by_class[k.name].id for k in comp.classes])
-            own_scores[name] = compose.scores(c, x)
-            own[name] = round(compose.accuracy(own_scores[name].argmax(1), y), 4)
+    outs = _own_scores(st, singles, comp.classes, [x] if val is None else [x, val[0]])
+    own_scores, own_val = outs[0], (outs[1] if val is not None else {})
+    own = {k: round(compose.accuracy(v.argmax(1), y), 4) for k, v in own_scores.items()}
     best = max(singles.values())
-    res = {"single_models": singles, "best_single": round(best, 4), "composed": round(acc, 4),
-           "gain_points": round(100 * (acc - best), 2), "own_modules_composed": own,
-           "chosen_from": {e.classes[0]: e.source_model for e in chosen}}
+    res = {"single_models": singles, "best_single": round(best, 4), "composed_per_class": round(acc, 4),
+           "composed": round(acc, 4), "gain_points": round(100 * (acc - best), 2), "own_modules_composed": own,
+           "chosen_from": {e.classes[0]: e.source_model for e in chosen}, "choice": "per-class",
+           "calibration": "none"}
     if len(own_scores) == len(singles) > 1:
-        sc = torch.stack(list(own_scores.values()))  # [models, images, classes]
-        res["ensemble_mean"] = round(compose.accuracy(sc.mean(0).argmax(1), y), 4)
         names = list(own_scores)
-        pick = [names.index(res["chosen_from"][k.name]) for k in comp.classes]
-        cols = torch.arange(len(pick))
-
-        def acc_of(pk):
-            return compose.accuracy(sc[torch.tensor(pk), :, cols].T.argmax(1), y)
-        top, improved = acc_of(pick), True
-        while improved:
-            improved = False
-            for k in range(len(pick)):
-                for m in range(len(names)):
-                    trial = pick[:k] + [m] + pick[k + 1:]
-                    if (a := acc_of(trial)) > top + 1e-9:
-                        pick, top, improved = trial, a, True
-        res["picked_on_test_bound"] = round(top, 4)
-    log(f"part c: singles {singles}, composed {acc:.4f} ({100 * (acc - best):+.2f} points)")
+        sc = torch.stack([own_scores[n] for n in names])  # [models, images, classes]
+        start = [names.index(res["chosen_from"][k.name]) for k in comp.classes]
+        res["ensemble_mean"] = round(choose.ensemble_accuracy(sc, y), 4)
+        res["picked_on_test_bound"] = round(choose.ascend(sc, y, start)[1], 4)
+        if val is not None and len(own_val) == len(names):
+            pos = {c.index: i for i, c in enumerate(comp.classes)}
+            yv = torch.tensor([pos[int(v)] for v in val[1]])
+            sv = torch.stack([own_val[n] for n in names])
+            variants = {}
+            for ch in choose.CHOICES:
+                for cal in choose.CALIBRATIONS:
+                    pick, ab = choose.choose(sv, yv, start, ch, cal)
+                    t = choose.apply_platt(sc, ab) if ab is not None else sc
+                    variants[f"{ch}/{cal}"] = {
+                        "composed": round(choose.composed_accuracy(t, y, pick), 4),
+                        "val_accuracy": round(choose.composed_accuracy(
+                            choose.apply_platt(sv, ab) if ab is not None else sv, yv, pick), 4),
+                        "chosen_from": {k.name: names[m] for k, m in zip(comp.classes, pick)}}
+            ab = choose.fit_platt(sv, yv)
+            res["ensemble_mean_platt"] = round(choose.ensemble_accuracy(choose.apply_platt(sc, ab), y), 4)
+            res["picked_on_test_bound_platt"] = round(choose.ascend(choose.apply_platt(sc, ab), y, start)[1], 4)
+            res["variants"] = variants
+            head = variants[f"{choice}/{calibration}"]
+            res.update(composed=head["composed"], gain_points=round(100 * (head["composed"] - best), 2),
+                       chosen_from=head["chosen_from"], choice=choice, calibration=calibration)
+            if abs(variants["per-class/none"]["composed"] - acc) > 1e-4:  # the same modules, two code paths
+                log(f"warning: per-class composition {acc:.4f} from the store, "
+                    f"{variants['per-class/none']['composed']:.4f} from the models' scores")
+        res["best_own_composed"] = max(own.values())
+        res["gain_over_own_points"] = round(100 * (res["composed"] - res["best_own_composed"]), 2)
+    log(f"part c: singles {singles}, composed {res['composed']:.4f} ({res['gain_points']:+.2f} points; "
+        f"{choice}/{calibration})")
     return res
 
 
@@ -234,20 +288,32 @@ def part_c(root: Path, s: DecomposeSettings, n_models: int, log) -> dict:
 
 
 def part_c_archs(root: Path, s: DecomposeSettings, archs: list[str], size: int, log, epochs: int = 4,
-                 cache: Path | None = None, favour: float = 0.0) -> dict:
+                 cache: Path | None = None, favour: float = 0.0, choice: str = "per-class",
+                 calibration: str = "none", reuse: bool = False, perm_seed: int = 100) -> dict:
     """(c) diverse sources: one model per architecture, each on its own disjoint subset of ``size``
-    images; every model's modules trained and ranked on the same held-out images (modular.subsets)."""
-    specs = specs_for(archs, size=size, reserve=s.val_limit + s.train_limit, epochs=epochs, favour=favour)
-    st = Store(root / ("more_accurate_" + "_".join(archs) + f"_n{size}" + (f"_fav{favour:g}" if favour else "")))
+    images; every model's modules trained on the same held-out images and the composition chosen on the
+    same validation images (modular.subsets, modular.choose). ``reuse``: a model whose ten modules are
+    in the store already is not decomposed again (the store folder is keyed by archs, size, favour and
+    reserve, not by the decomposition settings)."""
+    reserve = s.val_limit + s.train_limit
+    specs = specs_for(archs, size=size, reserve=reserve, epochs=epochs, favour=favour, perm_seed=perm_seed)
+    st = Store(root / ("more_accurate_" + "_".join(archs) + f"_n{size}" + (f"_fav{favour:g}" if favour else "")
+                       + (f"_r{reserve}" if reserve != 2500 else "") + (f"_p{perm_seed}" if perm_seed != 100 else "")))
     singles = {}
     for spec in specs:
         sm = subset_model(spec, cache, log=log)
         singles[sm.name] = sm.test_accuracy
+        have = {e.classes[0] for e in st.entries() if e.source_model == sm.name and e.kind == "binary"}
+        if reuse and len(have) == 10:
+            log(f"  {sm.name}: its ten modules are in {st.root} (--c-reuse)")
+            continue
         decompose_to_store(sm, "gradsplitter", parse_targets("", "fashion_mnist", "gradsplitter"), st,
                            replace(s, seed=spec.perm_seed), device=None, test_limit=2000, log=log)
+    val = dataset_tensors("fashion_mnist", "train", s.val_limit, specs[0].perm_seed)  # the modules' validation images
     return {"source": f"archs {','.join(archs)} on disjoint {size}-image subsets"
                       + (f", {favour:g} of each from its favoured classes" if favour else ""),
-            **_compose_figures(st, singles, log)}
+            "validation_images": s.val_limit, "module_training_images": s.train_limit,
+            **_compose_figures(st, singles, log, val, choice, calibration)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,6 +341,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--c-size", type=int, default=2000, help="(c) training images per source model")
     p.add_argument("--c-favour", type=float, default=0.0,
                    help="(c, --c-archs) share of each subset from its favoured classes (0: uniform)")
+    p.add_argument("--c-val", type=int, default=3000,
+                   help="(c, --c-archs) held-out validation images the modules are ranked and chosen on (after "
+                        "them 1,500 module training images, then the subsets)")
+    p.add_argument("--c-choice", default="val-ascent", choices=choose.CHOICES,
+                   help="(c, --c-archs) per-class: each class's module with the best one-vs-rest validation "
+                        "accuracy (GradSplitter); val-ascent: the choice maximising the composition's "
+                        "validation accuracy")
+    p.add_argument("--c-calibration", default="none", choices=choose.CALIBRATIONS,
+                   help="(c, --c-archs) platt: each module's score scaled a*s+b, fitted on the validation images")
+    p.add_argument("--c-perm-seed", type=int, default=100,
+                   help="(c, --c-archs) seed of the shuffle the validation images and subsets are cut from "
+                        "(another value: a replicate on other images)")
+    p.add_argument("--c-reuse", action="store_true",
+                   help="(c, --c-archs) keep a model's modules already in the store (rescoring only)")
+    p.add_argument("--tag", default="", help="results file bench/results/modular_<parts>_<tag>.json")
     p.add_argument("--workdir", default=str(ROOT / "work" / "modular_bench"))
     a = p.parse_args(argv)
     try:
@@ -299,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
                  finetune_epochs=a.group_finetune_epochs, lr_finetune=a.group_lr_finetune)
     res: dict = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "settings": vars(a),
                  "machine": {"cores": len(os.sched_getaffinity(0)), "start": parallel_check()}}
-    out = OUT / f"modular_{a.parts}.json"
+    out = OUT / f"modular_{a.parts}{'_' + a.tag if a.tag else ''}.json"
     OUT.mkdir(parents=True, exist_ok=True)
     sm = load_source_model("zoo:fashion3/fashion10", log=log)
     res["full_model"] = {"name": sm.name, "test_accuracy": sm.test_accuracy}
@@ -316,8 +397,10 @@ def main(argv: list[str] | None = None) -> int:
         elif part == "g":
             res["g_seam_group"] = part_g(store, sm, sg, work, a.runs, log)
         elif part == "c":
-            sc = replace(s, train_limit=1500, val_limit=1000, mask_epochs=1)
-            res["c_more_accurate"] = (part_c_archs(work, sc, c_archs, a.c_size, log, favour=a.c_favour) if c_archs
+            sc = replace(s, train_limit=1500, val_limit=a.c_val, mask_epochs=1)
+            res["c_more_accurate"] = (part_c_archs(work, sc, c_archs, a.c_size, log, favour=a.c_favour,
+                                                   choice=a.c_choice, calibration=a.c_calibration,
+                                                   reuse=a.c_reuse, perm_seed=a.c_perm_seed) if c_archs
                                       else part_c(work, sc, a.c_models, log))
         res.setdefault("seconds", {})[part] = round(time.perf_counter() - t, 1)
         res["machine"]["end"] = parallel_check()

@@ -153,7 +153,9 @@ def subset_model(spec: SubsetSpec, cache: Path | None = None, log=print) -> Sour
         sidecar.write_text(json.dumps(meta, indent=2) + "\n")
         log(f"  {spec.arch} subset {spec.index}: test accuracy {acc:.4f} ({res.seconds:.0f} s) -> {weights}")
     fav = f"-fav{spec.favour:g}of{spec.of}" if spec.favour > 0 else ""
-    name = f"subsets/{TASK}/{spec.arch}/e{spec.epochs}-n{spec.size}-part{spec.index}{fav}-p{spec.perm_seed}-s{spec.seed}"
+    res = f"-r{spec.reserve}" if spec.reserve != SubsetSpec.reserve else ""  # other subsets: another model
+    name = (f"subsets/{TASK}/{spec.arch}/e{spec.epochs}-n{spec.size}-part{spec.index}{fav}{res}-p{spec.perm_seed}"
+            f"-s{spec.seed}")
     return SourceModel(name=name, dataset=task.dataset, arch=spec.arch, model=model.eval(),
                        test_accuracy=meta.get("test_accuracy"),
                        cfg=ModelCfg(TASK=TASK, EPOCHS=spec.epochs, TRAIN_LIMIT=spec.size, SEED=spec.seed))

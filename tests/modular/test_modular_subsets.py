@@ -99,4 +99,10 @@ def test_modules_of_three_architectures_compose_into_one_classifier(tmp_path):
     assert res["gain_points"] == pytest.approx(100 * (res["composed"] - res["best_single"]), abs=0.02)
     assert set(res["own_modules_composed"]) == set(res["single_models"])
     assert 0.1 < res["ensemble_mean"] <= 1.0
-    assert res["picked_on_test_bound"] >= res["composed"]  # the ascent starts from the validation choice
+    assert res["picked_on_test_bound"] >= res["composed_per_class"]  # the ascent starts from the validation choice
+    assert res["composed"] == res["composed_per_class"] and (res["choice"], res["calibration"]) == ("per-class", "none")
+    v = res["variants"]
+    assert set(v) == {"per-class/none", "per-class/platt", "val-ascent/none", "val-ascent/platt"}
+    assert v["per-class/none"]["composed"] == pytest.approx(res["composed_per_class"], abs=1e-4)  # two code paths
+    assert v["val-ascent/none"]["val_accuracy"] >= v["per-class/none"]["val_accuracy"]
+    assert res["best_own_composed"] == max(res["own_modules_composed"].values())
