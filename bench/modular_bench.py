@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 taskset -c 1 python bench/modular_bench.py [--parts ab|c|g] [--mask-epochs 3] [--runs 30]
         [--group-penalty latency] [--group-alpha 1.0] [--group-mask-epochs 8] [--group-finetune-epochs 12]
-        [--c-archs vgg,resnet,mobilenet | --c-archs '' --c-models 3] [--c-size 2000] [--c-favour 0]
+        [--c-archs vgg,resnet,mobilenet | --c-archs '' --c-models 3] [--c-size 2000] [--c-favour 0 | --c-dirichlet 1]
         [--c-val 3000] [--c-choice val-ascent|per-class] [--c-calibration none|platt] [--c-perm-seed 100]
         [--c-reuse] [--tag NAME]
 
@@ -289,15 +289,18 @@ def part_c(root: Path, s: DecomposeSettings, n_models: int, log) -> dict:
 
 def part_c_archs(root: Path, s: DecomposeSettings, archs: list[str], size: int, log, epochs: int = 4,
                  cache: Path | None = None, favour: float = 0.0, choice: str = "per-class",
-                 calibration: str = "none", reuse: bool = False, perm_seed: int = 100) -> dict:
+                 calibration: str = "none", reuse: bool = False, perm_seed: int = 100,
+                 dirichlet: float = 0.0) -> dict:
     """(c) diverse sources: one model per architecture, each on its own disjoint subset of ``size``
     images; every model's modules trained on the same held-out images and the composition chosen on the
     same validation images (modular.subsets, modular.choose). ``reuse``: a model whose ten modules are
     in the store already is not decomposed again (the store folder is keyed by archs, size, favour and
     reserve, not by the decomposition settings)."""
     reserve = s.val_limit + s.train_limit
-    specs = specs_for(archs, size=size, reserve=reserve, epochs=epochs, favour=favour, perm_seed=perm_seed)
+    specs = specs_for(archs, size=size, reserve=reserve, epochs=epochs, favour=favour, perm_seed=perm_seed,
+                      dirichlet=dirichlet)
     st = Store(root / ("more_accurate_" + "_".join(archs) + f"_n{size}" + (f"_fav{favour:g}" if favour else "")
+                       + (f"_dir{dirichlet:g}" if dirichlet else "")
                        + (f"_r{reserve}" if reserve != 2500 else "") + (f"_p{perm_seed}" if perm_seed != 100 else "")))
     singles = {}
     for spec in specs:
@@ -311,7 +314,8 @@ def part_c_archs(root: Path, s: DecomposeSettings, archs: list[str], size: int, 
                            replace(s, seed=spec.perm_seed), device=None, test_limit=2000, log=log)
     val = dataset_tensors("fashion_mnist", "train", s.val_limit, specs[0].perm_seed)  # the modules' validation images
     return {"source": f"archs {','.join(archs)} on disjoint {size}-image subsets"
-                      + (f", {favour:g} of each from its favoured classes" if favour else ""),
+                      + (f", {favour:g} of each from its favoured classes" if favour else "")
+            + (f", class mixes from Dirichlet({dirichlet:g}) as GradSplitter's" if dirichlet else ""),
             "validation_images": s.val_limit, "module_training_images": s.train_limit,
             **_compose_figures(st, singles, log, val, choice, calibration)}
 
@@ -339,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="(c) one source model per architecture, each on its own disjoint subset; '' = the old "
                         "--c-models zoo VGGs")
     p.add_argument("--c-size", type=int, default=2000, help="(c) training images per source model")
+    p.add_argument("--c-dirichlet", type=float, default=0.0,
+                   help="(c, --c-archs) class mix of each subset from Dirichlet(alpha), GradSplitter's own sampling "
+                        "(its CIFAR-10 alpha: 1); 0: uniform")
     p.add_argument("--c-favour", type=float, default=0.0,
                    help="(c, --c-archs) share of each subset from its favoured classes (0: uniform)")
     p.add_argument("--c-val", type=int, default=3000,
@@ -361,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         c_archs = parse_archs(a.c_archs) if a.c_archs.strip() and "c" in a.parts else []
         if c_archs:
-            specs_for(c_archs, favour=a.c_favour)  # checks --c-favour before any training
+            specs_for(c_archs, favour=a.c_favour, dirichlet=a.c_dirichlet)  # checks --c-favour before any training
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -400,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
             sc = replace(s, train_limit=1500, val_limit=a.c_val, mask_epochs=1)
             res["c_more_accurate"] = (part_c_archs(work, sc, c_archs, a.c_size, log, favour=a.c_favour,
                                                    choice=a.c_choice, calibration=a.c_calibration,
-                                                   reuse=a.c_reuse, perm_seed=a.c_perm_seed) if c_archs
+                                                   reuse=a.c_reuse, perm_seed=a.c_perm_seed,
+                                                   dirichlet=a.c_dirichlet) if c_archs
                                       else part_c(work, sc, a.c_models, log))
         res.setdefault("seconds", {})[part] = round(time.perf_counter() - t, 1)
         res["machine"]["end"] = parallel_check()

@@ -18,6 +18,13 @@ model after model from the shuffled images after the reserve, still disjoint (``
 ``[0, reserve)``: ``modular.train.dataset_tensors`` draws the same permutation). Every module is
 then ranked on the same validation images, whatever its source model.
 
+With ``dirichlet`` = alpha > 0 each subset's class mix is drawn as GradSplitter's own "more
+accurate" experiment draws it (its ``_dirichlet_sample``: class proportions from a symmetric
+Dirichlet(alpha), alpha 1 for CIFAR-10, scaled so the largest is 1): subset i takes
+``size * p_c / sum(p)`` images of class c, every class at least 1% of the subset, drawn per model
+from its own seed; the images are still taken model after model from the shuffled pool after the
+reserve, so the subsets stay disjoint (GradSplitter's may overlap).
+
 Trained networks are cached in the zoo cache folder, keyed by a hash of everything that
 determines them (``fashion10__<arch>__subset<i>__<key12>.pt`` and a JSON sidecar).
 """
@@ -57,6 +64,7 @@ class SubsetSpec:
     seed: int = 0  # initialisation and batch order
     favour: float = 0.0  # share of the subset from its favoured classes (c % of == index); 0: a plain slice
     of: int = 1  # number of source models (the favoured classes and the allocation depend on it)
+    dirichlet: float = 0.0  # alpha of GradSplitter's Dirichlet class mix per subset; 0: off
 
     @property
     def offset(self) -> int:
@@ -80,21 +88,54 @@ def parse_archs(text: str) -> list[str]:
 
 
 def specs_for(archs: list[str], size: int = 2000, reserve: int = 2500, perm_seed: int = 100,
-              epochs: int = 4, seed: int = 0, favour: float = 0.0) -> list[SubsetSpec]:
+              epochs: int = 4, seed: int = 0, favour: float = 0.0, dirichlet: float = 0.0) -> list[SubsetSpec]:
     """One spec per architecture, the i-th on the i-th subset (an architecture may repeat)."""
     if not 0.0 <= favour < 1.0:
         raise UserError(f"favour = {favour}: allowed is a share in [0, 1)")
-    return [SubsetSpec(a, i, size, reserve, perm_seed, epochs, seed=seed, favour=favour, of=len(archs))
-            for i, a in enumerate(archs)]
+    if not 0.0 <= dirichlet <= 100.0:
+        raise UserError(f"dirichlet = {dirichlet}: allowed is an alpha in (0, 100] (GradSplitter: 1), or 0 for off")
+    if favour and dirichlet:
+        raise UserError(f"favour = {favour} and dirichlet = {dirichlet}: allowed is one of the two class mixes")
+    return [SubsetSpec(a, i, size, reserve, perm_seed, epochs, seed=seed, favour=favour, of=len(archs),
+                       dirichlet=dirichlet) for i, a in enumerate(archs)]
+
+
+def dirichlet_counts(spec: SubsetSpec, j: int, classes: int = 10) -> np.ndarray:
+    """Images per class of subset ``j``: GradSplitter's Dirichlet(alpha) proportions, scaled to the max,
+    then to ``spec.size`` images (redrawn while a class would get under 1% of them)."""
+    rng = np.random.default_rng([spec.perm_seed, j])
+    for _ in range(1000):
+        p = rng.dirichlet(np.full(classes, spec.dirichlet))
+        p = p / p.max()
+        n = np.floor(spec.size * p / p.sum()).astype(int)
+        n[int(np.argmax(p))] += spec.size - int(n.sum())
+        if n.min() >= max(1, spec.size // 100):
+            return n
+    raise UserError(f"dirichlet = {spec.dirichlet}: no class mix with every class at >= 1% in 1000 draws; "
+                    "allowed is a larger alpha")
 
 
 def subset_arrays(spec: SubsetSpec) -> tuple[np.ndarray, np.ndarray]:
     """The training images (uint8 [N, 28, 28]) and labels of ``spec``'s subset."""
-    if spec.favour <= 0:
+    if spec.favour <= 0 and spec.dirichlet <= 0:
         return task_arrays(TASK, "train", spec.size, spec.perm_seed, offset=spec.offset)
     x, y = load_dataset(get_task(TASK).dataset, "train")
     order = np.random.default_rng(spec.perm_seed).permutation(len(x))[spec.reserve:]
     used = np.zeros(len(order), bool)
+    if spec.dirichlet > 0:
+        for j in range(spec.of):  # model after model, so each spec computes the same disjoint split
+            pick = []
+            for c, n in enumerate(dirichlet_counts(spec, j)):
+                free = np.flatnonzero((y[order] == c) & ~used)[:n]
+                if len(free) < n:
+                    raise UserError(f"dirichlet = {spec.dirichlet}: subset {j} needs {n} images of class {c}, "
+                                    f"{len(free)} are left")
+                used[free] = True
+                pick.append(free)
+            if j == spec.index:
+                idx = order[np.sort(np.concatenate(pick))]
+                return x[idx], y[idx]
+        raise UserError(f"subset {spec.index}: allowed are 0..{spec.of - 1}")
     fav_n = int(round(spec.favour * spec.size))
     for j in range(spec.of):  # every model's allocation in turn, so each spec computes the same split
         fav = (y[order] % spec.of) == j
@@ -112,7 +153,10 @@ def subset_arrays(spec: SubsetSpec) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _key(spec: SubsetSpec) -> str:
-    blob = json.dumps({"spec": asdict(spec), "task": TASK, "code": CODE_VERSION,
+    d = asdict(spec)
+    if not d["dirichlet"]:
+        del d["dirichlet"]  # models cached before the option existed keep their keys
+    blob = json.dumps({"spec": d, "task": TASK, "code": CODE_VERSION,
                        "zoo": fzoo.CODE_VERSION, "source": fzoo._source_hash()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -152,7 +196,8 @@ def subset_model(spec: SubsetSpec, cache: Path | None = None, log=print) -> Sour
         torch.save(model.state_dict(), weights)
         sidecar.write_text(json.dumps(meta, indent=2) + "\n")
         log(f"  {spec.arch} subset {spec.index}: test accuracy {acc:.4f} ({res.seconds:.0f} s) -> {weights}")
-    fav = f"-fav{spec.favour:g}of{spec.of}" if spec.favour > 0 else ""
+    fav = (f"-fav{spec.favour:g}of{spec.of}" if spec.favour > 0 else "") + \
+        (f"-dir{spec.dirichlet:g}of{spec.of}" if spec.dirichlet > 0 else "")
     res = f"-r{spec.reserve}" if spec.reserve != SubsetSpec.reserve else ""  # other subsets: another model
     name = (f"subsets/{TASK}/{spec.arch}/e{spec.epochs}-n{spec.size}-part{spec.index}{fav}{res}-p{spec.perm_seed}"
             f"-s{spec.seed}")

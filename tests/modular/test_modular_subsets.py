@@ -77,6 +77,30 @@ def test_favoured_subsets_hold_their_share_of_favoured_classes_and_stay_disjoint
         specs_for(["vgg"], favour=1.0)
 
 
+
+@pytest.mark.fashion_mnist
+def test_dirichlet_subsets_follow_their_class_mix_and_stay_disjoint():
+    from modular.subsets import dirichlet_counts
+
+    specs = specs_for(["vgg", "resnet", "mobilenet"], size=400, reserve=500, perm_seed=7, dirichlet=1.0)
+    digest = lambda xs: {hashlib.sha1(x.tobytes()).hexdigest() for x in xs}  # noqa: E731
+    parts, mixes = [], []
+    for s in specs:
+        x, y = subset_arrays(s)
+        want = dirichlet_counts(s, s.index)
+        assert len(y) == 400 and np.array_equal(np.bincount(y, minlength=10), want)
+        assert want.min() >= 4 and want.max() > 2 * want.min()  # skewed, every class present
+        parts.append(digest(x))
+        mixes.append(tuple(want))
+    assert len(set(mixes)) == 3  # each model its own mix
+    shared = digest(task_arrays(TASK, "train", 500, 7)[0])
+    for i in range(3):
+        assert not parts[i] & shared and all(not parts[i] & parts[j] for j in range(i + 1, 3))
+    with pytest.raises(UserError, match="allowed is one of the two class mixes"):
+        specs_for(["vgg"], favour=0.5, dirichlet=1.0)
+    with pytest.raises(UserError, match=r"dirichlet = -1.0: allowed is an alpha in \(0, 100\]"):
+        specs_for(["vgg"], dirichlet=-1.0)
+
 @pytest.mark.slow
 @pytest.mark.fashion_mnist
 @pytest.mark.skipif(not os.environ.get("NNSPLICE_HEAVY"), reason="trains three source models (about 7 minutes on "
