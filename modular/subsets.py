@@ -115,6 +115,15 @@ def dirichlet_counts(spec: SubsetSpec, j: int, classes: int = 10) -> np.ndarray:
                     "allowed is a larger alpha")
 
 
+def _groups(spec: SubsetSpec, j: int, yo: np.ndarray) -> list[tuple[np.ndarray, int, str]]:
+    """Subset j's draws from the shuffled labels ``yo``: (which images, how many, what asked for them)."""
+    if spec.dirichlet > 0:
+        return [(yo == c, int(n), f"dirichlet = {spec.dirichlet}, class {c}")
+                for c, n in enumerate(dirichlet_counts(spec, j))]
+    fav, fav_n = (yo % spec.of) == j, int(round(spec.favour * spec.size))
+    return [(fav, fav_n, f"favour = {spec.favour}"), (~fav, spec.size - fav_n, f"favour = {spec.favour}")]
+
+
 def subset_arrays(spec: SubsetSpec) -> tuple[np.ndarray, np.ndarray]:
     """The training images (uint8 [N, 28, 28]) and labels of ``spec``'s subset."""
     if spec.favour <= 0 and spec.dirichlet <= 0:
@@ -122,28 +131,13 @@ def subset_arrays(spec: SubsetSpec) -> tuple[np.ndarray, np.ndarray]:
     x, y = load_dataset(get_task(TASK).dataset, "train")
     order = np.random.default_rng(spec.perm_seed).permutation(len(x))[spec.reserve:]
     used = np.zeros(len(order), bool)
-    if spec.dirichlet > 0:
-        for j in range(spec.of):  # model after model, so each spec computes the same disjoint split
-            pick = []
-            for c, n in enumerate(dirichlet_counts(spec, j)):
-                free = np.flatnonzero((y[order] == c) & ~used)[:n]
-                if len(free) < n:
-                    raise UserError(f"dirichlet = {spec.dirichlet}: subset {j} needs {n} images of class {c}, "
-                                    f"{len(free)} are left")
-                used[free] = True
-                pick.append(free)
-            if j == spec.index:
-                idx = order[np.sort(np.concatenate(pick))]
-                return x[idx], y[idx]
-        raise UserError(f"subset {spec.index}: allowed are 0..{spec.of - 1}")
-    fav_n = int(round(spec.favour * spec.size))
+    yo = y[order]
     for j in range(spec.of):  # every model's allocation in turn, so each spec computes the same split
-        fav = (y[order] % spec.of) == j
         pick = []
-        for want, n in ((fav, fav_n), (~fav, spec.size - fav_n)):
+        for want, n, what in _groups(spec, j, yo):
             free = np.flatnonzero(want & ~used)[:n]
             if len(free) < n:
-                raise UserError(f"favour = {spec.favour}: subset {j} needs {n} images, {len(free)} are left")
+                raise UserError(f"{what}: subset {j} needs {n} images, {len(free)} are left")
             used[free] = True
             pick.append(free)
         if j == spec.index:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -22,21 +21,11 @@ import pytest
 from android_runtime import native
 from android_runtime.conditional import ConditionalRunner, run_conditional
 from android_runtime.devices import get_device
-from android_runtime.native import NativeRunnerMissing, find_runner
 from configs.errors import DeviceError
+from tests.android_runtime.test_native_exits import runner_bin  # noqa: F401 - the module-scoped fixture
 from tests.exits.test_exits_overlap import _plan, configs  # noqa: F401 - the module-scoped fixture
 
 BATCH = 2
-
-
-@pytest.fixture(scope="module")
-def runner_bin() -> Path:
-    try:
-        return find_runner()
-    except NativeRunnerMissing as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set and {e}")
-        pytest.skip(f"{e} (set CI=1 to make this a failure)")
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +90,7 @@ def test_a_batch_that_has_left_skips_the_rest_natively(plans, th, left_at, batch
     np.testing.assert_allclose(out, np.concatenate([w.outputs for w in want]), atol=1e-5)
 
 
-def test_a_head_lane_that_is_not_a_lane_is_one_line_exit_2(plans, runner_bin):
+def test_a_head_lane_that_is_not_a_lane_is_one_line_exit_2(plans, runner_bin):  # noqa: F811
     _, over, _ = plans
     d = json.loads(over.plan_path.read_text())
     d["exits"]["stages"][0]["head_lane"] = "npu7"
@@ -115,7 +104,7 @@ def test_a_head_lane_that_is_not_a_lane_is_one_line_exit_2(plans, runner_bin):
     assert f"{bad}: exits.stages[0].head_lane = 'npu7': not among the plan's lanes [cpu0, cpu1]" in proc.stderr
 
 
-def test_an_overlap_head_on_the_next_stages_lane_is_refused(plans, runner_bin):
+def test_an_overlap_head_on_the_next_stages_lane_is_refused(plans, runner_bin):  # noqa: F811
     _, over, _ = plans
     d = json.loads(over.plan_path.read_text())
     d["exits"]["stages"][1]["head_lane"] = "cpu0"
@@ -129,7 +118,7 @@ def test_an_overlap_head_on_the_next_stages_lane_is_refused(plans, runner_bin):
                                     "other than the next stage's ('cpu0')" in proc.stderr, proc.stderr
 
 
-def test_the_host_device_runs_plans_with_the_native_runner_and_says_so(plans, runner_bin):
+def test_the_host_device_runs_plans_with_the_native_runner_and_says_so(plans, runner_bin):  # noqa: F811
     pame, over, x = plans
     dev = get_device("host", native_runner=str(runner_bin.parent))
     assert dev.describe()["runner"] == "native"

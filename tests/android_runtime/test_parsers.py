@@ -1,6 +1,5 @@
 """Tests for android_runtime.parsers on NN-Stretch's real log and saved fixtures."""
 
-from pathlib import Path
 
 import pytest
 
