@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from converter.build import weights_hash
 from profiling.store import content_key
 from training import LoaderConfig, distill_to_logits, make_loader, train_classifier
 
@@ -127,8 +128,8 @@ def train_heads(bb: Backbone, positions: list[int], x: Any, y: np.ndarray, num_c
     return heads
 
 
-def _digest(*arrays: Any) -> str:
-    """sha256 of tensors/arrays (weights, images, labels): what the heads were trained from."""
+def _data_digest(*arrays: Any) -> str:
+    """sha256 of the images and labels the heads were trained on (tensors or arrays)."""
     h = hashlib.sha256()
     for a in arrays:
         a = a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
@@ -144,8 +145,8 @@ def cached_heads(bb: Backbone, positions: list[int], x: Any, y: np.ndarray, num_
     labels, positions and options (``cache_dir/<name>_<key>.pt``)."""
     import torch
 
-    weights = [t for m in (bb.stem, *bb.units, bb.head) for t in m.state_dict().values()]
-    key = content_key({"weights": _digest(*weights), "data": _digest(x, y), "positions": list(positions),
+    key = content_key({"weights": weights_hash(stage_module(bb, 0, bb.n_units)), "data": _data_digest(x, y),
+                       "positions": list(positions),
                        "classes": num_classes, "opt": asdict(opt), "torch": torch.__version__})
     path = Path(cache_dir) / f"{name}_{key[:16]}.pt"
     if path.exists():
