@@ -44,9 +44,9 @@ from android_runtime.plan import LaneSpec  # noqa: E402
 from converter.build import convert  # noqa: E402
 from exits import deploy  # noqa: E402
 from exits.build import original_built  # noqa: E402
-from exits.heads import HeadTrainOptions  # noqa: E402
+from exits.heads import HEAD_LOSSES, HeadTrainOptions  # noqa: E402
 from exits.proxy import ProxyOptions  # noqa: E402
-from exits.search import SearchOptions, model_source, run_search  # noqa: E402
+from exits.search import PRECISIONS, SearchOptions, model_source, run_search  # noqa: E402
 from pipeline.sources.exits_python import factory_network, load_factory_exits, search_loader  # noqa: E402
 
 COLUMNS = ["backbone", "batch", "metric", "value", "target", "unit", "load_start", "load_end"]
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tolerance", type=float, default=0.99)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--head-epochs", type=int, default=8)
-    ap.add_argument("--head-loss", default="labels", choices=["labels", "distill"], help="exits.search --head-loss")
+    ap.add_argument("--head-loss", default="labels", choices=HEAD_LOSSES, help="exits.search --head-loss")
     ap.add_argument("--train-images", type=int, default=20000)
     ap.add_argument("--eval-images", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3, help="alternating timing rounds (each over the eval images)")
@@ -215,7 +215,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lanes", default="", help="two lanes, e.g. cpu0,cpu1: stage 1 and stage 2 pipelined on "
                                                 "cores 0 and 1 (default: one lane, as PAME)")
     ap.add_argument("--margin", type=float, default=0.0, help="exits.search --margin")
-    ap.add_argument("--precision", default="both", choices=["labels", "agreement", "both"],
+    ap.add_argument("--precision", default="both", choices=PRECISIONS,
                     help="exits.search --precision: what the tolerance holds (labels: PAME's definition, the "
                          "share of the original's accuracy; both rows are reported either way)")
     ap.add_argument("--head-lane", default="", help="e.g. cpu1: the search also weighs exit heads on core 1 "
@@ -230,7 +230,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     device = get_device("host", **({"native_runner": a.native_runner} if a.native_runner else {}))
-    runner = "native" if a.native_runner else "python"
+    runner = device.runner
     load0, busy0 = os.getloadavg(), cpu_busy()
     t0 = time.time()
     rows, details = [], {}

@@ -108,6 +108,18 @@ def part_a(store: Store, sm, s: DecomposeSettings, test_limit: int, log) -> dict
             "ids": [e.id for e in entries]}
 
 
+def full_built(sm):
+    """The whole source model on one lane, every class score an output (the latency reference)."""
+    full = ModuleNet(sm.model, torch.nn.Identity()).eval()
+    return built_for("bench_full", {"full": full}, {"full": [f"c{i}" for i in range(10)]}, "fused", host_lanes(1))
+
+
+def per_class_builts(comp) -> dict:
+    """A composition of per-class modules fused on one lane, and the same modules on two lanes."""
+    return {"per_class_fused": built_for("bench_pc_fused", comp.nets, comp.outputs, "fused", host_lanes(1)),
+            "per_class_lanes": built_for("bench_pc_lanes", comp.nets, comp.outputs, "lanes", host_lanes(2))}
+
+
 def seam_group(store: Store, sm, sg: DecomposeSettings, log):
     """The SeaM group module of the sub-task (its own settings ``sg``: one module, a longer schedule)."""
     return decompose_to_store(sm, "seam", parse_targets(",".join(SUB), "fashion_mnist", "seam"), store, sg,
@@ -121,9 +133,7 @@ def part_g(store: Store, sm, sg: DecomposeSettings, workdir: Path, runs: int, lo
     x, y = compose.test_set(group.classes, None)
     acc = {"seam_group": compose.accuracy(compose.scores(group, x).argmax(1), y),
            "full_model": compose.original_accuracy(store, group, x, y)}
-    full = ModuleNet(sm.model, torch.nn.Identity()).eval()
-    builts = {"full": built_for("bench_full", {"full": full}, {"full": [f"c{i}" for i in range(10)]}, "fused",
-                                host_lanes(1)),
+    builts = {"full": full_built(sm),
               "seam_group": built_for("bench_seam", group.nets, group.outputs, "fused", host_lanes(1))}
     lat = time_interleaved(builts, workdir, 5, runs)
     return {"accuracy": {k: round(v, 4) for k, v in acc.items()}, "latency_us": lat,
@@ -144,11 +154,7 @@ def part_b(store: Store, sm, s: DecomposeSettings, sg: DecomposeSettings, workdi
     order = [group.classes.index(c) for c in comp.classes]  # same class order as the per-class composition
     acc["seam_group"] = compose.accuracy(compose.scores(group, xg)[:, order].argmax(1), y) \
         if torch.equal(xg, x) else compose.accuracy(compose.scores(group, xg).argmax(1), yg)
-    full = ModuleNet(sm.model, torch.nn.Identity()).eval()
-    builts = {"full": built_for("bench_full", {"full": full}, {"full": [f"c{i}" for i in range(10)]}, "fused",
-                                host_lanes(1)),
-              "per_class_fused": built_for("bench_pc_fused", comp.nets, comp.outputs, "fused", host_lanes(1)),
-              "per_class_lanes": built_for("bench_pc_lanes", comp.nets, comp.outputs, "lanes", host_lanes(2)),
+    builts = {"full": full_built(sm), **per_class_builts(comp),
               "seam_group": built_for("bench_seam", group.nets, group.outputs, "fused", host_lanes(1))}
     lat = time_interleaved(builts, workdir, 5, runs)
     return {"accuracy": {k: round(v, 4) for k, v in acc.items()}, "latency_us": lat,
@@ -164,11 +170,7 @@ def part_l(store: Store, sm, workdir: Path, runs: int, log) -> dict:
     module per lane, and the full model, interleaved; from modules already in the store."""
     per_class = compose.select(store, SUB, "binary")
     comp = compose.load_composition(store, [e.id for e in per_class])
-    full = ModuleNet(sm.model, torch.nn.Identity()).eval()
-    builts = {"full": built_for("bench_full", {"full": full}, {"full": [f"c{i}" for i in range(10)]}, "fused",
-                                host_lanes(1)),
-              "per_class_fused": built_for("bench_pc_fused", comp.nets, comp.outputs, "fused", host_lanes(1)),
-              "per_class_lanes": built_for("bench_pc_lanes", comp.nets, comp.outputs, "lanes", host_lanes(2))}
+    builts = {"full": full_built(sm), **per_class_builts(comp)}
     lat = time_interleaved(builts, workdir, 7, runs)
     log(f"part l: {lat}")
     return {"latency_us": lat, "ratio_to_full": {k: round(v / lat["full"], 3) for k, v in lat.items()},
