@@ -85,18 +85,10 @@ const SegmentSpec& ExitRunner::segment_spec(const std::string& name) const {
 ExitRunner::~ExitRunner() {
   segments_.clear();
   if (handoff_owned_ && handoff_owned_->buffer) api_.DestroyTensorBuffer(handoff_owned_->buffer);
-  for (auto& s : slots_) {
-    if (s->buffer) api_.DestroyTensorBuffer(s->buffer);
-    s->buffer = nullptr;
-  }
+  DestroySlotBuffers(api_, slots_);
 }
 
-Slot* ExitRunner::slot(const std::string& name) const {
-  for (const auto& s : slots_) {
-    if (s->spec.name == name) return s.get();
-  }
-  throw InternalError("no tensor " + name);
-}
+Slot* ExitRunner::slot(const std::string& name) const { return FindSlot(slots_, name); }
 
 CompiledSegment& ExitRunner::segment(const std::string& name) const { return *segments_.at(name); }
 

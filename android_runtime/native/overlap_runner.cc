@@ -171,18 +171,10 @@ OverlapRunner::OverlapRunner(const LiteRtApi& api, LiteRtEnvironment env, const 
 OverlapRunner::~OverlapRunner() {
   workers_.clear();  // joins the head threads before their segments go
   segments_.clear();
-  for (auto& s : slots_) {
-    if (s->buffer) api_.DestroyTensorBuffer(s->buffer);
-    s->buffer = nullptr;
-  }
+  DestroySlotBuffers(api_, slots_);
 }
 
-Slot* OverlapRunner::slot(const std::string& name) const {
-  for (const auto& s : slots_) {
-    if (s->spec.name == name) return s.get();
-  }
-  throw InternalError("no tensor " + name);
-}
+Slot* OverlapRunner::slot(const std::string& name) const { return FindSlot(slots_, name); }
 
 CompiledSegment* OverlapRunner::Compile(const std::string& name, const std::string& lane,
                                         const std::vector<Slot*>* inputs) {

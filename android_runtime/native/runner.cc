@@ -67,18 +67,10 @@ void PlanRunner::Shutdown() {
   }
   threads_.clear();
   segments_.clear();
-  for (auto& s : slots_) {
-    if (s->buffer) api_.DestroyTensorBuffer(s->buffer);
-    s->buffer = nullptr;
-  }
+  DestroySlotBuffers(api_, slots_);
 }
 
-Slot* PlanRunner::slot(const std::string& name) const {
-  for (const auto& s : slots_) {
-    if (s->spec.name == name) return s.get();
-  }
-  throw InternalError("no tensor " + name);
-}
+Slot* PlanRunner::slot(const std::string& name) const { return FindSlot(slots_, name); }
 
 void PlanRunner::Fail(std::exception_ptr e) {
   {
@@ -209,7 +201,7 @@ BareRunner::BareRunner(const LiteRtApi& api, LiteRtEnvironment env, const Plan& 
 
 BareRunner::~BareRunner() {
   segment_.reset();
-  for (auto& s : slots_) api_.DestroyTensorBuffer(s->buffer);
+  DestroySlotBuffers(api_, slots_);
 }
 
 RunRecord BareRunner::Run() {

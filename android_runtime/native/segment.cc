@@ -43,6 +43,20 @@ void FreePayload(void* p) { std::free(p); }
 
 }  // namespace
 
+Slot* FindSlot(const std::vector<std::unique_ptr<Slot>>& slots, const std::string& name) {
+  for (const auto& s : slots) {
+    if (s->spec.name == name) return s.get();
+  }
+  throw InternalError("no tensor " + name);
+}
+
+void DestroySlotBuffers(const LiteRtApi& api, const std::vector<std::unique_ptr<Slot>>& slots) {
+  for (const auto& s : slots) {
+    if (s->buffer) api.DestroyTensorBuffer(s->buffer);
+    s->buffer = nullptr;
+  }
+}
+
 std::unique_ptr<Slot> MakeSlot(const LiteRtApi& api, LiteRtEnvironment env, const TensorSpec& t) {
   auto s = std::make_unique<Slot>();
   s->spec = t;

@@ -89,6 +89,12 @@ class CompiledSegment {
 // A float32 host-memory slot for `spec` (the buffer is the caller's to destroy).
 std::unique_ptr<Slot> MakeSlot(const LiteRtApi& api, LiteRtEnvironment env, const TensorSpec& spec);
 
+// The slot named `name` among `slots`. Throws InternalError when there is none.
+Slot* FindSlot(const std::vector<std::unique_ptr<Slot>>& slots, const std::string& name);
+
+// Destroys every slot's buffer (the runners' teardown, after their segments are gone).
+void DestroySlotBuffers(const LiteRtApi& api, const std::vector<std::unique_ptr<Slot>>& slots);
+
 // Copies `x` into / out of a slot's buffer (locking it). Throws InternalError on a size mismatch.
 void WriteSlot(const LiteRtApi& api, Slot& slot, const std::vector<float>& x);
 std::vector<float> ReadSlot(const LiteRtApi& api, const Slot& slot);
