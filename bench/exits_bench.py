@@ -120,8 +120,9 @@ def bench_one(base: Path, batch: int, a, device, out_dir: Path, log) -> tuple[li
         base = with_two_lanes(base, ["cpu0", a.head_lane], out_dir / "head-lane")
     opt = SearchOptions(tolerance=a.tolerance, batch=batch, warmup=3, runs=a.search_runs, workdir=Path(a.workdir),
                         proxy=ProxyOptions(epochs=a.epochs, train_images=a.train_images, test_images=a.eval_images),
-                        heads=HeadTrainOptions(epochs=a.head_epochs, loss=a.head_loss), lanes=tuple(lanes), head_lane=a.head_lane,
-                        margin=a.margin, precision=a.precision)
+                        heads=HeadTrainOptions(epochs=a.head_epochs, loss=a.head_loss, images=a.head_images),
+                        lanes=tuple(lanes), head_lane=a.head_lane,
+                        margin=a.margin, precision=a.precision, max_p99=a.max_p99)
     s = run_search(base, out_dir / f"{name}-b{batch}", opt, device, log,
                    loader=search_loader if model_source(base) else None)
     cfg, built, conv = deployed(Path(s["config"]), Path(a.workdir))
@@ -205,6 +206,7 @@ def main(argv=None) -> int:
     ap.add_argument("--head-epochs", type=int, default=8)
     ap.add_argument("--head-loss", default="labels", choices=HEAD_LOSSES, help="exits.search --head-loss")
     ap.add_argument("--train-images", type=int, default=20000)
+    ap.add_argument("--head-images", type=int, default=0, help="exits.search --head-images (0: the backbone's)")
     ap.add_argument("--eval-images", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=3, help="alternating timing rounds (each over the eval images)")
     ap.add_argument("--search-runs", type=int, default=20)
@@ -215,6 +217,7 @@ def main(argv=None) -> int:
     ap.add_argument("--lanes", default="", help="two lanes, e.g. cpu0,cpu1: stage 1 and stage 2 pipelined on "
                                                 "cores 0 and 1 (default: one lane, as PAME)")
     ap.add_argument("--margin", type=float, default=0.0, help="exits.search --margin")
+    ap.add_argument("--max-p99", type=float, default=0.0, help="exits.search --max-p99 (e.g. 1.05; 0: no limit)")
     ap.add_argument("--precision", default="both", choices=PRECISIONS,
                     help="exits.search --precision: what the tolerance holds (labels: PAME's definition, the "
                          "share of the original's accuracy; both rows are reported either way)")
@@ -225,7 +228,7 @@ def main(argv=None) -> int:
     ap.add_argument("--small", action="store_true", help="smoke test: few images, one epoch")
     a = ap.parse_args(argv)
     if a.small:
-        a.epochs, a.head_epochs, a.train_images, a.eval_images, a.rounds = 1, 1, 3000, 200, 1
+        a.epochs, a.head_epochs, a.train_images, a.head_images, a.eval_images, a.rounds = 1, 1, 3000, 0, 200, 1
     import torch
 
     torch.set_num_threads(1)

@@ -38,9 +38,19 @@ def stage_counts(stage_of: np.ndarray, n_stages: int, batch: int, seed: int = 0)
     return np.stack([(s >= i).sum(1) for i in range(n_stages)], axis=1)
 
 
+def batch_times(times: list[np.ndarray], counts: np.ndarray) -> np.ndarray:
+    """Per batch, sum_i times[i][counts[:, i]] (times[i][0] = 0: a stage nobody reaches)."""
+    return np.asarray(sum(np.asarray(t)[counts[:, i]] for i, t in enumerate(times)), float)
+
+
 def expected_from_counts(times: list[np.ndarray], counts: np.ndarray) -> float:
-    """Mean over batches of sum_i times[i][counts[:, i]] (times[i][0] = 0: a stage nobody reaches)."""
-    return float(np.mean(sum(np.asarray(t)[counts[:, i]] for i, t in enumerate(times))))
+    """Mean over batches of sum_i times[i][counts[:, i]]."""
+    return float(np.mean(batch_times(times, counts)))
+
+
+def tail(per_batch: np.ndarray, q: float = 0.99) -> float:
+    """The batch latency at or below which a share ``q`` of batches falls (p99 by default)."""
+    return float(np.quantile(np.asarray(per_batch, float), q, method="inverted_cdf"))
 
 
 def stage_times(med: dict[str, float], n_stages: int, batch: int) -> list[np.ndarray]:
@@ -56,7 +66,12 @@ def stage_times(med: dict[str, float], n_stages: int, batch: int) -> list[np.nda
 
 
 def overlap_from_counts(parts: list[tuple[float, float]], counts: np.ndarray) -> float:
-    """Expected batch latency of the overlap plan (EXITS.HEAD_LANE): every stage runs at the full batch
+    """Expected batch latency of the overlap plan (EXITS.HEAD_LANE): the mean of `overlap_batch_times`."""
+    return float(np.mean(overlap_batch_times(parts, counts)))
+
+
+def overlap_batch_times(parts: list[tuple[float, float]], counts: np.ndarray) -> np.ndarray:
+    """Per batch, the overlap plan's latency (EXITS.HEAD_LANE): every stage runs at the full batch
     B while the exit head before it runs on another lane, until every sample of the batch has left.
 
     Args:
@@ -72,7 +87,7 @@ def overlap_from_counts(parts: list[tuple[float, float]], counts: np.ndarray) ->
                 break
             t += max(parts[i + 1][0], parts[i][1])  # the next stage, the head beside it
         total.append(t)
-    return float(np.mean(total))
+    return np.asarray(total, float)
 
 
 @dataclass
@@ -82,6 +97,8 @@ class Placement:
     expected_us: float  # per batch of B
     times: list[list[float]]  # per stage, t(n) for n = 0..B
     overlap_us: float | None = None  # per batch of B, the same exits with their heads on another lane
+    p99_us: float | None = None  # predicted p99 batch latency of PAME's plan (None: not predicted)
+    overlap_p99_us: float | None = None  # predicted p99 batch latency of the overlap plan
 
 
 def thresholds_for(positions: list[int], val, labels: np.ndarray, tolerance: float, precision: str,
@@ -114,17 +131,35 @@ def place(positions: list[int], bb, heads: dict[int, Any], val, labels: np.ndarr
     times = stage_times(med, len(positions) + 1, opt.batch)
     counts = stage_counts(exit_stage([val.conf(k) for k in positions], th), len(positions) + 1, opt.batch)
     parts = [(med[f"stage{i}@{opt.batch}"], med.get(f"exit{i}@{opt.batch}", 0.0)) for i in range(len(positions) + 1)]
-    return Placement(positions, th, expected_from_counts(times, counts), [t.tolist() for t in times],
-                     overlap_from_counts(parts, counts))
+    per_batch, per_batch_overlap = batch_times(times, counts), overlap_batch_times(parts, counts)
+    return Placement(positions, th, float(per_batch.mean()), [t.tolist() for t in times],
+                     float(per_batch_overlap.mean()), tail(per_batch), tail(per_batch_overlap))
+
+
+def plan_costs(p: Placement, head_lane: bool, tail_us: float = float("inf")) -> dict[str, float]:
+    """Expected batch latency of each plan a placement may deploy as ("pame", and "overlap" with a head
+    lane), leaving out a plan whose predicted p99 batch latency is over ``tail_us``."""
+    out = {}
+    if p.p99_us is None or p.p99_us <= tail_us:
+        out["pame"] = p.expected_us
+    if head_lane and p.overlap_us is not None and (p.overlap_p99_us is None or p.overlap_p99_us <= tail_us):
+        out["overlap"] = p.overlap_us
+    return out
+
+
+def cost_of(head_lane: bool, tail_us: float = float("inf")) -> Callable[[Placement], float]:
+    """The expected batch latency a placement is judged by: its fastest plan within the tail limit
+    (PAME's, or with a head lane also the overlap plan); inf when none is."""
+    return lambda p: min(plan_costs(p, head_lane, tail_us).values(), default=float("inf"))
 
 
 def pame_cost(p: Placement) -> float:
-    return p.expected_us
+    return cost_of(False)(p)
 
 
 def best_cost(p: Placement) -> float:
     """The faster of PAME's plan and the overlap plan (heads on another lane)."""
-    return min(p.expected_us, p.overlap_us if p.overlap_us is not None else float("inf"))
+    return cost_of(True)(p)
 
 
 def greedy_more(first: Placement, candidates: list[int], max_exits: int, place_fn: Callable[[list[int]], Placement],
@@ -142,7 +177,7 @@ def greedy_more(first: Placement, candidates: list[int], max_exits: int, place_f
                    "expected_overlap_batch_us": o.overlap_us} for o in options]
         nxt = min(options, key=cost)
         log(f"  exits {nxt.positions}: expected {cost(nxt):.0f} us/batch (now {cost(best):.0f})")
-        if cost(nxt) >= cost(best) or None in nxt.thresholds:
+        if not cost(nxt) < cost(best) or None in nxt.thresholds:
             break
         best = nxt
     return best, tried

@@ -65,6 +65,8 @@ class HeadTrainOptions:
     loss: str = "labels"  # labels: cross-entropy on labels (PAME); distill: match the frozen network's own
     # final softmax (KL, temperature 1), which is what agreement with the original measures
     distill_alpha: float = 0.9  # distill: weight of the KL term (1 - it: cross-entropy on labels)
+    images: int = 0  # the first N training images of the dataset (they may pass the backbone's, never
+    # reaching validation); 0: the backbone's training images
 
 
 HEAD_LOSSES = ("labels", "distill")

@@ -19,7 +19,7 @@ from training import LoaderConfig, to_tensor_images
 from training.data import load_dataset, load_fashion_mnist
 
 from .backbone import Backbone
-from .proxy import ProxyOptions, Splits
+from .proxy import ProxyOptions, Splits, check_head_images
 
 FMNIST_MEAN, FMNIST_STD = [0.2860], [0.3530]  # training.LoaderConfig's defaults (Fashion-MNIST train)
 
@@ -112,3 +112,15 @@ def network_splits(opt: ProxyOptions, net: ExitNetwork) -> Splits:
         raise UserError(f"{net.path}: DATASET {net.dataset!r} has labels up to {top}; the network gives "
                         f"{net.num_classes} classes")
     return Splits(xtr, ytr, xva, yva, xte, yte)
+
+
+def network_head_images(opt: ProxyOptions, net: ExitNetwork, n: int) -> tuple[Any, np.ndarray]:
+    """The first ``n`` training images of the network's dataset as it takes them, for the exit heads
+    (validation, at the end of the training split as in `network_splits`, is never reached).
+
+    Raises:
+        UserError: ``n`` reaches into the validation images.
+    """
+    total = split_size(net.dataset, "train")
+    check_head_images(n, total - min(opt.val_images, total // 5))
+    return dataset_images(net.dataset, "train", 0, n, net.im_size, net.channels, net.mean, net.std, opt.data_dir)

@@ -18,17 +18,23 @@ from android_runtime.plan import LaneSpec
 from configs.errors import UserError
 from converter.build import Built, convert
 
-from .greedy import Placement, overlap_from_counts, stage_counts
+from .greedy import Placement, overlap_batch_times, plan_costs, stage_counts
 from .placement import Candidate
 
 
-def single_overlap_us(c: Candidate, t_body: float, conf: np.ndarray, batch: int) -> float | None:
-    """The overlap plan's expected batch latency for one exit candidate (None: no threshold held)."""
+def single_overlap_batches(c: Candidate, t_body: float, conf: np.ndarray, batch: int) -> np.ndarray | None:
+    """The overlap plan's latency for each validation batch, for one exit candidate (None: no threshold held)."""
     if c.threshold is None:
         return None
     stage_of = np.where(np.asarray(conf) >= c.threshold, 0, 1)
     parts = [(t_body, c.t1 - t_body), (float(c.t2[batch]), 0.0)]
-    return overlap_from_counts(parts, stage_counts(stage_of, 2, batch))
+    return overlap_batch_times(parts, stage_counts(stage_of, 2, batch))
+
+
+def single_overlap_us(c: Candidate, t_body: float, conf: np.ndarray, batch: int) -> float | None:
+    """The overlap plan's expected batch latency for one exit candidate (None: no threshold held)."""
+    per_batch = single_overlap_batches(c, t_body, conf, batch)
+    return None if per_batch is None else float(per_batch.mean())
 
 
 def check_head_lane(head_lane: str, stage_lanes: list[str], lanes: dict[str, LaneSpec]) -> None:
@@ -64,12 +70,20 @@ def measure_both(built_of: Callable[[str], Built], head_lane: str, device: Devic
 
 
 def with_overlap(placed: Placement, head_lane: str, log: Callable[[str], None],
-                 measure: Callable[[], dict[str, float]] | None = None) -> tuple[str, dict[str, float]]:
+                 measure: Callable[[], dict[str, float]] | None = None,
+                 tail_us: float = float("inf")) -> tuple[str, dict[str, float]]:
     """(the head lane to deploy with or "", the measured batch latencies): the overlap plan when the
-    matrices expect it faster and, given ``measure``, it also runs faster on the device."""
-    if placed.overlap_us is None or placed.overlap_us >= placed.expected_us:
+    matrices expect it faster and, given ``measure``, it also runs faster on the device; or when only
+    the overlap plan keeps its predicted p99 batch latency within ``tail_us``."""
+    costs = plan_costs(placed, True, tail_us)
+    if "overlap" in costs and "pame" not in costs:
+        log(f"  heads on {head_lane} beside the next stage: PAME's plan's p99 ({placed.p99_us:.0f} us/batch "
+            f"expected) is over the tail limit {tail_us:.0f}, the overlap plan's ({placed.overlap_p99_us:.0f}) is not")
+        return head_lane, measure() if measure is not None else {}
+    if "overlap" not in costs or costs["overlap"] >= costs.get("pame", float("inf")):
         log(f"  heads on {head_lane}: expected {placed.overlap_us or float('nan'):.0f} us/batch, PAME's plan "
-            f"{placed.expected_us:.0f}: PAME's plan kept")
+            f"{placed.expected_us:.0f}: PAME's plan kept" + ("" if placed.overlap_us is None or "overlap" in costs
+                                                            else " (the overlap plan's p99 is over the tail limit)"))
         return "", {}
     log(f"  heads on {head_lane} beside the next stage: expected {placed.overlap_us:.0f} us/batch against "
         f"{placed.expected_us:.0f} for PAME's plan")

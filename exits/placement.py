@@ -38,6 +38,15 @@ def expected_latency(t1: float, t2: np.ndarray, pattern: np.ndarray) -> float:
     return float(t1 + (p * t2).sum())
 
 
+def pattern_tail(values: np.ndarray, pattern: np.ndarray, q: float = 0.99) -> float:
+    """The smallest of ``values[b]`` (b = 0..B, each with probability P(b)) at or below which a share
+    ``q`` of batches falls."""
+    v, p = np.asarray(values, float), np.asarray(pattern, float)
+    order = np.argsort(v, kind="stable")
+    cum = np.cumsum(p[order])
+    return float(v[order][min(int(np.searchsorted(cum, q - 1e-12)), len(v) - 1)])
+
+
 def pipelined_interval(t1: float, t2: np.ndarray, pattern: np.ndarray) -> float:
     """Steady-state time between batches with stage 1 and stage 2 on different lanes."""
     return float(max(t1, (np.asarray(pattern, float) * np.asarray(t2, float)).sum()))
@@ -57,6 +66,11 @@ class Candidate:
     @property
     def expected_us(self) -> float:
         return expected_latency(self.t1, self.t2, self.pattern)
+
+    @property
+    def p99_us(self) -> float:
+        """The batch latency at or below which 99% of batches fall, t1(B) + t2(b) under P(b)."""
+        return pattern_tail(self.t1 + np.asarray(self.t2, float), self.pattern)
 
     @property
     def pipelined_us(self) -> float:

@@ -67,6 +67,26 @@ def load_splits(opt: ProxyOptions) -> Splits:
                   np.asarray(ytr[val], np.int64), t(xte[:opt.test_images]), np.asarray(yte[:opt.test_images], np.int64))
 
 
+def head_images(opt: ProxyOptions, n: int) -> tuple[Any, np.ndarray]:
+    """The first ``n`` Fashion-MNIST training images as the proxy takes them, for the exit heads
+    (``n`` may pass ``train_images``: the heads then also learn from images the backbone never saw).
+
+    Raises:
+        UserError: ``n`` reaches into the validation images at the end of the split.
+    """
+    xtr, ytr = load_fashion_mnist("train", opt.data_dir or None)
+    check_head_images(n, len(xtr) - opt.val_images)
+    x = to_tensor_images(xtr[:n], LoaderConfig(size=opt.im_size, channels=3))
+    return x, np.asarray(ytr[:n], np.int64)
+
+
+def check_head_images(n: int, most: int) -> None:
+    """``n`` head training images in 1..most (the training split less the validation images)."""
+    if not 1 <= n <= most:
+        raise UserError(f"--head-images = {n}: an int in 1..{most} (the training split less its validation "
+                        "images, which thresholds are chosen on); 0 = the backbone's training images")
+
+
 def proxy_config(cfg: PipelineConfig, opt: ProxyOptions, out_dir: Path) -> PipelineConfig:
     """The config's Fashion-MNIST proxy, written to ``<out_dir>/<name>-fmnist.yaml`` and loaded."""
     d = proxy_dict(cfg, TrainOptions(width_mult=opt.width_mult, im_size=opt.im_size, batch_size=opt.batch_size))

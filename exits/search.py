@@ -30,12 +30,12 @@ from configs.safe_yaml import read_yaml
 from .backbone import DEFAULT_EVERY, candidate_positions, check_positions, split_anynet
 from .build import exit_built, original_built, timing_built
 from .farm import FarmTimer
-from .greedy import Placement, best_cost, greedy_more, pame_cost, place
-from .overlap import check_head_lane, measure_both, single_overlap_us, with_overlap
+from .greedy import Placement, cost_of, greedy_more, place, tail
+from .overlap import check_head_lane, measure_both, single_overlap_batches, with_overlap
 from .heads import HEAD_LOSSES, HeadTrainOptions, cached_heads, score
 from .placement import Candidate, batching_pattern, choose
 from .network import ExitNetwork
-from .proxy import ProxyOptions, Splits, load_splits, proxy_config, trained_backbone
+from .proxy import ProxyOptions, Splits, head_images, load_splits, proxy_config, trained_backbone
 from .thresholds import check_tolerance, choose_thresholds, overall_precision
 from .timing import time_matrix, time_original
 
@@ -54,6 +54,7 @@ class SearchOptions:
     max_exits: int = 2  # exits placed greedily (one lane only; pipelined lanes place one)
     head_lane: str = ""  # also weigh the overlap plan: exit heads on this lane beside the next stage
     margin: float = 0.0  # standard errors of the validation metric the thresholds hold above the tolerance
+    max_p99: float = 0.0  # a plan's predicted p99 batch latency stays within this x the original's (0: no limit)
     warmup: int = 3
     runs: int = 20
     workdir: Path = Path("work")  # converted artifacts and trained backbones
@@ -80,6 +81,8 @@ class Subject:
     doc: dict[str, Any]  # the config document the written config starts from (EXITS is added)
     config_name: str  # the written config is <config_name>-exits.yaml
     stage_lanes: list[str]  # lane of stage 1 and stage 2
+    # the first n training images and labels as the network takes them (--head-images); None: only x_train
+    head_images: Callable[[int], tuple[Any, np.ndarray]] | None = None
 
 
 # A loader of a non-AnyNet config (a python factory, a fusion zoo family): (config, device, options,
@@ -99,7 +102,7 @@ def anynet_subject(base: Path, opt: SearchOptions, device: Device, out_dir: Path
                       lanes=lanes, dtype=cfg.DEPLOY.DTYPE, im_size=opt.proxy.im_size, channels=3, num_classes=10,
                       identity={"proxy": proxy.name})
     return Subject(net, splits, acc, read_yaml(proxy.path), proxy.name.removesuffix("-fmnist"),
-                   stage_lanes_of(lanes, opt))
+                   stage_lanes_of(lanes, opt), lambda n: head_images(opt.proxy, n))
 
 
 def stage_lanes_of(lanes: dict[str, LaneSpec], opt: SearchOptions) -> list[str]:
@@ -130,6 +133,11 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
         raise UserError(f"--margin = {opt.margin}: standard errors in 0..10 (0: PAME's rule)")
     if not 1 <= opt.batch <= 64:
         raise UserError(f"--batch = {opt.batch}: an int in 1..64")
+    if opt.max_p99 and not 1.0 <= opt.max_p99 <= 10.0:
+        raise UserError(f"--max-p99 = {opt.max_p99}: 0 (no tail limit) or a ratio to the original's latency in "
+                        "1..10, e.g. 1.05")
+    if opt.heads.images < 0:
+        raise UserError(f"--head-images = {opt.heads.images}: 0 (the backbone's training images) or a count")
     out_dir.mkdir(parents=True, exist_ok=True)
     sub = (loader or anynet_subject)(base, opt, device, out_dir, log)
     net, splits, acc, stage_lanes = sub.net, sub.splits, sub.test_acc, sub.stage_lanes
@@ -141,7 +149,13 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
         raise UserError(f"{base}: the backbone has {bb.n_units} blocks: no exit candidate every {opt.every} "
                         "blocks; pass --every or --positions")
     check_positions(positions, bb.n_units, "--positions", "--positions")
-    heads = cached_heads(bb, positions, splits.x_train, splits.y_train, net.num_classes, opt.heads,
+    x_heads, y_heads = splits.x_train, splits.y_train
+    if opt.heads.images:
+        if sub.head_images is None:
+            raise UserError(f"{base}: --head-images: this network's loader gives only its training split")
+        x_heads, y_heads = sub.head_images(opt.heads.images)
+        log(f"  exit heads learn from the first {opt.heads.images} training images")
+    heads = cached_heads(bb, positions, x_heads, y_heads, net.num_classes, opt.heads,
                          Path(opt.workdir) / "exits" / "heads", net.name, log)
     val, test = score(bb, heads, splits.x_val), score(bb, heads, splits.x_test)
     torch.save({"backbone": model.state_dict(), "heads": {k: h.state_dict() for k, h in heads.items()}},
@@ -189,17 +203,25 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
     if best is None:  # no exit pays off: the best one is written anyway, flagged in the summary
         usable = [c for c in cands if c.threshold is not None] or cands
         best = min(usable, key=lambda c: c.pipelined_us if pipelined else c.expected_us)
-    singles = [Placement([c.position], [c.threshold], c.expected_us, [],
-                         single_overlap_us(c, rows[i]["t_stage1_body_us"], val.conf(c.position), opt.batch))
-               for i, c in enumerate(cands)]
+    tail_us = opt.max_p99 * orig["segment_us"] if opt.max_p99 else float("inf")
+    cost = cost_of(bool(opt.head_lane), tail_us)
+    singles = []
+    for i, c in enumerate(cands):
+        ov = single_overlap_batches(c, rows[i]["t_stage1_body_us"], val.conf(c.position), opt.batch)
+        singles.append(Placement([c.position], [c.threshold], c.expected_us, [],
+                                 None if ov is None else float(ov.mean()), c.p99_us, None if ov is None else tail(ov)))
     placed, tried = singles[cands.index(best)], []
-    if opt.head_lane and not fallback and not pipelined:  # the first exit by the faster of the two plans
-        placed = min((p for p in singles if p.thresholds[0] is not None), key=best_cost)
+    if (opt.head_lane or opt.max_p99) and not fallback and not pipelined:  # the first exit by its fastest plan
+        placed = min((p for p in singles if p.thresholds[0] is not None), key=lambda p: (cost(p), p.expected_us))
         best = cands[singles.index(placed)]
     if opt.max_exits > 1 and not fallback and not pipelined:
         placed, tried = greedy_more(placed, positions, opt.max_exits, lambda ps: place(
             ps, bb, heads, val, splits.y_val, opt, lanes, stage_lanes[0], net.dtype, net.im_size, ident,
-            timer, log, **dims), log, best_cost if opt.head_lane else pame_cost)
+            timer, log, **dims), log, cost)
+    tail_ok = pipelined or cost(placed) < float("inf")
+    if not tail_ok:
+        log(f"  no placement keeps its predicted p99 within {opt.max_p99} x the original's "
+            f"({tail_us:.0f} us/batch): the fastest is written, flagged (tail_ok false in summary.json)")
     exit_lanes = stage_lanes if len(placed.positions) == 1 else [stage_lanes[0]] * (len(placed.positions) + 1)
     head_lane, measured = "", {}
     if opt.head_lane:
@@ -211,7 +233,8 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
                               head_lane=hl, **dims)
 
         head_lane, measured = with_overlap(placed, opt.head_lane, log, None if farm is not None else lambda: (
-            measure_both(built_of, opt.head_lane, device, opt.workdir, splits.x_val, opt.batch, log=log)))
+            measure_both(built_of, opt.head_lane, device, opt.workdir, splits.x_val, opt.batch, log=log)),
+            tail_us)
         exit_lanes = [stage_lanes[0]] * (len(placed.positions) + 1)
     with open(out_dir / "matrices.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -224,6 +247,8 @@ def run_search(base: Path, out_dir: Path, opt: SearchOptions, device: Device,
                "candidates": rows, "chosen": best.position, "pays_off": not fallback, "pipelined": pipelined,
                "exits": placed.positions, "thresholds": placed.thresholds, "greedy_tried": tried,
                "head_lane": head_lane, "expected_overlap_batch_us": placed.overlap_us,
+               "expected_p99_batch_us": placed.overlap_p99_us if head_lane else placed.p99_us,
+               "tail_limit_batch_us": tail_us if opt.max_p99 else None, "tail_ok": tail_ok,
                "measured_batch_us": {k or "pame": v for k, v in measured.items()},
                "runner": getattr(device, "runner", ""),  # the host device: native | python
                "expected_saving": 1 - (best.pipelined_us if pipelined else
@@ -285,11 +310,15 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m exits.searc
                     "(overlap plans, EXITS.HEAD_LANE), e.g. cpu1; chosen when the matrices expect it faster")
     ap.add_argument("--margin", type=float, default=0.0, help="hold the tolerance this many standard errors of "
                     "the validation metric above it (0: PAME's rule; e.g. 1.5 to hold it on unseen data)")
+    ap.add_argument("--max-p99", type=float, default=0.0, help="keep a plan's p99 batch latency, predicted from "
+                    "the matrices, within this x the original's (e.g. 1.05; 0: no limit, PAME)")
     ap.add_argument("--max-exits", type=int, default=2, help="exits placed greedily (default 2)")
     ap.add_argument("--epochs", type=int, default=3, help="backbone training epochs")
     ap.add_argument("--head-epochs", type=int, default=8, help="exit head training epochs (8)")
     ap.add_argument("--head-loss", default="labels", choices=HEAD_LOSSES, help="labels: heads learn the labels "
                     "(PAME); distill: heads learn the network's own final outputs (raises agreement)")
+    ap.add_argument("--head-images", type=int, default=0, help="exit heads learn from the first N training "
+                    "images, past the backbone's (up to the validation images); 0 (default): the backbone's")
     ap.add_argument("--train-images", type=int, default=20000, help="Fashion-MNIST training images")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--runs", type=int, default=20, help="timed runs per matrix plan")
@@ -327,10 +356,10 @@ def main(argv: list[str] | None = None, loader: NetworkLoader | None = None,
                             batch_sizes=_ints(a.batch_sizes, "--batch-sizes"), every=a.every,
                             positions=_ints(a.positions, "--positions"), precision=a.precision,
                             lanes=tuple(x for x in a.lanes.split(",") if x), max_exits=a.max_exits,
-                            head_lane=a.head_lane, margin=a.margin,
+                            head_lane=a.head_lane, margin=a.margin, max_p99=a.max_p99,
                             warmup=a.warmup, runs=a.runs,
                             workdir=Path(a.workdir), proxy=ProxyOptions(epochs=a.epochs, train_images=a.train_images),
-                            heads=HeadTrainOptions(epochs=a.head_epochs, loss=a.head_loss))
+                            heads=HeadTrainOptions(epochs=a.head_epochs, loss=a.head_loss, images=a.head_images))
         if loader is None and model_source(Path(a.config)):
             raise UserError(f"{a.config}: MODEL.SOURCE {model_source(Path(a.config))}: the exits of a python factory "
                             f"(or fusion zoo) network are searched by `python -m pipeline.exits_search` (same "

@@ -40,12 +40,16 @@ def check_tolerance(tolerance: float, where: str = "--tolerance") -> float:
 
 
 def threshold_grid() -> np.ndarray:
-    """PAME's 0.05..0.95 in steps of 0.05, then finer towards 1.0 (where the last steps matter most):
-    0.96..0.99 by 0.01, 0.991..0.999 by 0.001, 0.9995, 0.9999, 0.99999 and 1.0."""
-    coarse = np.round(np.arange(1, 20) * 0.05, 4)
-    fine = np.round(np.arange(96, 100) * 0.01, 4)
+    """0.05..0.99 in steps of 0.01 (PAME's 0.05 steps are among them), then finer towards 1.0, where the
+    last steps matter most: 0.991..0.999 by 0.001, 0.9995, 0.9999, 0.99999 and 1.0.
+
+    Steps of 0.01 rather than PAME's 0.05 below 0.99: the chosen threshold is the lowest that holds the
+    target, and a coarse grid stops short of it (on the ResNet-18-style factory network, 77.9% of
+    validation samples left at block 3 with 0.05 steps, 79.5% with 0.01 steps, under the same target).
+    """
+    coarse = np.round(np.arange(5, 100) * 0.01, 4)
     finer = np.round(np.arange(991, 1000) * 0.001, 4)
-    return np.unique(np.concatenate([coarse, fine, finer, [0.9995, 0.9999, 0.99999, 1.0]]))
+    return np.unique(np.concatenate([coarse, finer, [0.9995, 0.9999, 0.99999, 1.0]]))
 
 
 @dataclass(frozen=True)

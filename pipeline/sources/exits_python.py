@@ -27,7 +27,7 @@ from exits import deploy
 from exits.backbone import stage_module
 from exits.blocks import backbone_of
 from exits.config import ExitsCfg, read_exits
-from exits.network import ExitNetwork, network_splits
+from exits.network import ExitNetwork, network_head_images, network_splits
 from exits.proxy import test_accuracy, train_cached
 from exits.search import SearchOptions, Subject, stage_lanes_of
 
@@ -219,4 +219,5 @@ def search_loader(base: Path, opt: SearchOptions, device: Device, out_dir: Path,
                                                       **({"dataset": net.dataset} if net.dataset != "fashion_mnist"
                                                          else {})},
                                  opt.proxy, splits, Path(opt.workdir) / "exits", log)
-    return Subject(net, splits, acc, _portable(read_yaml(base), str(base)), net.name, stage_lanes_of(net.lanes, opt))
+    return Subject(net, splits, acc, _portable(read_yaml(base), str(base)), net.name, stage_lanes_of(net.lanes, opt),
+                   lambda n: network_head_images(opt.proxy, net, n))

@@ -72,3 +72,43 @@ def test_heads_are_reused_only_for_the_same_backbone_data_and_options(tmp_path):
     cached_heads(bb, [2], x, np.roll(y, 1), 10, opt, tmp_path, "net", logs.append)
     assert not any("reused" in m for m in logs), logs  # other options, other labels: trained again
     assert len(list(tmp_path.glob("net_*.pt"))) == 3
+
+
+def test_head_images_reach_past_the_backbone_s_but_never_validation():
+    """--head-images N: the first N training images as the proxy takes them; N reaching the validation
+    images at the end of the split is one clear line."""
+    from configs.errors import UserError
+    from exits.proxy import ProxyOptions, head_images, load_splits
+
+    opt = ProxyOptions(train_images=300, val_images=5000, test_images=10)
+    x, y = head_images(opt, 800)
+    sp = load_splits(opt)
+    assert tuple(x.shape) == (800, 3, 32, 32) and len(y) == 800
+    assert np.array_equal(x[:300].numpy(), sp.x_train.numpy()) and np.array_equal(y[:300], sp.y_train)
+    with pytest.raises(UserError, match=r"--head-images = 55001: an int in 1\.\.55000 \(the training split less"):
+        head_images(opt, 55001)
+
+
+def test_a_factory_network_s_head_images_stop_before_its_validation():
+    """A small dataset's validation is at most a fifth of its training split: head images stop before it."""
+    from configs.errors import UserError
+    from exits.network import ExitNetwork, network_head_images, network_splits, split_size
+    from exits.proxy import ProxyOptions
+
+    net = ExitNetwork(name="n", path="n.yaml", model=None, bb=None, finder="sequential", lanes={}, dtype="fp32",
+                      im_size=28, channels=1, dataset="mnist_digits")
+    opt = ProxyOptions(train_images=100, val_images=5000, test_images=10)
+    most = split_size("mnist_digits", "train") - split_size("mnist_digits", "train") // 5
+    x, y = network_head_images(opt, net, most)
+    sp = network_splits(opt, net)
+    assert len(x) == most and np.array_equal(x[:100].numpy(), sp.x_train.numpy())
+    with pytest.raises(UserError, match=rf"--head-images = {most + 1}: an int in 1\.\.{most} "):
+        network_head_images(opt, net, most + 1)
+
+
+def test_search_refuses_a_negative_head_image_count(tmp_path, capsys):
+    from exits.search import main
+
+    rc = main(["--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o"), "--head-images", "-5"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--head-images = -5: 0 (the backbone's training images)" in err

@@ -149,3 +149,42 @@ def test_head_lane_must_be_another_lane_of_the_config():
         check_head_lane("cpu0", ["cpu0", "cpu0"], lanes)
     with pytest.raises(UserError, match=r"--head-lane with --lanes cpu0,cpu1"):
         check_head_lane("cpu1", ["cpu0", "cpu1"], lanes)
+
+
+def test_tail_of_a_pattern_and_of_batches():
+    from exits.greedy import tail
+    from exits.placement import pattern_tail
+
+    # batch 1: 2% of batches move on past the exit (130 + 200), 98% leave at it (130)
+    c = Candidate(3, 0.5, 0.98, np.array([0.98, 0.02]), t1=130.0, t2=np.array([0.0, 200.0]))
+    assert c.p99_us == pytest.approx(330) and c.expected_us == pytest.approx(134)
+    c_rare = Candidate(3, 0.5, 0.995, np.array([0.995, 0.005]), t1=130.0, t2=np.array([0.0, 200.0]))
+    assert c_rare.p99_us == pytest.approx(130)  # fewer than 1% move on: the tail is the exit's
+    assert pattern_tail(np.array([5.0, 1.0, 3.0]), np.array([0.2, 0.5, 0.3]), 0.5) == 1.0
+    assert pattern_tail(np.array([5.0, 1.0, 3.0]), np.array([0.2, 0.5, 0.3]), 0.8) == 3.0
+    assert tail(np.array([1.0] * 99 + [9.0])) == 1.0 and tail(np.array([1.0] * 98 + [7.0, 9.0])) == 7.0
+
+
+def test_tail_limit_rules_out_a_plan_and_can_force_the_overlap_plan():
+    from exits.greedy import Placement, cost_of, plan_costs
+    from exits.overlap import with_overlap
+
+    # the overlap plan expected faster, with the shorter tail
+    p = Placement([3], [0.5], 160.0, [], 150.0, p99_us=330.0, overlap_p99_us=305.0)
+    assert plan_costs(p, True) == {"pame": 160.0, "overlap": 150.0}
+    assert plan_costs(p, True, tail_us=310.0) == {"overlap": 150.0}
+    assert cost_of(False, 310.0)(p) == float("inf") and cost_of(True, 310.0)(p) == 150.0
+    logs = []
+    measured = {"": 130.0, "cpu1": 160.0}  # but measured slower: without a limit PAME's plan is kept
+    assert with_overlap(p, "cpu1", logs.append, lambda: measured) == ("", measured)
+    assert with_overlap(p, "cpu1", logs.append, lambda: measured, tail_us=310.0) == ("cpu1", measured)
+    assert "over the tail limit 310" in logs[-1]
+    assert with_overlap(p, "cpu1", logs.append, lambda: measured, tail_us=300.0)[0] == ""  # neither: PAME's
+
+
+def test_search_refuses_a_tail_limit_below_one(tmp_path, capsys):
+    from exits.search import main
+
+    rc = main(["--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o"), "--max-p99", "0.9"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--max-p99 = 0.9: 0 (no tail limit) or a ratio" in err

@@ -19,6 +19,7 @@ def test_grid_is_finer_near_one():
     assert {0.5, 0.95, 0.97, 0.99, 0.995, 0.999} <= set(np.round(g, 4))
     steps = np.diff(g)
     assert steps[g[:-1] >= 0.99].max() < 0.005 < steps[g[:-1] < 0.9].min()
+    assert set(np.round(np.arange(1, 20) * 0.05, 4)) <= set(np.round(g, 4))  # PAME's own steps
 
 
 def test_metric_is_exit_and_moveon_precision():
