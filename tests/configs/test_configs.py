@@ -8,7 +8,7 @@ import pytest
 
 from configs import ConfigError
 from configs.loader import find_configs, load_config
-from tests.conftest import REFERENCE, ROOT, TINY_BRANCHED, reference_configs
+from tests.conftest import REFERENCE, TINY_BRANCHED, reference_configs
 
 
 @pytest.mark.reference

@@ -78,7 +78,6 @@ def test_int8_plan_runs_with_integer_segments_and_reports_agreement(tmp_path):
     from ai_edge_litert.interpreter import Interpreter
 
     from configs.loader import load_config
-    from branching.segments import convert_config
     from branching.segments import build_config
     from converter.build import convert
     from converter.verify import verify

@@ -1,12 +1,10 @@
 """pipeline.record: the result.csv writer (atomic rewrite, resume, empty energy) and the resolved config."""
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
 
-import pytest
 
 from tests.conftest import ROOT
 from pipeline.record import COLUMNS, measured, read_results, upsert, write_results
@@ -50,7 +48,6 @@ def test_resolved_config_records_the_lanes_the_device_gives_it(tiny_config, tmp_
 
     import yaml
 
-    from configs.loader import load_config
     from configs.schema import LaneCfg
     from android_runtime.devices import HostDevice
     from pipeline.options import RunOptions
