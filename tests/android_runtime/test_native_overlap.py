@@ -180,3 +180,36 @@ def test_exit_search_times_with_the_native_runner(configs, runner_bin, tmp_path,
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["runner"] == "native" and s["expected_overlap_batch_us"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.device
+def test_run_pipeline_over_adb_runs_an_overlap_plan_with_the_native_runner(configs, runner_bin, server,  # noqa: F811
+                                                                           tmp_path, capsys):
+    """The overlap config on the loopback adb device whose "Python" does not exist: the native runner
+    runs the plan there, with its heads on the head lane's thread, and the run JSON says so."""
+    import run_pipeline
+    from android_runtime.adb import free_port
+    from android_runtime.loopback import LoopbackDevice
+    from tests.support import phone_root
+
+    _, over_cfg, _ = configs
+    loop = LoopbackDevice(phone_root(tmp_path / "phone", power=False), port=free_port(), rooted=True)
+    serial = f"127.0.0.1:{loop.start()}"
+    work, out = tmp_path / "work", tmp_path / "result.csv"
+    try:
+        rc = run_pipeline.main(["--configs", str(over_cfg), "--serial", serial, "--adb_host",
+                                f"127.0.0.1:{server.port}", "--device_python", "/no/such/python3", "--native_runner",
+                                str(runner_bin.parent), "--workdir", str(work), "--output_csv", str(out),
+                                "--no-report"])
+    finally:
+        loop.stop()
+    assert rc == 0, capsys.readouterr().err
+    with out.open(newline="") as f:
+        row = list(csv.DictReader(f))[-1]
+    assert row["status"] == "ok" and row["device"].startswith(f"adb:{serial}")
+    assert float(row["latency_per_sample_us"]) > 0 and "exit0=" in row["exit_ratios"]
+    (raw_file,) = (work / "runs").glob("OVER_*.json")
+    raw = json.loads(raw_file.read_text())
+    assert raw["runner"] == "native" and raw["exits"]["overlap"] is True
+    assert raw["exits"]["handover_us"]  # the hand-overs to the head thread were measured on the device
