@@ -79,3 +79,22 @@ PHONES = {  # saved-style cpufreq topologies (max kHz per CPU; tests/android_run
     "pixel6": {c: 1803000 for c in range(4)} | {4: 2253000, 5: 2253000, 6: 2802000, 7: 2802000},
     "sd888": {c: 1804800 for c in range(4)} | {4: 2419200, 5: 2419200, 6: 2419200, 7: 2841600},
 }
+
+
+def run_pipeline_on_loopback(server, tmp_path: Path, configs: Path, *extra: str) -> tuple[int, Path, Path, str]:
+    """``run_pipeline.py --configs CONFIGS --serial ... EXTRA`` on a rooted loopback adb device started for
+    the call (and stopped after) through the real adb ``server``; (exit code, result.csv, workdir, serial)."""
+    import run_pipeline
+    from android_runtime.adb import free_port
+    from android_runtime.loopback import LoopbackDevice
+
+    loop = LoopbackDevice(phone_root(tmp_path / "phone", power=False), port=free_port(), rooted=True)
+    serial = f"127.0.0.1:{loop.start()}"
+    work, out = tmp_path / "work", tmp_path / "result.csv"
+    try:
+        rc = run_pipeline.main(["--configs", str(configs), "--serial", serial, "--adb_host",
+                                f"127.0.0.1:{server.port}", "--workdir", str(work), "--output_csv", str(out),
+                                "--no-report", *extra])
+    finally:
+        loop.stop()
+    return rc, out, work, serial

@@ -189,12 +189,9 @@ def test_pipeline_deploys_an_exits_config_over_adb_with_the_native_runner(server
 
     import torch
 
-    import run_pipeline
-    from android_runtime.adb import free_port
-    from android_runtime.loopback import LoopbackDevice
     from exits import deploy
     from exits.backbone import stage_module
-    from tests.support import phone_root
+    from tests.support import run_pipeline_on_loopback
 
     path = tmp_path / "cfg" / "TINY-exits.yaml"
     path.parent.mkdir()
@@ -208,16 +205,8 @@ def test_pipeline_deploys_an_exits_config_over_adb_with_the_native_runner(server
         conf = torch.softmax(heads[2](stage_module(bb, 0, 2)(torch.from_numpy(x).permute(0, 3, 1, 2))), 1).max(1)
     d["EXITS"]["THRESHOLDS"] = [_between(conf.values.numpy(), 0.5)]
     path.write_text(yaml.safe_dump(d, sort_keys=False))
-    loop = LoopbackDevice(phone_root(tmp_path / "phone", power=False), port=free_port(), rooted=True)
-    serial = f"127.0.0.1:{loop.start()}"
-    work, out = tmp_path / "work", tmp_path / "result.csv"
-    try:
-        rc = run_pipeline.main(["--configs", str(path.parent), "--serial", serial, "--adb_host",
-                                f"127.0.0.1:{server.port}", "--device_python", "/no/such/python3", "--native_runner",
-                                str(runner_bin.parent), "--workdir", str(work), "--output_csv", str(out),
-                                "--no-report"])
-    finally:
-        loop.stop()
+    rc, out, work, serial = run_pipeline_on_loopback(server, tmp_path, path.parent, "--device_python",
+                                                     "/no/such/python3", "--native_runner", str(runner_bin.parent))
     assert rc == 0, capsys.readouterr().err
     with out.open(newline="") as f:
         row = list(csv.DictReader(f))[-1]

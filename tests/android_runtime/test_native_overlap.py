@@ -188,22 +188,11 @@ def test_run_pipeline_over_adb_runs_an_overlap_plan_with_the_native_runner(confi
                                                                            tmp_path, capsys):
     """The overlap config on the loopback adb device whose "Python" does not exist: the native runner
     runs the plan there, with its heads on the head lane's thread, and the run JSON says so."""
-    import run_pipeline
-    from android_runtime.adb import free_port
-    from android_runtime.loopback import LoopbackDevice
-    from tests.support import phone_root
+    from tests.support import run_pipeline_on_loopback
 
     _, over_cfg, _ = configs
-    loop = LoopbackDevice(phone_root(tmp_path / "phone", power=False), port=free_port(), rooted=True)
-    serial = f"127.0.0.1:{loop.start()}"
-    work, out = tmp_path / "work", tmp_path / "result.csv"
-    try:
-        rc = run_pipeline.main(["--configs", str(over_cfg), "--serial", serial, "--adb_host",
-                                f"127.0.0.1:{server.port}", "--device_python", "/no/such/python3", "--native_runner",
-                                str(runner_bin.parent), "--workdir", str(work), "--output_csv", str(out),
-                                "--no-report"])
-    finally:
-        loop.stop()
+    rc, out, work, serial = run_pipeline_on_loopback(server, tmp_path, over_cfg, "--device_python", "/no/such/python3",
+                                                     "--native_runner", str(runner_bin.parent))
     assert rc == 0, capsys.readouterr().err
     with out.open(newline="") as f:
         row = list(csv.DictReader(f))[-1]
