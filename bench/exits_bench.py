@@ -1,4 +1,4 @@
-"""Early-exit benchmark (issue 11, after PAME): latency at fixed precision, tail latency and the
+"""Early-exit benchmark (after PAME): latency at fixed precision, tail latency and the
 placement's quality, two backbones x batch sizes, side by side in one run on this machine.
 
     .venv/bin/python bench/exits_bench.py [--backbones configs/host/R-18-C.yaml,configs/host/MB-C.yaml] \

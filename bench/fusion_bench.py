@@ -1,4 +1,4 @@
-"""Fusion benchmark on this machine (issue 5): is the fused network faster than the separate task
+"""Fusion benchmark on this machine: is the fused network faster than the separate task
 networks at equal accuracy, do the search's filters pay off, and what does Gemel save?
 
     .venv/bin/python bench/fusion_bench.py [--benchmark fashion3] [--seeded-budget 4m] [--budget 7m] \

@@ -1,4 +1,4 @@
-"""Modular decomposition and reuse on Fashion-MNIST: the must-hold figures of issue 12, side by side.
+"""Modular decomposition and reuse on Fashion-MNIST: the figures modules must reach, side by side.
 
     OMP_NUM_THREADS=1 taskset -c 1 python bench/modular_bench.py [--parts ab|c|g] [--mask-epochs 3] [--runs 30]
         [--group-penalty latency] [--group-alpha 1.0] [--group-mask-epochs 8] [--group-finetune-epochs 12]

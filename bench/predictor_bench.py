@@ -7,7 +7,7 @@ candidates of a device's measurement store?
 Reads every stored measurement (what `python -m branching.search` measured on that device, across
 searches), builds the same predictor samples the search fits on (branch latency per lane, and the
 stage latency = slowest branch + sync), and reports k-fold held-out accuracy: the share of held-out
-measurements predicted within +-10% (issue target >= 90%) and +-20%, for
+measurements predicted within +-10% (target >= 90%) and +-20%, for
   - the linear models alone and linear + residual forest (what the search now ranks with),
   - each statistic the store keeps (min, median, mean of the timed runs),
   - with and without the load normalisation (each candidate scaled by the reference timed with it),

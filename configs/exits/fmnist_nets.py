@@ -1,7 +1,7 @@
 """ResNet-18- and MobileNetV2-style networks for Fashion-MNIST (1x32x32), as users write them, with
 torchvision's attribute names (so exits.blocks finds their blocks: ``resnet``, ``mobilenet``).
 
-Python factories for ``configs/exits/*-fmnist.yaml``: backbones for early exits (issue 11's bench
+Python factories for ``configs/exits/*-fmnist.yaml``: backbones for early exits (the exits benchmark
 asks for a ResNet-style and a MobileNet-style Fashion-MNIST network). Seeded, so every call gives
 the same initial weights; ``python -m pipeline.exits_search`` trains them when WEIGHTS is empty.
 """
