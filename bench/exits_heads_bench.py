@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--positions", default="3,6")
     ap.add_argument("--variants", default="labels:8:0,distill:8:0,distill:16:0,distill:16:50000")
     ap.add_argument("--margin", type=float, default=1.5)
-    ap.add_argument("--precision", default="both")
+    ap.add_argument("--precision", default="both", choices=("both", "labels", "agreement"))
     ap.add_argument("--tolerance", type=float, default=0.99)
     ap.add_argument("--workdir", default="work/bench-exits")
     ap.add_argument("--csv", default="bench/results/exits_heads.csv")
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from android_runtime.devices import get_device
     from exits.heads import cached_heads, score
     from exits.search import SearchOptions, anynet_subject, model_source
-    from exits.thresholds import choose_thresholds
+    from exits.greedy import thresholds_for
     from pipeline.sources.exits_python import search_loader
 
     torch.set_num_threads(1)
@@ -74,15 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         val, test = score(bb, heads, sp.x_val), score(bb, heads, sp.x_test)
         for k in positions:
             for grid, make in GRIDS.items():
-                g = make() if make else None
-                ths = []
-                for labels_v in ([sp.y_val] if a.precision in ("labels", "both") else []) + \
-                        ([None] if a.precision in ("agreement", "both") else []):
-                    fc = val.final_correct(labels_v)
-                    ch, = choose_thresholds([val.conf(k)], [val.exit_correct(k, labels_v)], fc, a.tolerance, g,
-                                            margin=a.margin)
-                    ths.append(ch.threshold)
-                th = None if None in ths else max(ths)
+                th, = thresholds_for([k], val, sp.y_val, a.tolerance, a.precision, a.margin, make() if make else None)
                 leave_v = val.conf(k) >= th if th is not None else np.zeros(len(sp.y_val), bool)
                 leave_t = test.conf(k) >= th if th is not None else np.zeros(len(sp.y_test), bool)
                 agree = np.where(leave_t, test.exit_correct(k, None), True).mean()

@@ -16,6 +16,7 @@ import numpy as np
 from android_runtime.devices import Device
 
 from .build import exit_built
+from .placement import tail
 from .thresholds import choose_thresholds
 from .timing import time_built
 
@@ -43,16 +44,6 @@ def batch_times(times: list[np.ndarray], counts: np.ndarray) -> np.ndarray:
     return np.asarray(sum(np.asarray(t)[counts[:, i]] for i, t in enumerate(times)), float)
 
 
-def expected_from_counts(times: list[np.ndarray], counts: np.ndarray) -> float:
-    """Mean over batches of sum_i times[i][counts[:, i]]."""
-    return float(np.mean(batch_times(times, counts)))
-
-
-def tail(per_batch: np.ndarray, q: float = 0.99) -> float:
-    """The batch latency at or below which a share ``q`` of batches falls (p99 by default)."""
-    return float(np.quantile(np.asarray(per_batch, float), q, method="inverted_cdf"))
-
-
 def stage_times(med: dict[str, float], n_stages: int, batch: int) -> list[np.ndarray]:
     """Per stage, its time (body + exit head) at every batch size 0..B from a timing run's segment medians."""
     out = []
@@ -63,11 +54,6 @@ def stage_times(med: dict[str, float], n_stages: int, batch: int) -> list[np.nda
                 t[n] = med[f"stage{i}@{n}"] + med.get(f"exit{i}@{n}", 0.0)
         out.append(t)
     return out
-
-
-def overlap_from_counts(parts: list[tuple[float, float]], counts: np.ndarray) -> float:
-    """Expected batch latency of the overlap plan (EXITS.HEAD_LANE): the mean of `overlap_batch_times`."""
-    return float(np.mean(overlap_batch_times(parts, counts)))
 
 
 def overlap_batch_times(parts: list[tuple[float, float]], counts: np.ndarray) -> np.ndarray:
@@ -102,14 +88,14 @@ class Placement:
 
 
 def thresholds_for(positions: list[int], val, labels: np.ndarray, tolerance: float, precision: str,
-                   margin: float = 0.0) -> list[float | None]:
+                   margin: float = 0.0, grid: np.ndarray | None = None) -> list[float | None]:
     """Per exit the stricter of the label and agreement thresholds (as ``precision`` asks), with the budget
-    propagated from exit to exit."""
+    propagated from exit to exit; swept over ``grid`` (None: `thresholds.threshold_grid`)."""
     confs = [val.conf(k) for k in positions]
     by_l = choose_thresholds(confs, [val.exit_correct(k, labels) for k in positions], val.final_correct(labels),
-                             tolerance, margin=margin)
+                             tolerance, grid, margin=margin)
     by_a = choose_thresholds(confs, [val.exit_correct(k, None) for k in positions], val.final_correct(None), tolerance,
-                             margin=margin)
+                             grid, margin=margin)
     out = []
     for a, b in zip(by_l, by_a):
         ts = {"labels": [a.threshold], "agreement": [b.threshold], "both": [a.threshold, b.threshold]}[precision]
@@ -153,20 +139,11 @@ def cost_of(head_lane: bool, tail_us: float = float("inf")) -> Callable[[Placeme
     return lambda p: min(plan_costs(p, head_lane, tail_us).values(), default=float("inf"))
 
 
-def pame_cost(p: Placement) -> float:
-    return cost_of(False)(p)
-
-
-def best_cost(p: Placement) -> float:
-    """The faster of PAME's plan and the overlap plan (heads on another lane)."""
-    return cost_of(True)(p)
-
-
 def greedy_more(first: Placement, candidates: list[int], max_exits: int, place_fn: Callable[[list[int]], Placement],
                 log: Callable[[str], None],
-                cost: Callable[[Placement], float] = pame_cost) -> tuple[Placement, list[dict]]:
+                cost: Callable[[Placement], float] = cost_of(False)) -> tuple[Placement, list[dict]]:
     """Adds exits after the last placed one while one lowers the expected latency (at most ``max_exits``);
-    ``cost``: the expected batch latency a placement is judged by (``best_cost`` with a head lane)."""
+    ``cost``: the expected batch latency a placement is judged by (`cost_of`: PAME's plan by default)."""
     best, tried = first, []
     while len(best.positions) < max_exits:
         later = [k for k in candidates if k > best.positions[-1]]

@@ -4,7 +4,7 @@ PAME runs an exit head, then the next stage on the samples that stayed. The over
 (EXITS.HEAD_LANE, android_runtime.conditional) runs the head on another lane while the next stage
 starts at the full batch, and ends the batch once every sample has left: a sample that moves on no
 longer waits for the head, a batch that leaves whole waits only for it. Which is faster follows
-from the same matrices (greedy.overlap_from_counts); this module applies it to the search's result.
+from the same matrices (greedy.overlap_batch_times); this module applies it to the search's result.
 """
 from __future__ import annotations
 
@@ -29,12 +29,6 @@ def single_overlap_batches(c: Candidate, t_body: float, conf: np.ndarray, batch:
     stage_of = np.where(np.asarray(conf) >= c.threshold, 0, 1)
     parts = [(t_body, c.t1 - t_body), (float(c.t2[batch]), 0.0)]
     return overlap_batch_times(parts, stage_counts(stage_of, 2, batch))
-
-
-def single_overlap_us(c: Candidate, t_body: float, conf: np.ndarray, batch: int) -> float | None:
-    """The overlap plan's expected batch latency for one exit candidate (None: no threshold held)."""
-    per_batch = single_overlap_batches(c, t_body, conf, batch)
-    return None if per_batch is None else float(per_batch.mean())
 
 
 def check_head_lane(head_lane: str, stage_lanes: list[str], lanes: dict[str, LaneSpec]) -> None:

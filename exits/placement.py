@@ -38,10 +38,12 @@ def expected_latency(t1: float, t2: np.ndarray, pattern: np.ndarray) -> float:
     return float(t1 + (p * t2).sum())
 
 
-def pattern_tail(values: np.ndarray, pattern: np.ndarray, q: float = 0.99) -> float:
-    """The smallest of ``values[b]`` (b = 0..B, each with probability P(b)) at or below which a share
-    ``q`` of batches falls."""
-    v, p = np.asarray(values, float), np.asarray(pattern, float)
+def tail(values: np.ndarray, weights: np.ndarray | None = None, q: float = 0.99) -> float:
+    """The smallest of ``values`` at or below which a share ``q`` of batches falls: of per-batch
+    latencies (``weights`` None: each batch counts once), or of one latency per b = 0..B with
+    ``weights`` P(b). p99 by default."""
+    v = np.asarray(values, float)
+    p = np.full(len(v), 1.0 / len(v)) if weights is None else np.asarray(weights, float)
     order = np.argsort(v, kind="stable")
     cum = np.cumsum(p[order])
     return float(v[order][min(int(np.searchsorted(cum, q - 1e-12)), len(v) - 1)])
@@ -70,7 +72,7 @@ class Candidate:
     @property
     def p99_us(self) -> float:
         """The batch latency at or below which 99% of batches fall, t1(B) + t2(b) under P(b)."""
-        return pattern_tail(self.t1 + np.asarray(self.t2, float), self.pattern)
+        return tail(self.t1 + np.asarray(self.t2, float), self.pattern)
 
     @property
     def pipelined_us(self) -> float:

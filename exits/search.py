@@ -30,10 +30,10 @@ from configs.safe_yaml import read_yaml
 from .backbone import DEFAULT_EVERY, candidate_positions, check_positions, split_anynet
 from .build import exit_built, original_built, timing_built
 from .farm import FarmTimer
-from .greedy import Placement, cost_of, greedy_more, place, tail
+from .greedy import Placement, cost_of, greedy_more, place
 from .overlap import check_head_lane, measure_both, single_overlap_batches, with_overlap
 from .heads import HEAD_LOSSES, HeadTrainOptions, cached_heads, score
-from .placement import Candidate, batching_pattern, choose
+from .placement import Candidate, batching_pattern, choose, tail
 from .network import ExitNetwork
 from .proxy import ProxyOptions, Splits, head_images, load_splits, proxy_config, trained_backbone
 from .thresholds import check_tolerance, choose_thresholds, overall_precision

@@ -102,7 +102,7 @@ def test_plan_version_1_still_loads_and_version_2_round_trips(tmp_path):
 
 
 def test_greedy_arithmetic_counts_each_stage_per_batch():
-    from exits.greedy import exit_stage, expected_from_counts, stage_counts
+    from exits.greedy import batch_times, exit_stage, stage_counts
 
     c1 = np.array([0.99, 0.2, 0.3, 0.95])
     c2 = np.array([0.1, 0.99, 0.2, 0.1])
@@ -112,29 +112,29 @@ def test_greedy_arithmetic_counts_each_stage_per_batch():
     counts = stage_counts(stage_of, 3, batch=4)
     assert counts.tolist() == [[4, 2, 1]]  # every batch runs stage 0 on all 4; 2 reach stage 1, 1 stage 2
     times = [np.array([0, 1, 2, 3, 4.0]), np.array([0, 10, 20, 30, 40.0]), np.array([0, 100, 200, 300, 400.0])]
-    assert expected_from_counts(times, counts) == pytest.approx(4 + 20 + 100)
-    assert expected_from_counts(times, np.array([[4, 2, 1], [4, 0, 0]])) == pytest.approx((124 + 4) / 2)
+    assert batch_times(times, counts).mean() == pytest.approx(4 + 20 + 100)
+    assert batch_times(times, np.array([[4, 2, 1], [4, 0, 0]])).tolist() == pytest.approx([124, 4])
 
 
 def test_overlap_expectation_waits_for_the_head_only_when_the_batch_leaves_whole():
-    from exits.greedy import overlap_from_counts
-    from exits.overlap import single_overlap_us
+    from exits.greedy import overlap_batch_times
+    from exits.overlap import single_overlap_batches
 
     parts = [(100.0, 30.0), (200.0, 0.0)]  # stage 0 body 100 + head 30, stage 1 body 200
     # batches of 2: one leaves whole (100 + 30), one keeps a sample (100 + max(200, 30))
-    assert overlap_from_counts(parts, np.array([[2, 0], [2, 1]])) == pytest.approx((130 + 300) / 2)
+    assert overlap_batch_times(parts, np.array([[2, 0], [2, 1]])).tolist() == pytest.approx([130, 300])
     # a head slower than the next stage is on the path of the samples that stay
-    assert overlap_from_counts([(100.0, 250.0), (200.0, 0.0)], np.array([[2, 1]])) == pytest.approx(350)
+    assert overlap_batch_times([(100.0, 250.0), (200.0, 0.0)], np.array([[2, 1]])).tolist() == pytest.approx([350])
     # three stages: the second head ends the batch
     three = [(100.0, 30.0), (50.0, 20.0), (80.0, 0.0)]
-    assert overlap_from_counts(three, np.array([[4, 2, 0]])) == pytest.approx(100 + 50 + 20)
+    assert overlap_batch_times(three, np.array([[4, 2, 0]])).tolist() == pytest.approx([100 + 50 + 20])
     # one exit candidate: t1 = body + head, t2 at b = 0..B; confidences of 4 samples, batch 1
     c = Candidate(3, 0.5, 0.5, np.array([0.5, 0.5]), t1=130.0, t2=np.array([0.0, 200.0]))
-    got = single_overlap_us(c, 100.0, np.array([0.9, 0.1, 0.8, 0.2]), 1)
+    got = single_overlap_batches(c, 100.0, np.array([0.9, 0.1, 0.8, 0.2]), 1).mean()
     assert got == pytest.approx((130 + 300) / 2)  # two leave at 130, two run on at 100 + 200
     assert c.expected_us == pytest.approx(130 + 0.5 * 200)  # PAME's plan: 230 against 215 overlapped
-    assert single_overlap_us(Candidate(3, None, 0.0, np.array([0.0, 1.0]), 130.0, np.array([0.0, 200.0])),
-                             100.0, np.zeros(4), 1) is None
+    assert single_overlap_batches(Candidate(3, None, 0.0, np.array([0.0, 1.0]), 130.0, np.array([0.0, 200.0])),
+                                  100.0, np.zeros(4), 1) is None
 
 
 def test_head_lane_must_be_another_lane_of_the_config():
@@ -152,16 +152,15 @@ def test_head_lane_must_be_another_lane_of_the_config():
 
 
 def test_tail_of_a_pattern_and_of_batches():
-    from exits.greedy import tail
-    from exits.placement import pattern_tail
+    from exits.placement import tail
 
     # batch 1: 2% of batches move on past the exit (130 + 200), 98% leave at it (130)
     c = Candidate(3, 0.5, 0.98, np.array([0.98, 0.02]), t1=130.0, t2=np.array([0.0, 200.0]))
     assert c.p99_us == pytest.approx(330) and c.expected_us == pytest.approx(134)
     c_rare = Candidate(3, 0.5, 0.995, np.array([0.995, 0.005]), t1=130.0, t2=np.array([0.0, 200.0]))
     assert c_rare.p99_us == pytest.approx(130)  # fewer than 1% move on: the tail is the exit's
-    assert pattern_tail(np.array([5.0, 1.0, 3.0]), np.array([0.2, 0.5, 0.3]), 0.5) == 1.0
-    assert pattern_tail(np.array([5.0, 1.0, 3.0]), np.array([0.2, 0.5, 0.3]), 0.8) == 3.0
+    assert tail(np.array([5.0, 1.0, 3.0]), np.array([0.2, 0.5, 0.3]), 0.5) == 1.0
+    assert tail(np.array([5.0, 1.0, 3.0]), np.array([0.2, 0.5, 0.3]), 0.8) == 3.0
     assert tail(np.array([1.0] * 99 + [9.0])) == 1.0 and tail(np.array([1.0] * 98 + [7.0, 9.0])) == 7.0
 
 
